@@ -1,0 +1,110 @@
+"""Device and precision helpers shared by the networks and the command-line tools.
+
+The device is always a parameter: ``"auto"`` picks CUDA, then Apple MPS, then the CPU.
+Autocast always uses ``device.type``; nothing here hard-codes ``"cuda"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager
+
+import torch
+
+__all__ = ["PRECISIONS", "resolve_device", "autocast_context", "default_precision", "precision_dtype"]
+
+#: Accepted precision names and the autocast dtype each one selects (``None``: no autocast).
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """Turn a device name into an available :class:`torch.device`.
+
+    Args:
+        name: ``"auto"`` (CUDA if available, else MPS, else CPU), or any torch device string
+            such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, or a ``torch.device``.
+
+    Returns:
+        The device.
+
+    Raises:
+        ValueError: the name is not a device, or the device is not available on this machine.
+    """
+    if isinstance(name, torch.device):
+        dev = name
+    else:
+        text = str(name).strip().lower()
+        if text in ("", "auto"):
+            if torch.cuda.is_available():
+                return torch.device("cuda")
+            if _mps_available():
+                return torch.device("mps")
+            return torch.device("cpu")
+        try:
+            dev = torch.device(text)
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(
+                f"unknown device {name!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+            ) from exc
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {name!r} requested but CUDA is not available on this machine: use --device cpu or auto"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist: "
+                f"use an index below {torch.cuda.device_count()}"
+            )
+        return dev
+    if dev.type == "mps":
+        if not _mps_available():
+            raise ValueError(f"device {name!r} requested but MPS is not available on this machine: use cpu or auto")
+        return dev
+    raise ValueError(f"unsupported device {name!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+
+
+def default_precision(device: torch.device | str) -> str:
+    """Default compute precision for a device: ``"fp16"`` on CUDA (as the official code), else ``"fp32"``."""
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    return "fp16" if dev.type == "cuda" else "fp32"
+
+
+def precision_dtype(precision: str) -> torch.dtype | None:
+    """Autocast dtype for a precision name (``None`` for ``"fp32"``).
+
+    Raises:
+        ValueError: unknown precision name.
+    """
+    key = str(precision).strip().lower()
+    if key not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[key]
+
+
+def autocast_context(device: torch.device | str, precision: str) -> ContextManager:
+    """Context manager running the enclosed code in ``precision`` on ``device``.
+
+    Args:
+        device: the device the computation runs on (its ``type`` selects the autocast backend).
+        precision: ``"fp32"`` (no autocast), ``"fp16"`` or ``"bf16"``.
+
+    Returns:
+        ``contextlib.nullcontext()`` for fp32, else ``torch.autocast(device_type=device.type, dtype=...)``.
+    """
+    dtype = precision_dtype(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    return torch.autocast(device_type=dev.type, dtype=dtype)

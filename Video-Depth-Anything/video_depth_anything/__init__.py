@@ -1,0 +1,1 @@
+"""Video-Depth-Anything network: our implementation, state-dict compatible with the official checkpoints."""
