@@ -1,0 +1,133 @@
+"""Small shared pieces of the command-line scripts: user-facing errors, logging and progress bars.
+
+Every script follows the same shape::
+
+    def main(argv=None) -> int:
+        args = build_parser().parse_args(argv)
+        return run_cli("script.py", lambda: _run(args))
+
+`run_cli` turns the errors a user can fix (:class:`CliError`, missing/bad checkpoints, Ctrl-C) into one
+line on stderr and a non-zero exit code, without a traceback. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+from tqdm import tqdm
+
+__all__ = [
+    "CliError",
+    "run_cli",
+    "progress_bar",
+    "positive_int",
+    "positive_float",
+    "non_negative_int",
+    "EXIT_USER_ERROR",
+    "EXIT_INTERRUPTED",
+]
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("mvda")
+
+
+class CliError(Exception):
+    """An error caused by the user's input or environment, reported as one line (no traceback)."""
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [CliError]
+    try:  # the networks' checkpoint errors are user errors too (missing or mismatched weights)
+        from depth_anything_v2.hub import CheckpointError
+    except ImportError:  # pragma: no cover - the network package is part of this project
+        pass
+    else:
+        types.append(CheckpointError)
+    return tuple(types)
+
+
+class _OneLineFormatter(logging.Formatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__()
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "warning" if record.levelno >= logging.WARNING else "info"
+        if record.levelno >= logging.ERROR:
+            level = "error"
+        return f"{self.prog}: {level}: {record.getMessage()}"
+
+
+def configure_logging(prog: str, verbose: bool = False) -> None:
+    """Send the project's log records to stderr as ``prog: warning: message`` lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter(prog))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.propagate = False
+
+
+def run_cli(prog: str, body: Callable[[], int | None], verbose: bool = False) -> int:
+    """Run ``body`` and map user errors to a one-line message and exit code.
+
+    Returns ``body``'s exit code (0 when it returns None), 2 for a :class:`CliError` or checkpoint
+    error, 130 for Ctrl-C.
+    """
+    configure_logging(prog, verbose)
+    try:
+        code = body()
+    except _user_error_types() as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; no output was finalised", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0 if code is None else int(code)
+
+
+def progress_bar(total: int | None = None, desc: str = "", unit: str = "frame", **kwargs) -> tqdm:
+    """A tqdm bar on stderr with the project's defaults (rate and ETA shown, no output when disabled)."""
+    kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("mininterval", 0.5)
+    kwargs.setdefault("leave", True)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, **kwargs)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
