@@ -1,0 +1,123 @@
+"""DPT decoder head: reassembles ViT tokens into a 4-level feature pyramid and fuses it into depth."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .blocks import Scratch
+
+__all__ = ["DPTHead", "make_output_conv2"]
+
+PATCH_SIZE = 14
+
+
+def make_output_conv2(features: int, activation: str, head_features_2: int = 32) -> nn.Sequential:
+    """Last convolutions: ``3x3 conv (features//2 -> 32), ReLU, 1x1 conv (32 -> 1), activation``.
+
+    ``activation`` is ``"sigmoid"`` (metric Depth-Anything-V2) or ``"relu"`` (Video-Depth-Anything).
+    """
+    if activation == "sigmoid":
+        act: nn.Module = nn.Sigmoid()
+    elif activation == "relu":
+        act = nn.ReLU()
+    else:
+        raise ValueError(f"unknown output activation {activation!r}: use 'sigmoid' or 'relu'")
+    return nn.Sequential(
+        nn.Conv2d(features // 2, head_features_2, kernel_size=3, stride=1, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(head_features_2, 1, kernel_size=1, stride=1, padding=0),
+        act,
+    )
+
+
+class DPTHead(nn.Module):
+    """DPT head of Depth-Anything-V2.
+
+    Args:
+        in_channels: encoder width D.
+        features: width of the fusion path.
+        out_channels: widths of the four reassembled pyramid levels.
+        use_bn, use_clstoken: must be False (the only configuration of the official checkpoints).
+        output_activation: ``"sigmoid"`` or ``"relu"``.
+        output_fp32: run ``output_conv2`` in float32 with autocast disabled (Video-Depth-Anything does).
+
+    Input: four ``(patch_tokens (B, N, D), class_token (B, D))`` pairs and the patch grid
+    ``(patch_h, patch_w)``; output ``(B, 1, 14*patch_h, 14*patch_w)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        features: int = 256,
+        use_bn: bool = False,
+        out_channels: Sequence[int] = (256, 512, 1024, 1024),
+        use_clstoken: bool = False,
+        output_activation: str = "sigmoid",
+        output_fp32: bool = False,
+    ) -> None:
+        super().__init__()
+        if use_bn or use_clstoken:
+            raise ValueError("use_bn=True / use_clstoken=True are not supported (no official checkpoint uses them)")
+        out_channels = [int(c) for c in out_channels]
+        if len(out_channels) != 4:
+            raise ValueError(f"out_channels must have 4 entries, got {out_channels}")
+        self.output_fp32 = output_fp32
+        self.projects = nn.ModuleList(nn.Conv2d(in_channels, c, kernel_size=1) for c in out_channels)
+        c0, c1, _, c3 = out_channels
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(c0, c0, kernel_size=4, stride=4, padding=0),
+                nn.ConvTranspose2d(c1, c1, kernel_size=2, stride=2, padding=0),
+                nn.Identity(),
+                nn.Conv2d(c3, c3, kernel_size=3, stride=2, padding=1),
+            ]
+        )
+        self.scratch = Scratch(out_channels, features, make_output_conv2(features, output_activation))
+
+    # -- pieces -----------------------------------------------------------------------------------
+    def reassemble(self, level: int, tokens: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
+        """Tokens ``(B, N, D)`` of pyramid level ``level`` (0..3) -> feature map after ``projects`` and
+        ``resize_layers``: strides 4x, 2x, 1x, 1/2x of the patch grid."""
+        b, _, d = tokens.shape
+        x = tokens.transpose(1, 2).reshape(b, d, patch_h, patch_w)
+        return self.resize_layers[level](self.projects[level](x))
+
+    def decode_fine(
+        self, path_3: torch.Tensor, layer_1: torch.Tensor, layer_2: torch.Tensor, patch_h: int, patch_w: int
+    ) -> torch.Tensor:
+        """Last two fusion stages and the output convolutions (all per-image operations).
+
+        ``path_3`` is the refinenet3 output at the size of ``layer_2``; returns ``(B, 1, 14*ph, 14*pw)``.
+        """
+        s = self.scratch
+        layer_1_rn = s.layer1_rn(layer_1)
+        layer_2_rn = s.layer2_rn(layer_2)
+        path_2 = s.refinenet2(path_3, layer_2_rn, size=layer_1_rn.shape[2:])
+        del layer_2_rn
+        path_1 = s.refinenet1(path_2, layer_1_rn)
+        del path_2, layer_1_rn
+        return self.output(path_1, patch_h, patch_w)
+
+    def output(self, path_1: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
+        """``output_conv1``, bilinear resize (``align_corners=True``) to ``14*ph x 14*pw``, ``output_conv2``."""
+        out = self.scratch.output_conv1(path_1)
+        out = F.interpolate(out, size=(patch_h * PATCH_SIZE, patch_w * PATCH_SIZE), mode="bilinear", align_corners=True)
+        if self.output_fp32:
+            with torch.autocast(device_type=out.device.type, enabled=False):
+                return self.scratch.output_conv2(out.float())
+        return self.scratch.output_conv2(out)
+
+    # -- full head --------------------------------------------------------------------------------
+    def forward(self, out_features: Sequence, patch_h: int, patch_w: int) -> torch.Tensor:
+        tokens = [f[0] for f in out_features]
+        layer_1, layer_2, layer_3, layer_4 = (self.reassemble(i, t, patch_h, patch_w) for i, t in enumerate(tokens))
+        s = self.scratch
+        layer_3_rn = s.layer3_rn(layer_3)
+        layer_4_rn = s.layer4_rn(layer_4)
+        path_4 = s.refinenet4(layer_4_rn, size=layer_3_rn.shape[2:])
+        path_3 = s.refinenet3(path_4, layer_3_rn, size=layer_2.shape[2:])
+        return self.decode_fine(path_3, layer_1, layer_2, patch_h, patch_w)
