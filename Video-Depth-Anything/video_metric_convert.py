@@ -1,0 +1,1 @@
+../video_metric_convert.py
