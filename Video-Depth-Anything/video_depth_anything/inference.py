@@ -92,7 +92,7 @@ def video_input_size(height: int, width: int, input_size: int = 518) -> int:
 
     Example:
         >>> video_input_size(48, 64, 56), video_input_size(100, 400, 518)
-        (56, 230)
+        (56, 224)
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"frame size must be positive, got {height}x{width}")
