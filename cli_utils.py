@@ -79,6 +79,9 @@ def run_cli(prog: str, body: Callable[[], int | None], verbose: bool = False) ->
     Returns ``body``'s exit code (0 when it returns None), 2 for a :class:`CliError` or checkpoint
     error, 130 for Ctrl-C.
     """
+    # Restore the logger afterwards so that a script's main() called from Python (tests, notebooks)
+    # leaves logging as it found it.
+    saved = (list(log.handlers), log.level, log.propagate)
     configure_logging(prog, verbose)
     try:
         code = body()
@@ -89,6 +92,10 @@ def run_cli(prog: str, body: Callable[[], int | None], verbose: bool = False) ->
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; no output was finalised", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        log.handlers[:] = saved[0]
+        log.setLevel(saved[1])
+        log.propagate = saved[2]
     return 0 if code is None else int(code)
 
 

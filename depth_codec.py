@@ -48,6 +48,9 @@ __all__ = [
     "DepthStats",
     "DepthVideoWriter",
     "DepthVideoReader",
+    "GREY8_FULL_SCALE",
+    "GREY16_FULL_SCALE",
+    "depth_to_grey",
 ]
 
 log = logging.getLogger("mvda")
@@ -57,6 +60,9 @@ FULL_SCALE = 255**4  # 4_228_250_625: the original tool's integer full scale
 ENCODING_NAME = "mvda-rgb-hilo-v1"  # R = G = high byte, B = low byte of uint32(d * 255**4 / max_depth)
 TAG_MAX_DEPTH = "max_depth"
 TAG_ENCODING = "depth_encoding"
+GREY8_FULL_SCALE = 255  # 8-bit greyscale depth: value 255 = max_depth
+GREY16_FULL_SCALE = 255**2  # 16-bit greyscale depth: the original tool's 65025 (not 65535) = max_depth
+GREY_PIX_FMTS = ("gray", "gray10le", "gray12le", "gray16le", "gray16be", "ya8", "ya16le", "ya16be")
 
 
 def sanitize_depth(depth_m: np.ndarray, max_depth: float) -> tuple[np.ndarray, int, int]:
@@ -124,6 +130,36 @@ def unpack_depth(rgb: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH) -> np.nd
     low = rgb[..., 2].astype(np.uint32)
     code = ((high << 24) | (low << 16)).astype(np.float32)
     return code / np.float32(FULL_SCALE / max_depth)
+
+
+def depth_to_grey(depth_m: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH, bit16: bool = False,
+                  inverse: bool = False) -> np.ndarray:
+    """Metric depth to a greyscale depth image, as the original ``rgb_depth_to_greyscale.py``.
+
+    Args:
+        depth_m: (H, W) depth in metres (float). NaN / inf / negative count as 0.
+        max_depth: depth (metres) that maps to full scale, > 0.
+        bit16: False: ``v = rint(depth * 255 / max_depth)``, uint8 in [0, 255].
+            True: ``v = rint(depth * 255**2 / max_depth)``, uint16 in [0, 65025] (the original tool's
+            full scale, so existing workflows keep their numbers; 65026..65535 are never used).
+        inverse: near = white: ``v' = full_scale - v`` (255 - v or 65025 - v), as Looking Glass,
+            Touchly or VisionDepth3D expect.
+
+    Returns:
+        (H, W) uint8 or uint16 image. Depth beyond ``max_depth`` saturates at full scale. The
+        arithmetic is float32 in the original's order (``depth * scale`` then ``/ max_depth``), with
+        round-half-to-even (``numpy.rint``).
+    """
+    if not max_depth > 0:
+        raise ValueError(f"max_depth must be > 0, got {max_depth}")
+    full = GREY16_FULL_SCALE if bit16 else GREY8_FULL_SCALE
+    d = np.asarray(depth_m, dtype=np.float32)
+    d = np.where(np.isfinite(d) & (d > 0), d, np.float32(0))
+    v = np.rint(d * np.float32(full) / np.float32(max_depth))
+    v = np.clip(v, 0, full)
+    if inverse:
+        v = full - v
+    return v.astype(np.uint16 if bit16 else np.uint8)
 
 
 def depth_step(max_depth: float = DEFAULT_MAX_DEPTH) -> float:
@@ -263,6 +299,17 @@ class DepthVideoReader:
         self._reader = VideoReader(path, pix_fmt="rgb24", max_frames=max_frames)
         self.info = self._reader.info
         self.path = self._reader.path
+        encoding = self.info.tag(TAG_ENCODING)
+        if (encoding or "").startswith("grey") or self.info.pix_fmt in GREY_PIX_FMTS:
+            self._reader.close()
+            raise CliError(
+                f"{self.path}: is a greyscale depth video ({encoding or self.info.pix_fmt}), not an "
+                "RGB-packed metric depth video; pass the *_depth.mkv written by video_metric_convert.py"
+            )
+        if encoding is not None and encoding != ENCODING_NAME:
+            self._reader.close()
+            raise CliError(f"{self.path}: unknown depth encoding {encoding!r} (this version reads "
+                           f"{ENCODING_NAME!r}); update metric video depth anything")
         self.tagged = self.info.tag(TAG_MAX_DEPTH) is not None
         self.max_depth = resolve_max_depth(self.info.tag(TAG_MAX_DEPTH), max_depth, str(self.path.name))
         self.frames_read = 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -41,6 +42,15 @@ log = logging.getLogger("mvda")
 
 # Formats whose container is chosen from the output file name's extension.
 _MUXER_BY_SUFFIX = {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".avi": "avi", ".webm": "webm"}
+# Audio codecs that can be stream-copied into each container without re-encoding. Matroska takes
+# anything; for the others only well-trodden codecs (PCM with an unspecified channel order, for
+# instance, is accepted by the MP4 muxer's header but rejected when the file is finalised).
+_AUDIO_COPY_CODECS = {
+    ".mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
+    ".mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_f32le"},
+    ".avi": {"mp3", "ac3", "pcm_s16le", "pcm_u8"},
+    ".webm": {"opus", "vorbis"},
+}
 
 
 class VideoDecodeError(CliError):
@@ -179,20 +189,36 @@ class VideoReader:
         return n
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        """Yield decoded frames one at a time (a generator: nothing is buffered).
+
+        Raises :class:`VideoDecodeError` when the decoder fails or when the file yields no frame at
+        all; logs a warning when it ends well before the frame count its container declares
+        (a truncated file).
+        """
+        if self.max_frames is not None and self.frames_read >= self.max_frames:
+            return
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
             for frame in self._container.decode(stream):
-                if self.max_frames is not None and self.frames_read >= self.max_frames:
-                    return
                 array = frame.to_ndarray(format=self.pix_fmt)
                 self.frames_read += 1
                 yield array
+                if self.max_frames is not None and self.frames_read >= self.max_frames:
+                    return
         except av.error.FFmpegError as exc:
             raise VideoDecodeError(
                 f"{self.path}: decode error after frame {self.frames_read} ({_short(exc)}); "
                 "the file may be truncated or corrupt"
             ) from None
+        if self.frames_read == 0:
+            raise VideoDecodeError(
+                f"{self.path}: no frame could be decoded; the file may be truncated or corrupt"
+            )
+        expected = self.info.num_frames
+        if expected is not None and self.frames_read < expected - max(2, 0.05 * expected):
+            log.warning("%s: the video ended after %d of the %d frames its container declares; the "
+                        "file may be truncated", self.path.name, self.frames_read, expected)
 
     def close(self) -> None:
         self._container.close()
@@ -214,13 +240,28 @@ def ensure_writable_dir(directory: str | os.PathLike) -> Path:
     if not d.is_dir():
         raise CliError(f"output folder {d} is not a folder")
     if not os.access(d, os.W_OK | os.X_OK):
-        raise CliError(f"output folder {d} is not writable; choose another with --output_dir")
+        raise CliError(f"output folder {d} is not writable; choose another output location")
     return d
 
 
 def _temp_path_for(path: Path) -> Path:
-    # Keep the extension so that tools (and PyAV) recognise the format; hide and mark the file.
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    # Keep the extension so that tools (and PyAV) recognise the format; hide and mark the file. The
+    # random part keeps two writers of one process (or a retry after a failure) apart.
+    return path.with_name(f".{path.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{path.suffix}")
+
+
+def _discard(tmp: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+        tmp.unlink()
+
+
+def _finalise(tmp: Path, final: Path) -> None:
+    """Move a finished temporary file into place (raises CliError, removing ``tmp``, on failure)."""
+    try:
+        os.replace(tmp, final)
+    except OSError as exc:
+        _discard(tmp)
+        raise CliError(f"cannot write {final}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
@@ -228,18 +269,25 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it to ``path`` only if the block succeeds.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and ``path`` is left
-    untouched.
+    untouched. Raises :class:`CliError` when the folder cannot be written or the final move fails.
     """
     final = Path(path)
-    ensure_writable_dir(final.parent if str(final.parent) else ".")
+    ensure_writable_dir(final.parent)
+    if final.is_dir():
+        raise CliError(f"output {final} is a folder; give a file name")
     tmp = _temp_path_for(final)
     try:
         yield tmp
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        _discard(tmp)
         raise
-    os.replace(tmp, final)
+    _finalise(tmp, final)
+
+
+def _needs_even_size(codec: str, pix_fmt: str) -> bool:
+    return codec in ("libx264", "libx265", "h264", "hevc") or pix_fmt in (
+        "yuv420p", "yuvj420p", "nv12", "nv21", "yuv420p10le", "yuv422p", "yuvj422p"
+    )
 
 
 class VideoWriter:
@@ -249,7 +297,7 @@ class VideoWriter:
     ----------
     path:         final output path; the container comes from its extension (.mkv, .mp4, ...).
     width, height: frame size in pixels.
-    fps:          frame rate (Fraction, int or float).
+    fps:          frame rate (Fraction, int or float), > 0.
     codec:        "libx264", "ffv1", ... ; ``pix_fmt`` is the encoder's pixel format
                   (FFV1 with "bgr0" or "gray16le" is lossless and bit-exact).
     input_format: the PyAV ndarray format of the frames given to :meth:`write` ("rgb24", "gray",
@@ -257,7 +305,12 @@ class VideoWriter:
     options:      encoder options, e.g. ``{"crf": "18", "preset": "medium"}``.
     metadata:     container tags (strings), e.g. ``{"max_depth": "6.0"}``.
     audio_from:   a media file whose first audio stream is copied (no re-encode) alongside the video,
-                  up to the end of the written video.
+                  up to the end of the written video. When the audio codec cannot go into the output
+                  container (e.g. PCM into .mp4), a warning is logged and the video is written alone.
+
+    The file is encoded into a hidden temporary file next to ``path`` and moved into place by
+    :meth:`close`; :meth:`abort` (or an exception inside ``with``) removes it. Errors a user can fix
+    (unwritable folder, bad size or options) raise :class:`CliError`.
     """
 
     def __init__(
@@ -275,63 +328,117 @@ class VideoWriter:
     ) -> None:
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
-        self.fps = Fraction(fps).limit_denominator(1001 * 1000) if not isinstance(fps, Fraction) else fps
+        self.fps = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001 * 1000)
+        if not self.fps > 0:
+            raise CliError(f"frame rate must be > 0, got {fps}")
+        if self.width <= 0 or self.height <= 0:
+            raise CliError(f"frame size must be positive, got {self.width}x{self.height}")
+        if _needs_even_size(codec, pix_fmt) and (self.width % 2 or self.height % 2):
+            raise CliError(
+                f"{codec} ({pix_fmt}) needs even frame sizes, got {self.width}x{self.height}; "
+                "use a lossless output or crop/resize the input"
+            )
+        self.codec, self.pix_fmt = codec, pix_fmt
         self.input_format = input_format
         self.frames_written = 0
         self._closed = False
-        self._ctx = atomic_output_path(self.path)
-        self.temp_path = self._ctx.__enter__()
-        muxer = _MUXER_BY_SUFFIX.get(self.path.suffix.lower())
+        self._options = {str(k): str(v) for k, v in (options or {}).items()}
+        self._metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+        self._frame_time_base = Fraction(1, 1) / self.fps
+        self._out = None
+        self._audio_in: av.container.InputContainer | None = None
+        self._audio_packets: Iterator[av.Packet] | None = None
+        self._pending_audio: av.Packet | None = None
+        self._audio_offset = 0.0
+        if self.path.is_dir():
+            raise CliError(f"output {self.path} is a folder; give a file name")
+        ensure_writable_dir(self.path.parent)
+        self.temp_path = _temp_path_for(self.path)
         try:
-            self._out = av.open(str(self.temp_path), mode="w", format=muxer)
-        except (av.error.FFmpegError, ValueError, OSError) as exc:
-            self._fail()
-            raise CliError(f"cannot write {self.path}: {_short(exc)}") from None
-        try:
-            for key, value in (metadata or {}).items():
-                self._out.metadata[str(key)] = str(value)
-            self._stream = self._out.add_stream(codec, rate=self.fps)
-            self._stream.width = self.width
-            self._stream.height = self.height
-            self._stream.pix_fmt = pix_fmt
-            self._frame_time_base = Fraction(1, 1) / self.fps
-            if options:
-                self._stream.options = {str(k): str(v) for k, v in options.items()}
-            if codec in ("libx264", "libx265", "h264") and (self.width % 2 or self.height % 2):
-                raise CliError(
-                    f"{codec} needs even frame sizes, got {self.width}x{self.height}; "
-                    "use a lossless output or crop/resize the input"
-                )
-            self._audio_in = None
-            self._audio_packets: Iterator[av.Packet] | None = None
-            self._pending_audio: av.Packet | None = None
-            if audio_from is not None:
-                self._open_audio(Path(audio_from))
+            self._open(audio_from)
         except BaseException:
             self._fail()
             raise
 
-    # -- audio ---------------------------------------------------------------------------------------
-    def _open_audio(self, source: Path) -> None:
+    # -- opening -------------------------------------------------------------------------------------
+    def _open(self, audio_from: str | os.PathLike | None) -> None:
+        audio_source = None if audio_from is None else self._audio_source(Path(audio_from))
+        try:
+            self._open_container(audio_source)
+        except (av.error.FFmpegError, ValueError) as exc:
+            if audio_source is None:
+                raise CliError(f"cannot write {self.path}: {_short(exc)}") from None
+            # The audio codec does not go into this container: write the video alone.
+            log.warning("audio of %s cannot be copied into a %s file (%s); writing video only",
+                        audio_from, self.path.suffix or "this", _short(exc))
+            self._close_containers()
+            _discard(self.temp_path)
+            try:
+                self._open_container(None)
+            except (av.error.FFmpegError, ValueError) as exc2:
+                raise CliError(f"cannot write {self.path}: {_short(exc2)}") from None
+
+    def _audio_source(self, source: Path) -> av.container.InputContainer | None:
         try:
             src = av.open(str(source), mode="r")
-        except (av.error.FFmpegError, OSError):
-            return
+        except (av.error.FFmpegError, OSError) as exc:
+            log.warning("cannot read audio from %s (%s); writing video only", source, _short(exc))
+            return None
         if not src.streams.audio:
             src.close()
-            return
-        in_stream = src.streams.audio[0]
-        try:
-            self._audio_out = self._out.add_stream_from_template(in_stream)
-        except (av.error.FFmpegError, ValueError) as exc:
-            log.warning("audio of %s cannot be copied into %s (%s); writing video only",
-                        source, self.path.suffix, _short(exc))
+            return None
+        codec = src.streams.audio[0].codec_context.name
+        allowed = _AUDIO_COPY_CODECS.get(self.path.suffix.lower())
+        if allowed is not None and codec not in allowed:
+            log.warning("%s audio of %s cannot be copied into a %s file; writing video only (use .mkv "
+                        "to keep it)", codec, source, self.path.suffix)
             src.close()
-            return
-        self._audio_in = src
-        self._audio_stream_in = in_stream
-        self._audio_packets = iter(src.demux(in_stream))
+            return None
+        return src
 
+    def _open_container(self, audio_source: av.container.InputContainer | None) -> None:
+        muxer = _MUXER_BY_SUFFIX.get(self.path.suffix.lower())
+        try:
+            self._out = av.open(str(self.temp_path), mode="w", format=muxer)
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
+            if audio_source is not None:
+                audio_source.close()
+            raise CliError(f"cannot write {self.path}: {_short(exc)}") from None
+        for key, value in self._metadata.items():
+            self._out.metadata[key] = value
+        try:
+            self._stream = self._out.add_stream(self.codec, rate=self.fps)
+        except (av.error.FFmpegError, ValueError) as exc:
+            if audio_source is not None:
+                audio_source.close()
+            raise CliError(f"cannot encode {self.codec} into {self.path.name}: {_short(exc)}") from None
+        self._stream.width = self.width
+        self._stream.height = self.height
+        self._stream.pix_fmt = self.pix_fmt
+        if self._options:
+            self._stream.options = dict(self._options)
+        if audio_source is not None:
+            self._audio_in = audio_source
+            in_stream = audio_source.streams.audio[0]
+            self._audio_out = self._out.add_stream_from_template(in_stream)
+            # Shift the audio so that the source's earliest stream starts at 0 like our video does.
+            start = audio_source.start_time
+            self._audio_offset = start / av.time_base if start not in (None, 0) else 0.0
+            self._audio_packets = iter(audio_source.demux(in_stream))
+        # Write the header now, so that codec/container mismatches surface here and not mid-encode.
+        self._out.start_encoding()
+
+    def _close_containers(self) -> None:
+        for closer in (self._out, self._audio_in):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    closer.close()
+        self._out = None
+        self._audio_in = None
+        self._audio_packets = None
+        self._pending_audio = None
+
+    # -- audio ---------------------------------------------------------------------------------------
     def _mux_audio_until(self, seconds: float | None) -> None:
         """Copy source audio packets that start before ``seconds`` (all remaining if None)."""
         if self._audio_packets is None:
@@ -348,15 +455,23 @@ class VideoWriter:
             if packet.dts is None:  # flush packets from the demuxer carry no data
                 continue
             start = float(packet.pts * packet.time_base) if packet.pts is not None else 0.0
+            start -= self._audio_offset
             if seconds is not None and start >= seconds:
                 self._pending_audio = packet
                 return
+            if self._audio_offset:
+                shift = round(self._audio_offset / packet.time_base)
+                packet.dts -= shift
+                if packet.pts is not None:
+                    packet.pts -= shift
             packet.stream = self._audio_out
             self._out.mux(packet)
 
     # -- video ---------------------------------------------------------------------------------------
     def write(self, frame: np.ndarray) -> None:
         """Encode one frame (an ndarray in ``input_format``, shape (H, W[, C]))."""
+        if self._closed:
+            raise ValueError(f"{self.path}: write() after close()")
         if frame.shape[0] != self.height or frame.shape[1] != self.width:
             raise ValueError(
                 f"frame is {frame.shape[1]}x{frame.shape[0]}, writer expects {self.width}x{self.height}"
@@ -364,11 +479,15 @@ class VideoWriter:
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=self.input_format)
         vf.pts = self.frames_written
         vf.time_base = self._frame_time_base
-        for packet in self._stream.encode(vf):
-            self._out.mux(packet)
-        self.frames_written += 1
-        if self._audio_packets is not None:
-            self._mux_audio_until(self.frames_written / float(self.fps))
+        try:
+            for packet in self._stream.encode(vf):
+                self._out.mux(packet)
+            self.frames_written += 1
+            if self._audio_packets is not None:
+                self._mux_audio_until(self.frames_written / float(self.fps))
+        except av.error.FFmpegError as exc:  # e.g. disk full
+            self._fail()
+            raise CliError(f"cannot write {self.path}: {_short(exc)}") from None
 
     def close(self) -> Path:
         """Flush the encoder, finish the audio, close the file and move it into place."""
@@ -378,14 +497,17 @@ class VideoWriter:
             for packet in self._stream.encode(None):
                 self._out.mux(packet)
             self._mux_audio_until(self.frames_written / float(self.fps))
-            self._out.close()
-            if self._audio_in is not None:
-                self._audio_in.close()
+            out, self._out = self._out, None
+            out.close()
+            self._close_containers()
+        except av.error.FFmpegError as exc:
+            self._fail()
+            raise CliError(f"cannot finish writing {self.path}: {_short(exc)}") from None
         except BaseException:
             self._fail()
             raise
         self._closed = True
-        self._ctx.__exit__(None, None, None)
+        _finalise(self.temp_path, self.path)
         return self.path
 
     def _fail(self) -> None:
@@ -393,12 +515,9 @@ class VideoWriter:
         if self._closed:
             return
         self._closed = True
-        for closer in (getattr(self, "_out", None), getattr(self, "_audio_in", None)):
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    closer.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.temp_path.unlink()
+        self._close_containers()
+        if hasattr(self, "temp_path"):
+            _discard(self.temp_path)
 
     abort = _fail
 
