@@ -42,13 +42,17 @@ class CliError(Exception):
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
+    """CliError plus the networks' checkpoint errors (missing or mismatched weights are user errors).
+
+    Evaluated when an exception reaches :func:`run_cli`; a checkpoint error can only have been raised
+    if its module was imported, so it is looked up in ``sys.modules`` and scripts that never load a
+    network do not pay for importing torch.
+    """
     types: list[type[BaseException]] = [CliError]
-    try:  # the networks' checkpoint errors are user errors too (missing or mismatched weights)
-        from depth_anything_v2.hub import CheckpointError
-    except ImportError:  # pragma: no cover - the network package is part of this project
-        pass
-    else:
-        types.append(CheckpointError)
+    for name in ("depth_anything_v2.hub", "video_depth_anything.hub"):
+        error = getattr(sys.modules.get(name), "CheckpointError", None)
+        if isinstance(error, type) and issubclass(error, BaseException) and error not in types:
+            types.append(error)
     return tuple(types)
 
 

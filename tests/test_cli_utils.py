@@ -70,7 +70,19 @@ def test_argparse_types(func, good, bad):
             func(text)
 
 
-def test_progress_bar_counts():
-    with progress_bar(total=3, desc="frames", disable=True) as bar:
+def test_progress_bar_goes_to_stderr(capsys):
+    with progress_bar(total=3, desc="frames", mininterval=0) as bar:
         bar.update(3)
     assert bar.n == 3
+    out, err = capsys.readouterr()
+    assert out == "" and "frames" in err and "3/3" in err
+
+
+def test_checkpoint_errors_are_user_errors(capsys):
+    from depth_anything_v2.hub import CheckpointError
+
+    def body():
+        raise CheckpointError("checkpoint x.pth not found; run bash install_mvda.sh")
+
+    assert run_cli("tool.py", body) == EXIT_USER_ERROR
+    assert capsys.readouterr().err == "tool.py: error: checkpoint x.pth not found; run bash install_mvda.sh\n"
