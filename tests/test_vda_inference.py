@@ -281,6 +281,50 @@ def test_stitching_hand_computed(metric):
 
 
 # ---------------------------------------------------------------------------------------------
+# the real network (pf-v1 procedural weights) against the official goldens
+
+
+@pytest.fixture(scope="module")
+def vda_vits_pf():
+    """Relative and metric VideoDepthAnything vits with the same pf-v1 weights."""
+    from depth_anything_v2.testing import procedural_state_dict
+    from video_depth_anything.video_depth import VideoDepthAnything
+
+    models = {}
+    state = None
+    for metric in (False, True):
+        model = VideoDepthAnything("vits", 64, [48, 96, 192, 384], metric=metric).eval()
+        state = procedural_state_dict(model) if state is None else state
+        model.load_state_dict(state, strict=True)
+        models[metric] = model
+    return models
+
+
+@pytest.mark.parametrize("metric", [False, True])
+def test_real_model_reproduces_infer_video_goldens(vda_vits_pf, metric):
+    relative = _golden("golden_vda_vits_infer_video")
+    golden = _golden("golden_vda_metric_vits_infer_video") if metric else relative
+    model = vda_vits_pf[metric]
+    windows: list[torch.Tensor] = []
+    hook = model.register_forward_hook(lambda module, args, out: windows.append(out.detach().clone()))
+    try:
+        depth, fps = model.infer_video_depth(relative["frames"], 30, input_size=56, device="cpu", fp32=True)
+    finally:
+        hook.remove()
+    assert fps == 30 and depth.shape == (45, 48, 64) and depth.dtype == np.float32
+    # Fixture tolerance (README): float noise of the official graph is <= 1.5e-5; structural
+    # mistakes move the outputs by >= 0.28.
+    assert len(windows) == 3
+    assert np.abs(torch.cat(windows).numpy() - relative["window_outputs"]).max() <= 1e-4
+    assert np.abs(depth - golden["output"]).max() <= 1e-4
+
+    # the stream, fed one frame at a time, gives bit-identical results
+    stream = VideoDepthStream(model, input_size=56, device="cpu", precision="fp32")
+    out = [d for frame in relative["frames"] for d in stream.push(frame)] + stream.flush()
+    np.testing.assert_array_equal(np.stack(out), depth)
+
+
+# ---------------------------------------------------------------------------------------------
 # streaming == batch == plain reference
 
 
