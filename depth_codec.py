@@ -39,6 +39,8 @@ __all__ = [
     "DEFAULT_MAX_DEPTH",
     "ENCODING_NAME",
     "FULL_SCALE",
+    "TAG_MAX_DEPTH",
+    "TAG_ENCODING",
     "pack_depth",
     "unpack_depth",
     "sanitize_depth",
