@@ -1,0 +1,221 @@
+"""Checkpoint tables and strict checkpoint loading (depth_anything_v2.hub, video_depth_anything.hub).
+
+Checkpoints are pf-v1 procedural state_dicts written to tmp_path; the hub is only ever reached in
+offline mode against a cache directory under tmp_path, so these tests never touch the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+import depth_anything_v2
+import depth_anything_v2.hub as dav2_hub
+import video_depth_anything
+import video_depth_anything.hub as vda_hub
+from depth_anything_v2 import DepthAnythingV2
+from depth_anything_v2.dpt import MODEL_CONFIGS as DAV2_CONFIGS
+from depth_anything_v2.hub import CheckpointError, load_depth_anything_v2_metric, read_state_dict, resolve_checkpoint
+from depth_anything_v2.testing import procedural_state_dict, write_procedural_checkpoint
+from video_depth_anything import VideoDepthAnything, load_video_depth_anything
+from video_depth_anything.video_depth import MODEL_CONFIGS as VDA_CONFIGS
+
+
+@pytest.fixture(scope="module")
+def vda_vits_state() -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        model = VideoDepthAnything(**VDA_CONFIGS["vits"])
+    return procedural_state_dict(model)
+
+
+@pytest.fixture(scope="module")
+def vda_vits_ckpt(tmp_path_factory, vda_vits_state) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "video_depth_anything_vits.pth"
+    torch.save(vda_vits_state, path)
+    return path
+
+
+def _assert_state_equal(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    got = model.state_dict()
+    assert list(got) == list(state)
+    for key, value in state.items():
+        assert torch.equal(got[key], value), key
+
+
+# -- tables -------------------------------------------------------------------------------------------
+
+def test_vda_checkpoint_table_is_pinned():
+    expected = {
+        ("vits", False): ("depth-anything/Video-Depth-Anything-Small", "video_depth_anything_vits.pth"),
+        ("vitb", False): ("depth-anything/Video-Depth-Anything-Base", "video_depth_anything_vitb.pth"),
+        ("vitl", False): ("depth-anything/Video-Depth-Anything-Large", "video_depth_anything_vitl.pth"),
+        ("vits", True): ("depth-anything/Metric-Video-Depth-Anything-Small", "metric_video_depth_anything_vits.pth"),
+        ("vitb", True): ("depth-anything/Metric-Video-Depth-Anything-Base", "metric_video_depth_anything_vitb.pth"),
+        ("vitl", True): ("depth-anything/Metric-Video-Depth-Anything-Large", "metric_video_depth_anything_vitl.pth"),
+    }
+    got = {k: (s.repo_id, s.filename) for k, s in vda_hub.VDA_CHECKPOINTS.items()}
+    assert got == expected
+    assert vda_hub.checkpoint_spec("vitb", metric=True).filename == "metric_video_depth_anything_vitb.pth"
+
+
+def test_dav2_metric_checkpoint_table_is_pinned():
+    sizes = {"vits": "Small", "vitb": "Base", "vitl": "Large"}
+    names = {"hypersim": "Hypersim", "vkitti": "VKITTI"}
+    for (dataset, encoder), spec in dav2_hub.DAV2_METRIC_CHECKPOINTS.items():
+        assert spec.repo_id == f"depth-anything/Depth-Anything-V2-Metric-{names[dataset]}-{sizes[encoder]}"
+        assert spec.filename == f"depth_anything_v2_metric_{dataset}_{encoder}.pth"
+        assert spec.max_depth == {"hypersim": 20.0, "vkitti": 80.0}[dataset]
+    assert len(dav2_hub.DAV2_METRIC_CHECKPOINTS) == 6
+    assert dav2_hub.checkpoint_spec("vits", "vkitti").repo_id == "depth-anything/Depth-Anything-V2-Metric-VKITTI-Small"
+    with pytest.raises(ValueError, match="hypersim"):
+        dav2_hub.checkpoint_spec("vits", "nyu")
+    with pytest.raises(ValueError, match="encoder"):
+        vda_hub.checkpoint_spec("vitg")
+
+
+def test_default_dirs_come_from_package_location_not_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    vda_root = Path(video_depth_anything.__file__).resolve().parents[1]
+    dav2_root = Path(depth_anything_v2.__file__).resolve().parents[1]
+    assert vda_root.name == "Video-Depth-Anything" and dav2_root.name == "Depth-Anything-V2"
+    assert vda_hub.checkpoint_spec("vits").local_path == vda_root / "checkpoints" / "video_depth_anything_vits.pth"
+    assert dav2_hub.checkpoint_spec("vitl", "hypersim").local_path == (
+        dav2_root / "metric_depth" / "checkpoints" / "depth_anything_v2_metric_hypersim_vitl.pth"
+    )
+
+
+# -- loading ------------------------------------------------------------------------------------------
+
+def test_load_vda_from_explicit_path(vda_vits_ckpt, vda_vits_state):
+    model = load_video_depth_anything("vits", metric=True, checkpoint=vda_vits_ckpt, device="cpu")
+    assert isinstance(model, VideoDepthAnything) and model.metric and not model.training
+    assert model.device.type == "cpu"
+    _assert_state_equal(model, vda_vits_state)
+
+
+def test_load_strips_module_prefix_and_unwraps_model_dict(tmp_path, vda_vits_state):
+    prefixed = tmp_path / "ddp.pth"
+    torch.save({"module." + k: v for k, v in vda_vits_state.items()}, prefixed)
+    _assert_state_equal(load_video_depth_anything("vits", checkpoint=prefixed), vda_vits_state)
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"model": dict(vda_vits_state), "epoch": 3}, wrapped)
+    _assert_state_equal(load_video_depth_anything("vits", checkpoint=wrapped), vda_vits_state)
+
+
+def test_load_dav2_metric_sets_max_depth(tmp_path):
+    model = DepthAnythingV2(**DAV2_CONFIGS["vits"], max_depth=80.0)
+    path = write_procedural_checkpoint(model, tmp_path / "m.pth")
+    loaded = load_depth_anything_v2_metric("vits", dataset="vkitti", checkpoint=path)
+    assert loaded.max_depth == 80.0
+    _assert_state_equal(loaded, procedural_state_dict(model))
+    assert load_depth_anything_v2_metric("vits", "hypersim", checkpoint=path).max_depth == 20.0
+    assert load_depth_anything_v2_metric("vits", "hypersim", checkpoint=path, max_depth=10).max_depth == 10.0
+
+
+def test_bad_checkpoint_lists_missing_unexpected_and_mismatched_keys(tmp_path, vda_vits_state):
+    state = dict(vda_vits_state)
+    del state["head.scratch.output_conv1.bias"]
+    state["head.extra.weight"] = torch.zeros(3)
+    state["pretrained.norm.weight"] = torch.zeros(5)
+    path = tmp_path / "bad.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as info:
+        load_video_depth_anything("vits", checkpoint=path)
+    err = info.value
+    msg = str(err)
+    assert "\n" not in msg
+    assert "1 missing keys [head.scratch.output_conv1.bias]" in msg
+    assert "1 unexpected keys [head.extra.weight]" in msg
+    assert "pretrained.norm.weight (5,) vs model (384,)" in msg
+    assert err.missing == ["head.scratch.output_conv1.bias"]
+    assert err.unexpected == ["head.extra.weight"]
+    assert err.mismatched == ["pretrained.norm.weight"]
+
+
+def test_wrong_encoder_or_family_is_rejected(vda_vits_ckpt):
+    with pytest.raises(CheckpointError, match=r"does not match VideoDepthAnything\('vitb'\).*shape mismatches"):
+        load_video_depth_anything("vitb", checkpoint=vda_vits_ckpt)
+    with pytest.raises(CheckpointError, match=r"DepthAnythingV2\('vits'\).*missing keys.*unexpected keys") as info:
+        load_depth_anything_v2_metric("vits", checkpoint=vda_vits_ckpt)
+    with torch.device("meta"):
+        head_keys = [k for k in DepthAnythingV2(**DAV2_CONFIGS["vits"]).state_dict() if k.startswith("depth_head.")]
+    assert info.value.missing == head_keys  # the encoder keys are shared, the head has another name
+    assert "\n" not in str(info.value)
+    assert "... (" in str(info.value)  # long lists are cut
+
+
+def test_unreadable_checkpoints(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        read_state_dict(junk)
+    notdict = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], notdict)
+    with pytest.raises(CheckpointError, match="not a state_dict"):
+        read_state_dict(notdict)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_video_depth_anything("vits", checkpoint=tmp_path / "absent.pth")
+
+
+def _isolate(monkeypatch, tmp_path, metric: bool = True, encoder: str = "vitl"):
+    """Point the VDA spec at an empty local dir and the HF cache at tmp_path, offline."""
+    key = (encoder, metric)
+    spec = dataclasses.replace(vda_hub.VDA_CHECKPOINTS[key], local_dir=tmp_path / "local")
+    monkeypatch.setitem(vda_hub.VDA_CHECKPOINTS, key, spec)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return spec
+
+
+def test_missing_checkpoint_offline_gives_one_line_message(tmp_path, monkeypatch):
+    spec = _isolate(monkeypatch, tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        load_video_depth_anything("vitl", metric=True)
+    msg = str(info.value)
+    assert "\n" not in msg
+    for part in ("depth-anything/Metric-Video-Depth-Anything-Large", "metric_video_depth_anything_vitl.pth",
+                 str(spec.local_path), "bash install_mvda.sh", "offline"):
+        assert part in msg, part
+
+
+def test_missing_checkpoint_without_download(tmp_path, monkeypatch):
+    key = ("vkitti", "vits")
+    spec = dataclasses.replace(dav2_hub.DAV2_METRIC_CHECKPOINTS[key], local_dir=tmp_path)
+    monkeypatch.setitem(dav2_hub.DAV2_METRIC_CHECKPOINTS, key, spec)
+    with pytest.raises(CheckpointError, match="downloading is disabled.*Depth-Anything-V2-Metric-VKITTI-Small"):
+        load_depth_anything_v2_metric("vits", "vkitti", download=False)
+
+
+def test_default_local_dir_is_used(tmp_path, monkeypatch, vda_vits_state):
+    spec = _isolate(monkeypatch, tmp_path, metric=False, encoder="vits")
+    spec.local_dir.mkdir()
+    torch.save(vda_vits_state, spec.local_path)
+    assert vda_hub.checkpoint_path("vits") == spec.local_path
+    _assert_state_equal(load_video_depth_anything("vits"), vda_vits_state)
+
+
+def test_offline_mode_uses_the_hf_home_cache(tmp_path, monkeypatch, vda_vits_state):
+    spec = _isolate(monkeypatch, tmp_path, metric=False, encoder="vits")
+    # Hugging Face cache layout: HF_HOME/hub/models--org--name/{refs/main, snapshots/<rev>/<file>}
+    repo_dir = tmp_path / "hf" / "hub" / ("models--" + spec.repo_id.replace("/", "--"))
+    rev = "0123456789abcdef0123456789abcdef01234567"
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(rev)
+    snap = repo_dir / "snapshots" / rev
+    snap.mkdir(parents=True)
+    torch.save(vda_vits_state, snap / spec.filename)
+    path = resolve_checkpoint(spec)
+    assert path == snap / spec.filename
+    _assert_state_equal(load_video_depth_anything("vits"), vda_vits_state)
+
+
+def test_loaded_model_runs(vda_vits_ckpt):
+    model = load_video_depth_anything("vits", checkpoint=vda_vits_ckpt, device="auto")
+    x = torch.zeros(1, 2, 3, 28, 28, device=model.device)
+    with torch.inference_mode():
+        out = model(x)
+    assert out.shape == (1, 2, 28, 28) and torch.isfinite(out).all()
