@@ -117,7 +117,9 @@ def _reference_infer(model, frames: np.ndarray, input_size: int, output_size=Non
             current[:10] = previous[KEYFRAMES]
         with torch.no_grad():
             depth = model(current[None]).float()
-        depth = F.interpolate(depth.flatten(0, 1).unsqueeze(1), size=(out_h, out_w), mode="bilinear", align_corners=True)
+        depth = F.interpolate(
+            depth.flatten(0, 1).unsqueeze(1), size=(out_h, out_w), mode="bilinear", align_corners=True
+        )
         depth_list += [d[0].numpy() for d in depth]
         previous = current
     aligned, ref = [], []
@@ -277,7 +279,8 @@ def test_stitching_hand_computed(metric):
         expected.append(2.0 * (1 - i / 7) + post * (i / 7))
     expected += [fixed[float(b[p])] for p in range(10, 18)]
     assert depth.shape == (n, 4, 4)
-    np.testing.assert_allclose(depth, np.broadcast_to(np.float32(expected)[:, None, None], (n, 4, 4)), rtol=0, atol=1e-6)
+    expected = np.broadcast_to(np.float32(expected)[:, None, None], (n, 4, 4))
+    np.testing.assert_allclose(depth, expected, rtol=0, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,6 +474,12 @@ def test_errors():
         stream.push(frames[0])
     with pytest.raises(ValueError, match="metric"):
         VideoDepthStream(lambda x: x, input_size=14)
+    on_meta = nn.Linear(2, 2, device="meta")
+    on_meta.metric = False
+    with pytest.raises(ValueError, match="move it first"):
+        VideoDepthStream(on_meta, device="cpu")
+    with pytest.raises(ValueError, match="output_size"):
+        VideoDepthStream(MixModel(), output_size=(0, 4))
 
     class WrongShape(MixModel):
         def forward(self, x):

@@ -273,7 +273,10 @@ class VideoDepthStream:
             dev = model_device if model_device is not None else torch.device("cpu")
         else:
             dev = resolve_device(device)
-        if model_device is not None and model_device.type != dev.type:
+        if model_device is not None and (
+            model_device.type != dev.type
+            or (dev.index is not None and model_device.index is not None and dev.index != model_device.index)
+        ):
             raise ValueError(
                 f"the model is on {model_device} but inference was asked to run on {dev}: "
                 f"move it first with model.to({str(dev)!r})"
