@@ -1,0 +1,760 @@
+"""The logic of ``video_metric_convert.py``: any video to a metric depth video, streaming.
+
+Per video, frames flow decode -> (select by timestamp) -> (downscale to ``max_res``) -> networks ->
+fit -> encode, one at a time, so memory does not grow with the video length:
+
+* ``model="vda+dav2"``, ``fit="rolling"`` (default, the original tool): Video-Depth-Anything (VDA)
+  runs as a :class:`~video_depth_anything.inference.VideoDepthStream` and returns final relative
+  frames with a lag of up to one window (32 frames). Metric Depth-Anything-V2 (DA-V2) runs on each
+  frame as it is decoded (or on every ``metric_every``-th frame) and only two numbers per frame are
+  kept, ``mean`` and ``std`` of its inverse depth, until VDA emits that frame. The emitted frame is
+  then mapped to metric inverse depth by :class:`depth_fit.RollingFit` and written.
+* ``model="vda+dav2"``, ``fit="global"``: pass 1 streams VDA and stores its output at network
+  resolution as float16 in a temporary file in the output folder (deleted afterwards, also on
+  error), and runs DA-V2 on about ``global_frames`` frames evenly spaced over the clip, keeping
+  ``global_points`` sampled pixels of each. One trimmed least-squares fit
+  (:func:`depth_fit.robust_scale_shift`) maps VDA to metric inverse depth; pass 2 reads the file
+  back, upsamples, applies the fit and writes.
+* ``model="vda-metric"``: the Metric-Video-Depth-Anything checkpoint gives metres directly; no DA-V2,
+  no fit.
+
+``metric_every = N`` (rolling fit): DA-V2 runs on output frames ``0, N, 2N, ...`` only; each of them
+adds one history entry (so the rules "fewer than 10 entries" and "at most 100 (+1) entries" count
+DA-V2 frames, not video frames); every other frame uses the parameters computed for the most recent
+DA-V2 frame before it, unchanged.
+
+Depth is written at the source resolution (VDA's output is resized there directly), with the
+source frame rate (or ``target_fps``), through :class:`depth_codec.DepthVideoWriter` (lossless,
+atomic, tagged with ``max_depth``). Fitted inverse depth that is non-positive, non-finite or below
+``1/max_depth`` is written as ``max_depth`` and counted; depth below :func:`near_limit` is raised
+to it so that every decoded pixel is in ``(0, max_depth]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import depth_fit
+from cli_utils import CliError, progress_bar
+from depth_anything_v2.transform import network_input_size
+from depth_codec import DepthVideoWriter, depth_step
+from video_depth_anything.inference import VideoDepthStream, video_input_size
+from video_io import VideoDecodeError, VideoReader, ensure_writable_dir
+
+__all__ = [
+    "MODELS",
+    "FITS",
+    "VIDEO_EXTENSIONS",
+    "ConvertOptions",
+    "Models",
+    "StageTimer",
+    "VideoResult",
+    "load_models",
+    "collect_inputs",
+    "output_path_for",
+    "inference_size",
+    "selection_count",
+    "expected_output_frames",
+    "near_limit",
+    "clamp_metric_depth",
+    "convert_video",
+    "convert_batch",
+]
+
+log = logging.getLogger("mvda")
+
+#: ``--model`` choices: VDA relative + DA-V2 metric + fit, or Metric-VDA directly.
+MODELS: tuple[str, ...] = ("vda+dav2", "vda-metric")
+#: ``--fit`` choices.
+FITS: tuple[str, ...] = ("rolling", "global")
+#: File extensions taken from a folder given as ``--input_video``.
+VIDEO_EXTENSIONS: frozenset[str] = frozenset(
+    {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".mts", ".m2ts", ".3gp"}
+)
+#: Output suffix: ``{stem}_depth.mkv``.
+OUTPUT_SUFFIX = "_depth.mkv"
+
+
+# ---------------------------------------------------------------------------------------------------
+# options, models, timers, results
+
+
+@dataclass
+class ConvertOptions:
+    """Everything that controls one conversion (the CLI flags, resolved).
+
+    Attributes:
+        model: ``"vda+dav2"`` or ``"vda-metric"``.
+        fit: ``"rolling"`` or ``"global"`` (``vda+dav2`` only).
+        input_size: network shorter side (518 for the released models).
+        max_res: frames whose larger side exceeds this are downscaled for inference (<= 0: never).
+        max_len: at most this many output frames (<= 0: all).
+        target_fps: output frame rate; frames are selected by timestamp (<= 0: the source rate).
+        max_depth: full scale of the packed output in metres.
+        metric_every: DA-V2 on every N-th output frame (rolling fit).
+        device: torch device of both networks.
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast of both networks).
+        dav2_batch: frames per DA-V2 call (frames wait at most until VDA needs their statistics).
+        global_frames: frames sampled by the global fit.
+        global_points: pixels sampled per frame by the global fit.
+        output_size: ``(H, W)`` of the written depth; ``None``: the source resolution.
+        progress: show tqdm bars.
+    """
+
+    model: str = "vda+dav2"
+    fit: str = "rolling"
+    input_size: int = 518
+    max_res: int = 1440
+    max_len: int = -1
+    target_fps: float = -1.0
+    max_depth: float = 6.0
+    metric_every: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    precision: str = "fp32"
+    dav2_batch: int = 1
+    global_frames: int = 32
+    global_points: int = 4096
+    output_size: tuple[int, int] | None = None
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise :class:`CliError` for impossible combinations."""
+        if self.model not in MODELS:
+            raise CliError(f"unknown --model {self.model!r}: use one of {', '.join(MODELS)}")
+        if self.fit not in FITS:
+            raise CliError(f"unknown --fit {self.fit!r}: use one of {', '.join(FITS)}")
+        if self.input_size < 14:
+            raise CliError(f"--input_size must be at least 14 (one patch), got {self.input_size}")
+        if not self.max_depth > 0 or not math.isfinite(self.max_depth):
+            raise CliError(f"--max_depth must be a finite number > 0, got {self.max_depth}")
+        if self.metric_every < 1:
+            raise CliError(f"--metric_every must be >= 1, got {self.metric_every}")
+
+
+@dataclass
+class Models:
+    """The networks of one run (loaded once for a whole batch).
+
+    ``vda``: VideoDepthAnything (relative for ``vda+dav2``, metric for ``vda-metric``);
+    ``dav2``: metric DepthAnythingV2, or ``None`` for ``vda-metric``.
+    """
+
+    vda: Any
+    dav2: Any | None = None
+
+
+def load_models(
+    model: str,
+    encoder: str,
+    metric_encoder: str,
+    metric_model: str,
+    device: torch.device,
+    vda_checkpoint: str | os.PathLike | None = None,
+    metric_checkpoint: str | os.PathLike | None = None,
+) -> Models:
+    """Load the networks for ``model`` strictly from their checkpoints.
+
+    Checkpoints: the explicit paths, else the default local folders of the packages
+    (``Video-Depth-Anything/checkpoints``, ``Depth-Anything-V2/metric_depth/checkpoints``), else the
+    Hugging Face hub. Raises :class:`depth_anything_v2.hub.CheckpointError` (a one-line message naming
+    the repo id, the file and the install command) when one is missing or does not match.
+    """
+    from depth_anything_v2.hub import load_depth_anything_v2_metric
+    from video_depth_anything.hub import load_video_depth_anything
+
+    if model == "vda-metric":
+        vda = load_video_depth_anything(encoder, metric=True, checkpoint=vda_checkpoint, device=device)
+        return Models(vda=vda, dav2=None)
+    vda = load_video_depth_anything(encoder, metric=False, checkpoint=vda_checkpoint, device=device)
+    dav2 = load_depth_anything_v2_metric(metric_encoder, metric_model, checkpoint=metric_checkpoint, device=device)
+    return Models(vda=vda, dav2=dav2)
+
+
+class StageTimer:
+    """Wall-clock seconds per pipeline stage (``decode``, ``vda``, ``dav2``, ``fit``, ``encode``, ...).
+
+    On CUDA the device is synchronised at the end of each stage so that the time is attributed to the
+    stage that queued the work (only when ``enabled``; disabled timers cost nothing).
+    """
+
+    def __init__(self, device: torch.device | None = None, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.seconds: dict[str, float] = {}
+        self._sync = device is not None and device.type == "cuda"
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if not self.enabled:
+            yield
+            return
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._sync:
+                torch.cuda.synchronize()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def merge(self, other: "StageTimer") -> None:
+        for key, value in other.seconds.items():
+            self.seconds[key] = self.seconds.get(key, 0.0) + value
+
+
+@dataclass
+class VideoResult:
+    """Outcome of one video: ``status`` is ``"ok"``, ``"skipped"`` (output existed) or ``"failed"``."""
+
+    input: Path
+    output: Path
+    status: str = "ok"
+    error: str | None = None
+    frames: int = 0
+    seconds: float = 0.0
+    width: int = 0
+    height: int = 0
+    fps: Fraction | None = None
+    depth_min: float = float("nan")
+    depth_max: float = float("nan")
+    clamps: depth_fit.ClampCounts = field(default_factory=depth_fit.ClampCounts)
+    metric_frames: int = 0
+    fit: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+    def summary_line(self) -> str:
+        """One line for the user: frames, seconds, frames/s, depth range, clamped pixels."""
+        name = self.input.name
+        if self.status == "skipped":
+            return f"{name}: skipped, {self.output} exists (--skip_existing)"
+        if self.status == "failed":
+            return f"{name}: FAILED: {self.error}"
+        pixels = max(1, self.frames * self.width * self.height)
+        far = self.clamps.far
+        text = (
+            f"{name}: {self.frames} frames {self.width}x{self.height} @ {float(self.fps or 0):.3g} fps in "
+            f"{self.seconds:.1f} s ({self.frames_per_second:.2f} frames/s), depth {self.depth_min:.3f}-"
+            f"{self.depth_max:.3f} m, clipped to max_depth: {far} px ({100.0 * far / pixels:.2f} %"
+        )
+        if self.clamps.nonpositive:
+            text += f", {self.clamps.nonpositive} with non-positive fitted inverse depth"
+        text += ")"
+        if self.clamps.near:
+            text += f", raised to the near limit: {self.clamps.near} px"
+        return text + f" -> {self.output}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# small pure helpers
+
+
+def inference_size(height: int, width: int, max_res: int) -> tuple[int, int]:
+    """Frame size fed to the networks: the source size, or scaled down so that its larger side is
+    ``max_res`` when it is larger (``max_res <= 0``: never), rounding each side to the nearest pixel.
+
+    >>> inference_size(2160, 3840, 1440), inference_size(480, 640, 1440)
+    ((810, 1440), (480, 640))
+    """
+    if max_res > 0 and max(height, width) > max_res:
+        scale = max_res / max(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+    return height, width
+
+
+def selection_count(index: int, source_fps: Fraction, target_fps: Fraction | None) -> int:
+    """How many output frames show source frame ``index`` when resampling to ``target_fps``.
+
+    Output frame ``k`` (at time ``k / target_fps``) shows the source frame on screen at that time,
+    ``floor(k * source_fps / target_fps)``. So source frame ``j`` is used
+    ``ceil((j + 1) * t / s) - ceil(j * t / s)`` times: 0 (dropped), 1, or more (duplicated).
+    ``target_fps=None`` keeps every frame once.
+
+    >>> [selection_count(j, Fraction(30), Fraction(15)) for j in range(4)]
+    [1, 0, 1, 0]
+    >>> [selection_count(j, Fraction(10), Fraction(25)) for j in range(3)]
+    [3, 2, 3]
+    """
+    if target_fps is None:
+        return 1
+    ratio = Fraction(target_fps) / Fraction(source_fps)
+    return math.ceil((index + 1) * ratio) - math.ceil(index * ratio)
+
+
+def expected_output_frames(
+    source_frames: int | None, source_fps: Fraction, target_fps: Fraction | None, max_len: int
+) -> int | None:
+    """Output frame count for a source of ``source_frames`` frames (``None`` if unknown)."""
+    if source_frames is None:
+        return max_len if max_len > 0 else None
+    n = source_frames if target_fps is None else math.ceil(source_frames * Fraction(target_fps) / Fraction(source_fps))
+    return min(n, max_len) if max_len > 0 else n
+
+
+def near_limit(max_depth: float) -> float:
+    """Smallest depth written (metres): two code steps of the packed format, so it never decodes to 0."""
+    return 2.0 * depth_step(max_depth)
+
+
+def clamp_metric_depth(depth: torch.Tensor, max_depth: float, min_depth: float) -> tuple[torch.Tensor, depth_fit.ClampCounts]:
+    """Clamp network metric depth (metres, ``vda-metric``) to ``[min_depth, max_depth]``.
+
+    Non-finite or larger than ``max_depth`` -> ``max_depth`` (``far``; non-finite also counts as
+    ``nonpositive``); below ``min_depth`` (including VDA's ReLU zeros) -> ``min_depth`` (``near``).
+    """
+    finite = torch.isfinite(depth)
+    far = ~finite | (depth > max_depth)
+    near = finite & (depth < min_depth)
+    out = torch.where(far, torch.full_like(depth, max_depth), depth)
+    out = torch.where(near, torch.full_like(out, min_depth), out)
+    counts = torch.stack([far.sum(), (~finite).sum(), near.sum()]).tolist()
+    return out, depth_fit.ClampCounts(far=int(counts[0]), nonpositive=int(counts[1]), near=int(counts[2]))
+
+
+def output_path_for(input_path: Path, output_dir: Path) -> Path:
+    """``output_dir / "{input stem}_depth.mkv"``."""
+    return Path(output_dir) / f"{Path(input_path).stem}{OUTPUT_SUFFIX}"
+
+
+def collect_inputs(items: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand ``--input_video`` arguments: files as given; a folder gives its video files (by
+    extension, sorted, not recursive, skipping hidden files and ``*_depth.mkv`` outputs).
+
+    Raises:
+        CliError: nothing given, a folder without videos, or two inputs that would write the same
+            output name.
+    """
+    if not items:
+        raise CliError("no --input_video given")
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                c for c in p.iterdir()
+                if c.is_file() and c.suffix.lower() in VIDEO_EXTENSIONS
+                and not c.name.startswith(".") and not c.name.endswith(OUTPUT_SUFFIX)
+            )
+            if not found:
+                raise CliError(f"folder {p} contains no video files ({', '.join(sorted(VIDEO_EXTENSIONS))})")
+            paths.extend(found)
+        else:
+            paths.append(p)
+    seen: dict[str, Path] = {}
+    for p in paths:
+        key = output_path_for(p, Path(".")).name
+        if key in seen and seen[key].resolve() != p.resolve():
+            raise CliError(f"{seen[key]} and {p} would both be written to {key}; convert them separately")
+        seen[key] = p
+    unique: list[Path] = []
+    for p in paths:  # the same file given twice is converted once
+        if all(p.resolve() != q.resolve() for q in unique):
+            unique.append(p)
+    return unique
+
+
+# ---------------------------------------------------------------------------------------------------
+# frame source
+
+
+class _FrameSource:
+    """Decoded, selected and (if needed) downscaled frames of one video.
+
+    Yields ``(rgb, inference)``: ``rgb`` the source frame ``(H, W, 3)`` uint8 (numpy), ``inference``
+    the frame fed to the networks, ``(h, w, 3)`` on the device (uint8, or float in [0, 255] when
+    downscaled).
+    """
+
+    def __init__(self, reader: VideoReader, options: ConvertOptions, timer: StageTimer) -> None:
+        self.reader = reader
+        self.options = options
+        self.timer = timer
+        self.source_fps = reader.fps
+        self.target_fps: Fraction | None = (
+            Fraction(str(options.target_fps)) if options.target_fps and options.target_fps > 0 else None
+        )
+        self.fps = self.target_fps or self.source_fps
+        self.height, self.width = reader.height, reader.width
+        self.infer_h, self.infer_w = inference_size(self.height, self.width, options.max_res)
+        self.expected = expected_output_frames(reader.info.num_frames, self.source_fps, self.target_fps, options.max_len)
+        self.emitted = 0
+
+    def _prepare(self, frame: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(frame).to(self.options.device, non_blocking=True)
+        if (self.infer_h, self.infer_w) == (self.height, self.width):
+            return t
+        x = t.permute(2, 0, 1).unsqueeze(0).to(torch.float32)
+        x = F.interpolate(x, size=(self.infer_h, self.infer_w), mode="bilinear", align_corners=False, antialias=True)
+        return x[0].permute(1, 2, 0).clamp_(0.0, 255.0)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        limit = self.options.max_len if self.options.max_len > 0 else None
+        frames = iter(self.reader)
+        index = 0
+        while limit is None or self.emitted < limit:
+            with self.timer.stage("decode"):
+                frame = next(frames, None)
+                if frame is None:
+                    return
+                repeats = selection_count(index, self.source_fps, self.target_fps)
+                index += 1
+                if repeats == 0:
+                    continue
+                if frame.shape[0] != self.height or frame.shape[1] != self.width:
+                    raise VideoDecodeError(
+                        f"{self.reader.path}: frame {index - 1} is {frame.shape[1]}x{frame.shape[0]} but the video "
+                        f"is {self.width}x{self.height}; videos that change size are not supported"
+                    )
+                prepared = self._prepare(frame)
+            for _ in range(repeats):
+                if limit is not None and self.emitted >= limit:
+                    return
+                self.emitted += 1
+                yield frame, prepared
+
+
+# ---------------------------------------------------------------------------------------------------
+# the conversion of one video
+
+
+class _MetricStatsQueue:
+    """DA-V2 on selected frames, batched, keeping only ``(mean, std)`` of the inverse depth."""
+
+    def __init__(self, dav2: Any, options: ConvertOptions, timer: StageTimer,
+                 output_size: tuple[int, int] | None = None) -> None:
+        self.dav2 = dav2
+        self.options = options
+        self.timer = timer
+        self.output_size = output_size
+        self.waiting: list[tuple[int, torch.Tensor]] = []
+        self.stats: dict[int, depth_fit.MapStats] = {}
+        self.runs = 0
+
+    def add(self, index: int, frame: torch.Tensor) -> None:
+        self.waiting.append((index, frame))
+        if len(self.waiting) >= max(1, self.options.dav2_batch):
+            self.run()
+
+    def infer(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(K, h, w, 3)`` frames -> ``(K, h', w')`` metric depth (metres) on the device."""
+        with self.timer.stage("dav2"):
+            h, w = int(frames.shape[1]), int(frames.shape[2])
+            return self.dav2.infer_images(
+                frames, input_size=self.options.input_size, output_size=self.output_size or (h, w),
+                precision=self.options.precision, batch_size=max(1, self.options.dav2_batch),
+                device=self.options.device,
+            )
+
+    def run(self) -> None:
+        if not self.waiting:
+            return
+        indices = [i for i, _ in self.waiting]
+        depth = self.infer(torch.stack([f for _, f in self.waiting]))
+        self.waiting = []
+        with self.timer.stage("fit"):
+            for k, index in enumerate(indices):
+                self.stats[index] = depth_fit.inverse_depth_stats(depth[k])
+        self.runs += len(indices)
+
+    def pop(self, index: int) -> depth_fit.MapStats | None:
+        if index in self.stats:
+            return self.stats.pop(index)
+        if any(i == index for i, _ in self.waiting):
+            self.run()
+            return self.stats.pop(index)
+        return None
+
+
+class _Converter:
+    def __init__(self, models: Models, options: ConvertOptions, timer: StageTimer) -> None:
+        self.models = models
+        self.options = options
+        self.timer = timer
+        self.min_depth = near_limit(options.max_depth)
+        self.clamps = depth_fit.ClampCounts()
+        self.metric_frames = 0
+
+    # -- shared -------------------------------------------------------------------------------------
+    def _stream(self, output_size: tuple[int, int]) -> VideoDepthStream:
+        return VideoDepthStream(
+            self.models.vda, input_size=self.options.input_size, device=self.options.device,
+            precision=self.options.precision, output_size=output_size, output="torch",
+        )
+
+    def _write(self, writer: DepthVideoWriter, depth: torch.Tensor) -> None:
+        with self.timer.stage("encode"):
+            writer.write(depth.detach().to("cpu", torch.float32).numpy())
+
+    def _bar(self, source: _FrameSource, name: str, passes: int = 1):
+        total = source.expected * passes if source.expected else None
+        return progress_bar(total=total, desc=name, disable=not self.options.progress)
+
+    # -- rolling fit / metric VDA -----------------------------------------------------------------
+    def run_streaming(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str) -> int:
+        metric_model = self.options.model == "vda-metric"
+        stream = self._stream(out_size)
+        queue = None if metric_model else _MetricStatsQueue(self.models.dav2, self.options, self.timer)
+        fit = depth_fit.RollingFit()
+        every = self.options.metric_every
+        written = 0
+
+        def emit(outputs: list[torch.Tensor]) -> None:
+            nonlocal written
+            for r in outputs:
+                metric = queue.pop(written) if queue is not None and written % every == 0 else None
+                with self.timer.stage("fit"):
+                    if metric_model:
+                        depth, counts = clamp_metric_depth(r, self.options.max_depth, self.min_depth)
+                    else:
+                        params = fit.fit_frame(metric, depth_fit.relative_stats(r))
+                        depth, counts = depth_fit.inverse_to_depth(
+                            depth_fit.apply_rolling(r, params), self.options.max_depth, self.min_depth
+                        )
+                    self.clamps += counts
+                self._write(writer, depth)
+                written += 1
+                bar.update(1)
+
+        with self._bar(source, name) as bar:
+            for index, (_, frame) in enumerate(source):
+                if queue is not None and index % every == 0:
+                    queue.add(index, frame)
+                    self.metric_frames += 1
+                with self.timer.stage("vda"):
+                    outputs = stream.push(frame)
+                emit(outputs)
+            with self.timer.stage("vda"):
+                outputs = stream.flush()
+            emit(outputs)
+        return written
+
+    # -- global fit ---------------------------------------------------------------------------------
+    def run_global(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str,
+                   temp_path: Path) -> int:
+        net = network_input_size(source.infer_h, source.infer_w,
+                                 video_input_size(source.infer_h, source.infer_w, self.options.input_size))
+        stream = self._stream(net)
+        rows, cols = depth_fit.sample_grid(net[0], net[1], self.options.global_points)
+        rows_t = torch.from_numpy(rows).to(self.options.device)
+        cols_t = torch.from_numpy(cols).to(self.options.device)
+        sampler = _EvenSampler(source.expected, self.options.global_frames)
+        queue = _MetricStatsQueue(self.models.dav2, self.options, self.timer, output_size=net)
+        metric_samples: dict[int, np.ndarray] = {}  # frame -> 1/m at the grid (1/metres)
+        relative_samples: dict[int, np.ndarray] = {}  # frame -> r at the grid
+        frame_values = net[0] * net[1]
+        written = 0
+
+        with self._bar(source, name, passes=2) as bar, open(temp_path, "wb") as store:
+            def keep(outputs: list[torch.Tensor]) -> None:
+                nonlocal written
+                for r in outputs:
+                    with self.timer.stage("store"):
+                        if written in metric_samples:
+                            relative_samples[written] = r[rows_t, cols_t].double().cpu().numpy()
+                        store.write(r.to(torch.float16).cpu().numpy().tobytes())
+                    written += 1
+                    bar.update(1)
+
+            for index, (_, frame) in enumerate(source):
+                if sampler.take(index):
+                    depth = queue.infer(frame.unsqueeze(0))[0]
+                    with self.timer.stage("fit"):
+                        metric_samples[index] = 1.0 / depth[rows_t, cols_t].double().clamp_min(
+                            depth_fit.MIN_METRIC_DEPTH).cpu().numpy()
+                    self.metric_frames += 1
+                    for dropped in sampler.drop_surplus():
+                        metric_samples.pop(dropped, None)
+                        relative_samples.pop(dropped, None)
+                with self.timer.stage("vda"):
+                    outputs = stream.push(frame)
+                keep(outputs)
+            with self.timer.stage("vda"):
+                outputs = stream.flush()
+            keep(outputs)
+        if written == 0:
+            return 0
+        with self.timer.stage("fit"):
+            frames = sorted(set(metric_samples) & set(relative_samples))
+            try:
+                fit, inliers = depth_fit.robust_scale_shift(
+                    np.concatenate([relative_samples[i] for i in frames]),
+                    np.concatenate([metric_samples[i] for i in frames]),
+                )
+            except ValueError as exc:
+                raise CliError(f"{source.reader.path}: the global fit failed ({exc}); try --fit rolling") from None
+        log.info("%s: global fit inverse = %.6g * r + %.6g over %d frames, %d of %d samples kept",
+                 name, fit.scale, fit.shift, len(frames), int(inliers.sum()), inliers.size)
+        self.global_fit = fit
+
+        with open(temp_path, "rb") as store, self._bar(source, name, passes=2) as bar:
+            bar.update(written)
+            buffer = np.empty(frame_values, dtype=np.float16)
+            for _ in range(written):
+                with self.timer.stage("store"):
+                    if store.readinto(buffer) != buffer.nbytes:
+                        raise CliError(f"temporary file {temp_path} is truncated; is the disk full?")
+                    r = torch.from_numpy(buffer).to(self.options.device).view(1, 1, *net).to(torch.float32)
+                with self.timer.stage("fit"):
+                    if tuple(out_size) != tuple(net):
+                        r = F.interpolate(r, size=out_size, mode="bilinear", align_corners=True)
+                    depth, counts = depth_fit.inverse_to_depth(
+                        depth_fit.apply_affine(r[0, 0], fit), self.options.max_depth, self.min_depth
+                    )
+                    self.clamps += counts
+                self._write(writer, depth)
+                bar.update(1)
+        return written
+
+
+class _EvenSampler:
+    """Choose about ``target`` frames evenly spaced over a stream of unknown exact length.
+
+    Starts with a stride from the expected length; whenever more than ``2 * target`` frames are held
+    (the estimate was too small), every other one is dropped and the stride doubles, so the kept
+    frames stay evenly spaced and their number bounded.
+    """
+
+    def __init__(self, expected: int | None, target: int) -> None:
+        self.target = max(2, int(target))
+        self.stride = max(1, math.ceil(expected / self.target)) if expected else 1
+        self.kept: list[int] = []
+
+    def take(self, index: int) -> bool:
+        if index % self.stride:
+            return False
+        self.kept.append(index)
+        return True
+
+    def drop_surplus(self) -> list[int]:
+        dropped: list[int] = []
+        while len(self.kept) > 2 * self.target:
+            self.stride *= 2
+            dropped.extend(i for i in self.kept if i % self.stride)
+            self.kept = [i for i in self.kept if i % self.stride == 0]
+        return dropped
+
+
+def _temp_store_path(output: Path) -> Path:
+    return output.with_name(f".{output.stem}.vda-{os.getpid()}.f16")
+
+
+def convert_video(
+    input_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    models: Models,
+    options: ConvertOptions,
+    timer: StageTimer | None = None,
+) -> VideoResult:
+    """Convert one video to ``output_dir/{stem}_depth.mkv`` and return its :class:`VideoResult`.
+
+    Raises:
+        CliError (including :class:`video_io.VideoDecodeError`): unreadable input, zero frames, a
+            decode error mid-stream, an unwritable output; the output file is then not created.
+    """
+    options.validate()
+    timer = timer or StageTimer(options.device, enabled=False)
+    input_path = Path(input_path)
+    output = output_path_for(input_path, Path(output_dir))
+    start = time.perf_counter()
+    with VideoReader(input_path) as reader:
+        source = _FrameSource(reader, options, timer)
+        out_h, out_w = options.output_size or (reader.height, reader.width)
+        converter = _Converter(models, options, timer)
+        metadata = {
+            "mvda_model": options.model,
+            "mvda_fit": "none" if options.model == "vda-metric" else options.fit,
+            "mvda_metric_every": str(options.metric_every),
+            "mvda_source": input_path.name,
+        }
+        temp_store: Path | None = None
+        try:
+            with DepthVideoWriter(output, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata) as writer:
+                if options.model == "vda+dav2" and options.fit == "global":
+                    temp_store = _temp_store_path(output)
+                    frames = converter.run_global(source, writer, (out_h, out_w), input_path.name, temp_store)
+                else:
+                    frames = converter.run_streaming(source, writer, (out_h, out_w), input_path.name)
+                if frames == 0:
+                    raise CliError(f"{input_path}: no frames decoded (empty video, or --max_len / --target_fps leave none)")
+                stats = writer.stats
+        finally:
+            if temp_store is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    temp_store.unlink()
+    seconds = time.perf_counter() - start
+    return VideoResult(
+        input=input_path, output=output, frames=frames, seconds=seconds, width=out_w, height=out_h,
+        fps=source.fps, depth_min=stats.min_depth, depth_max=stats.max_depth, clamps=converter.clamps,
+        metric_frames=converter.metric_frames, fit="none" if options.model == "vda-metric" else options.fit,
+        timings=dict(timer.seconds),
+    )
+
+
+def convert_batch(
+    inputs: Sequence[Path],
+    output_dir: str | os.PathLike,
+    models: Models | Callable[[], Models],
+    options: ConvertOptions,
+    skip_existing: bool = False,
+    report: Callable[[str], None] | None = None,
+    timer: StageTimer | None = None,
+) -> list[VideoResult]:
+    """Convert several videos; one failing video does not stop the others.
+
+    Args:
+        inputs: video files (see :func:`collect_inputs`).
+        output_dir: output folder (created; must be writable).
+        models: the networks, or a function loading them (called once, only if a video needs them).
+        options: conversion options.
+        skip_existing: leave videos whose output exists alone.
+        report: called with each video's summary line (default: ``log.info``).
+        timer: accumulates per-stage times over the batch.
+
+    Returns:
+        One :class:`VideoResult` per input, in order.
+
+    Raises:
+        CliError / CheckpointError: problems that concern the whole batch (output folder, models)
+            and, when there is a single input, its own error.
+    """
+    options.validate()
+    out_dir = ensure_writable_dir(output_dir)
+    report = report or log.info
+    loaded: Models | None = models if isinstance(models, Models) else None
+    results: list[VideoResult] = []
+    many = len(inputs) > 1
+    outer = progress_bar(total=len(inputs), desc="videos", unit="video", disable=not (many and options.progress),
+                         position=0)
+    with outer:
+        for path in inputs:
+            output = output_path_for(path, out_dir)
+            if skip_existing and output.exists():
+                result = VideoResult(input=Path(path), output=output, status="skipped")
+            else:
+                if loaded is None:
+                    loaded = models()  # type: ignore[operator]
+                try:
+                    result = convert_video(path, out_dir, loaded, options, timer=timer)
+                except CliError as exc:
+                    if not many:
+                        raise
+                    result = VideoResult(input=Path(path), output=output, status="failed",
+                                         error=" ".join(str(exc).split()))
+            results.append(result)
+            report(result.summary_line())
+            outer.update(1)
+    return results
