@@ -1,0 +1,141 @@
+"""install_mvda.sh: syntax, flags, and the checkpoint step without a reachable hub.
+
+The pip step is not run here (it changes the environment and is exercised by .ci/run itself). The
+checkpoint step runs on a copy of the script in tmp_path, so the "repository" it fills is tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "install_mvda.sh"
+VDA_L = "Video-Depth-Anything/checkpoints/video_depth_anything_vitl.pth"
+DAV2_HL = "Depth-Anything-V2/metric_depth/checkpoints/depth_anything_v2_metric_hypersim_vitl.pth"
+
+
+def run(args: list[str], cwd: Path, **env_extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(PYTHON=sys.executable, HF_HOME=str(cwd / "hf_home"), **env_extra)
+    return subprocess.run(["bash", str(cwd / "install_mvda.sh"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    shutil.copy(SCRIPT, tmp_path / "install_mvda.sh")
+    return tmp_path
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def test_script_syntax_and_mode():
+    assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
+    assert os.access(SCRIPT, os.X_OK)
+    assert SCRIPT.read_text().splitlines()[:1] == ["#!/usr/bin/env bash"]
+    assert "set -euo pipefail" in SCRIPT.read_text()
+
+
+def test_help(repo):
+    result = run(["--help"], repo)
+    assert result.returncode == 0
+    for flag in ("--encoders", "--metric_encoders", "--metric_models", "--vda_metric", "--no-weights",
+                 "--dev", "torch==2.13.0"):
+        assert flag in result.stdout
+    assert files_under(repo) == ["install_mvda.sh"]  # --help does nothing else
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--encoders", "vitx"], "--encoders: unknown value 'vitx'"),
+    (["--metric_models", "hypersim,kitti"], "--metric_models: unknown value 'kitti'"),
+    (["--encoders"], "--encoders needs a value"),
+    (["--frobnicate"], "unknown option '--frobnicate'"),
+])
+def test_bad_flags(repo, args, message):
+    result = run(args, repo)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"install_mvda.sh: error: {message}"), result.stderr
+    assert files_under(repo) == ["install_mvda.sh"]  # validated before anything is installed
+
+
+def check_missing_report(stderr: str, expected: list[tuple[str, str]]) -> None:
+    assert "Traceback" not in stderr
+    assert f"{len(expected)} checkpoint(s) missing" in stderr
+    assert "Download them by hand and put them here" in stderr
+    for path, repo_id in expected:
+        name = path.rsplit("/", 1)[1]
+        assert f"  {path}\n" in stderr
+        assert f"Hugging Face repo {repo_id}, file {name}" in stderr
+        assert f"https://huggingface.co/{repo_id}/resolve/main/{name}" in stderr
+
+
+def test_offline_reports_missing_files_and_writes_nothing(repo):
+    result = run(["--weights-only"], repo, HF_HUB_OFFLINE="1")
+    assert result.returncode == 3, result.stderr
+    assert "(HF_HUB_OFFLINE is set)" in result.stderr
+    check_missing_report(result.stderr, [
+        (VDA_L, "depth-anything/Video-Depth-Anything-Large"),
+        (DAV2_HL, "depth-anything/Depth-Anything-V2-Metric-Hypersim-Large"),
+    ])
+    # Nothing half-written: no checkpoint folders, no lock or .incomplete files; only the link.
+    assert files_under(repo) == ["Video-Depth-Anything/video_metric_convert.py", "install_mvda.sh"]
+    link = repo / "Video-Depth-Anything" / "video_metric_convert.py"
+    assert link.is_symlink() and os.readlink(link) == "../video_metric_convert.py"
+
+
+def test_unreachable_hub_lists_every_selected_file(repo):
+    result = run(["--weights-only", "--encoders", "vits,vitl", "--vda_metric",
+                  "--metric_encoders", "vitb", "--metric_models", "hypersim,vkitti"],
+                 repo, HF_ENDPOINT="http://127.0.0.1:9")  # nothing listens on port 9
+    assert result.returncode == 3, result.stderr
+    assert "cannot reach http://127.0.0.1:9" in result.stderr
+    check_missing_report(result.stderr, [
+        ("Video-Depth-Anything/checkpoints/video_depth_anything_vits.pth",
+         "depth-anything/Video-Depth-Anything-Small"),
+        (VDA_L, "depth-anything/Video-Depth-Anything-Large"),
+        ("Video-Depth-Anything/checkpoints/metric_video_depth_anything_vits.pth",
+         "depth-anything/Metric-Video-Depth-Anything-Small"),
+        ("Video-Depth-Anything/checkpoints/metric_video_depth_anything_vitl.pth",
+         "depth-anything/Metric-Video-Depth-Anything-Large"),
+        ("Depth-Anything-V2/metric_depth/checkpoints/depth_anything_v2_metric_hypersim_vitb.pth",
+         "depth-anything/Depth-Anything-V2-Metric-Hypersim-Base"),
+        ("Depth-Anything-V2/metric_depth/checkpoints/depth_anything_v2_metric_vkitti_vitb.pth",
+         "depth-anything/Depth-Anything-V2-Metric-VKITTI-Base"),
+    ])
+    assert files_under(repo) == ["Video-Depth-Anything/video_metric_convert.py", "install_mvda.sh"]
+
+
+def test_present_files_are_kept_and_a_second_run_changes_nothing(repo):
+    for rel in (VDA_L, DAV2_HL):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_bytes(b"placed by hand")
+    first = run(["--weights-only"], repo, HF_HUB_OFFLINE="1")
+    assert first.returncode == 0, first.stderr
+    assert f"{VDA_L} is already there: kept" in first.stdout
+    assert f"{DAV2_HL} is already there: kept" in first.stdout
+    before = {p: (repo / p).read_bytes() if not (repo / p).is_symlink() else os.readlink(repo / p)
+              for p in files_under(repo)}
+    second = run(["--weights-only"], repo, HF_HUB_OFFLINE="1")
+    assert second.returncode == 0
+    assert "linked" in first.stdout and "linked" not in second.stdout  # the link is made once
+    after = {p: (repo / p).read_bytes() if not (repo / p).is_symlink() else os.readlink(repo / p)
+             for p in files_under(repo)}
+    assert after == before
+
+
+def test_no_weights_and_weights_only_together(repo):
+    result = run(["--no-weights", "--weights-only"], repo)
+    assert result.returncode == 2 and "leave nothing to do" in result.stderr
+
+
+def test_repository_link_is_committed():
+    link = SCRIPT.parent / "Video-Depth-Anything" / "video_metric_convert.py"
+    assert link.is_symlink() and os.readlink(link) == "../video_metric_convert.py"
