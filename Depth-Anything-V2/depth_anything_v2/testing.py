@@ -7,6 +7,8 @@ produced by the official code with the same weights.
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 import os
 import zlib
@@ -23,6 +25,10 @@ __all__ = [
     "procedural_state_dict",
     "load_procedural_weights",
     "write_procedural_checkpoint",
+    "state_dict_layout",
+    "read_manifests",
+    "layout_problems",
+    "fill_problems",
 ]
 
 
@@ -93,3 +99,61 @@ def write_procedural_checkpoint(model: nn.Module, path: str | os.PathLike) -> Pa
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(procedural_state_dict(model), out)
     return out
+
+
+def state_dict_layout(model: nn.Module) -> list[tuple[str, list[int], str, str]]:
+    """``(key, shape, dtype, kind)`` of every state_dict entry, in order, as in the fixture manifests
+    (dtype like ``"float32"``, kind ``"parameter"`` or ``"buffer"``). Works on ``meta`` models."""
+    buffers = {name for name, _ in model.named_buffers()}
+    return [
+        (k, list(v.shape), str(v.dtype).replace("torch.", ""), "buffer" if k in buffers else "parameter")
+        for k, v in model.state_dict().items()
+    ]
+
+
+def read_manifests(path: str | os.PathLike) -> dict[str, dict]:
+    """Read the compact manifest file ``tests/fixtures/manifests_networks.json.gz``.
+
+    Returns ``{name: manifest}`` where each manifest has the upstream metadata (``config``,
+    ``num_entries``, ``total_numel``, ...) and ``entries``: ``[key, shape, dtype, kind, fill_sum]``
+    lists in upstream state_dict order (a ``same_entries_as`` reference is resolved).
+    """
+    with gzip.open(Path(path), "rt", encoding="utf-8") as fh:
+        data = json.load(fh)["manifests"]
+    for item in data.values():
+        if "same_entries_as" in item:
+            item["entries"] = data[item["same_entries_as"]]["entries"]
+    return data
+
+
+def layout_problems(model: nn.Module, manifest: Mapping) -> list[str]:
+    """Differences between ``model``'s state_dict layout and a manifest (empty list: exact match of
+    keys, order, shapes, dtypes, parameter/buffer kinds, entry and value counts)."""
+    got = state_dict_layout(model)
+    want = [(e[0], list(e[1]), e[2], e[3]) for e in manifest["entries"]]
+    problems = []
+    if [g[0] for g in got] != [w[0] for w in want]:
+        missing = [w[0] for w in want if w[0] not in {g[0] for g in got}]
+        extra = [g[0] for g in got if g[0] not in {w[0] for w in want}]
+        problems.append(f"keys differ (missing {missing[:5]}, extra {extra[:5]}, or order)")
+    else:
+        problems += [f"{g} != {w}" for g, w in zip(got, want) if g != w]
+    if len(got) != manifest["num_entries"]:
+        problems.append(f"{len(got)} entries, manifest {manifest['num_entries']}")
+    numel = sum(math.prod(shape) for _, shape, _, _ in got)
+    if numel != manifest["total_numel"]:
+        problems.append(f"{numel} values, manifest {manifest['total_numel']}")
+    buffers = sum(kind == "buffer" for *_, kind in got)
+    if buffers != manifest["num_buffers"]:
+        problems.append(f"{buffers} buffers, manifest {manifest['num_buffers']}")
+    return problems
+
+
+def fill_problems(state: Mapping[str, torch.Tensor], manifest: Mapping, rel: float = 1e-9) -> list[str]:
+    """Entries of ``state`` whose float64 sum differs from the manifest's ``fill_sum`` (relative ``rel``)."""
+    problems = []
+    for key, _, _, _, fill_sum in manifest["entries"]:
+        total = state[key].double().sum().item()
+        if abs(total - fill_sum) > rel * max(1.0, abs(fill_sum)):
+            problems.append(f"{key}: sum {total!r}, manifest {fill_sum!r}")
+    return problems
