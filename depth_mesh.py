@@ -44,7 +44,9 @@ __all__ = [
     "vertex_colors",
     "depth_colors",
     "edge_triangle_mask",
+    "kept_triangles",
     "point_mask",
+    "select_rows",
     "pose_to_viewer",
     "look_at_extrinsic",
 ]
@@ -192,6 +194,25 @@ def edge_triangle_mask(depth: np.ndarray, threshold: float = DEFAULT_EDGE_THRESH
         discontinuity or touch a pixel without valid depth.
     """
     return _cell_triangle_keep(depth, threshold).reshape(-1)
+
+
+def select_rows(array: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``array[mask]`` for an (N, K) array and an (N,) bool mask, about 4x faster.
+
+    NumPy's boolean indexing of 2-D arrays copies element by element; viewing each row as one opaque
+    item copies whole rows. Returns a new C-contiguous (M, K) array of the same dtype.
+    """
+    arr = np.ascontiguousarray(array)
+    if arr.ndim != 2 or mask.shape != (arr.shape[0],):
+        raise ValueError(f"expected an (N, K) array and an (N,) mask, got {arr.shape} and {mask.shape}")
+    rows = arr.view(np.dtype((np.void, arr.dtype.itemsize * arr.shape[1]))).reshape(-1)
+    return rows[mask].view(arr.dtype).reshape(-1, arr.shape[1])
+
+
+def kept_triangles(depth: np.ndarray, threshold: float = DEFAULT_EDGE_THRESHOLD) -> np.ndarray:
+    """The grid triangles that :func:`edge_triangle_mask` keeps: (M, 3) int32 vertex indices."""
+    d = np.asarray(depth)
+    return select_rows(grid_triangles(d.shape[0], d.shape[1]), edge_triangle_mask(d, threshold))
 
 
 def point_mask(depth: np.ndarray, threshold: float | None = None) -> np.ndarray:

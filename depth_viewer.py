@@ -352,19 +352,29 @@ class GeometryBuilder:
         if frame.depth.shape != (self.intr.height, self.intr.width):
             raise ValueError(f"frame is {frame.depth.shape}, expected {(self.intr.height, self.intr.width)}")
         if self.point_cloud:
-            depth_mesh.mesh_vertices(frame.depth, self.intr, out=self._vertices)
-            self._fill_colors(frame, self._colors)
             mask = depth_mesh.point_mask(frame.depth, self.edge_threshold if self.remove_edges else None)
-            self.geometry.points = o3d.utility.Vector3dVector(self._vertices[mask])
-            self.geometry.colors = o3d.utility.Vector3dVector(self._colors[mask])
-            self.visible_count = int(mask.sum())
+            count = int(np.count_nonzero(mask))
+            pcd = self.geometry
+            if count != len(pcd.points):  # (re)allocate Open3D's buffers only when the count changes
+                pcd.points = o3d.utility.Vector3dVector(np.zeros((count, 3)))
+                pcd.colors = o3d.utility.Vector3dVector(np.zeros((count, 3)))
+            points, colors = np.asarray(pcd.points), np.asarray(pcd.colors)
+            if count == mask.size:  # every pixel is a point: fill Open3D's buffers directly
+                depth_mesh.mesh_vertices(frame.depth, self.intr, out=points)
+                self._fill_colors(frame, colors)
+            else:
+                depth_mesh.mesh_vertices(frame.depth, self.intr, out=self._vertices)
+                self._fill_colors(frame, self._colors)
+                points[...] = depth_mesh.select_rows(self._vertices, mask)
+                colors[...] = depth_mesh.select_rows(self._colors, mask)
+            self.visible_count = count
         else:
             depth_mesh.mesh_vertices(frame.depth, self.intr, out=np.asarray(self.geometry.vertices))
             self._fill_colors(frame, np.asarray(self.geometry.vertex_colors))
             if self.remove_edges:
-                keep = depth_mesh.edge_triangle_mask(frame.depth, self.edge_threshold)
-                self.geometry.triangles = o3d.utility.Vector3iVector(self._triangles[keep])
-                self.visible_count = int(keep.sum())
+                kept = depth_mesh.kept_triangles(frame.depth, self.edge_threshold)
+                self.geometry.triangles = o3d.utility.Vector3iVector(kept)
+                self.visible_count = len(kept)
             else:
                 self.visible_count = len(self._triangles)
         return self.geometry

@@ -170,3 +170,20 @@ def test_look_at_degenerate_poses_raise():
         dm.look_at_extrinsic(np.ones(3), np.ones(3))
     with pytest.raises(ValueError, match="straight up or down"):
         dm.look_at_extrinsic(np.zeros(3), np.array([0.0, 5.0, 0.0]))
+
+
+def test_select_rows_and_kept_triangles_match_boolean_indexing():
+    rng = np.random.default_rng(0)
+    for dtype in (np.int32, np.float64):
+        arr = rng.integers(0, 100, (50, 3)).astype(dtype)
+        mask = rng.random(50) > 0.4
+        out = dm.select_rows(arr, mask)
+        assert out.dtype == dtype and out.flags.c_contiguous
+        np.testing.assert_array_equal(out, arr[mask])
+    np.testing.assert_array_equal(dm.select_rows(arr, np.zeros(50, bool)), np.empty((0, 3)))
+    depth = np.ones((4, 6), np.float32)
+    depth[:, 3:] = 2.0
+    np.testing.assert_array_equal(dm.kept_triangles(depth),
+                                  dm.grid_triangles(4, 6)[dm.edge_triangle_mask(depth)])
+    with pytest.raises(ValueError):
+        dm.select_rows(arr, mask[:10])

@@ -206,6 +206,21 @@ def test_geometry_builder_mesh_point_cloud_and_depth_colours(scene):
     np.testing.assert_allclose(colors, depth_mesh.depth_colors(frame.depth, 6.0))
 
 
+def test_geometry_builder_point_cloud_skips_invalid_pixels_and_follows_the_count():
+    intr = intrinsics_from_fov(W, H, xfov=60.0)
+    builder = depth_viewer.GeometryBuilder(intr, 6.0, point_cloud=True)
+    depth, rgb = scene_frame(0)
+    depth = depth.astype(np.float32)
+    holes = depth.copy()
+    holes[:5, :] = 0.0  # 5 rows without depth
+    expected = depth_mesh.mesh_vertices(depth, intr)
+    for d, n in ((depth, W * H), (holes, W * (H - 5)), (depth, W * H)):
+        pcd = builder.update(depth_viewer.Frame(0, d, rgb))
+        assert len(pcd.points) == len(pcd.colors) == n == builder.visible_count
+        np.testing.assert_allclose(np.asarray(pcd.points), expected[W * H - n:])
+        np.testing.assert_allclose(np.asarray(pcd.colors), rgb.reshape(-1, 3)[W * H - n:] / 255.0)
+
+
 # --------------------------------------------------------------------------------------------------
 # command line: errors
 # --------------------------------------------------------------------------------------------------
@@ -412,9 +427,10 @@ def test_viewer_window_under_xvfb_shows_the_scene_and_obeys_keys(scene, tmp_path
                  "--color_video", str(scene[1]), "--xfov", "60", "--remove_edges", "--draw_frame", "2"],
                 cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
             )
-            window = _xdotool(env, "search", "--sync", "--name", "scene_depth.mkv - depth viewer",
-                              timeout=120).split()[0]
-            _xdotool(env, "windowfocus", window)
+            # --onlyvisible: wait until the window is mapped (focusing an unmapped window is an X error)
+            window = _xdotool(env, "search", "--sync", "--onlyvisible", "--name",
+                              "scene_depth.mkv - depth viewer", timeout=120).split()[0]
+            _xdotool(env, "windowfocus", "--sync", window)
 
             def wait_for(predicate, what: str, timeout: float = 60.0):
                 deadline = time.monotonic() + timeout
