@@ -139,3 +139,25 @@ def test_no_weights_and_weights_only_together(repo):
 def test_repository_link_is_committed():
     link = SCRIPT.parent / "Video-Depth-Anything" / "video_metric_convert.py"
     assert link.is_symlink() and os.readlink(link) == "../video_metric_convert.py"
+
+
+def readme_commands() -> list[str]:
+    """The one-line commands in the README's fenced bash blocks."""
+    text = (SCRIPT.parent / "README.md").read_text()
+    blocks = text.split("```bash\n")[1:]
+    return [line for block in blocks for line in block.split("```", 1)[0].splitlines() if line.strip()]
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    commands = readme_commands()
+    test_command = "bash install_mvda.sh --no-weights --dev && python -m pytest -q"
+    assert test_command in commands
+    ci = (SCRIPT.parent / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci
+    assert os.access(SCRIPT.parent / ".ci" / "run", os.X_OK)
+
+
+def test_readme_main_job_uses_the_bundled_clip():
+    (main_job,) = [c for c in readme_commands() if c.startswith("bash install_mvda.sh &&")]
+    clip = main_job.split("--input_video ", 1)[1].split()[0]
+    assert (SCRIPT.parent / clip).is_file() and (SCRIPT.parent / clip).stat().st_size < 2_000_000
