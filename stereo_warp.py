@@ -1,0 +1,523 @@
+"""Stereo views from one colour frame and its metric depth: forward warp, hole filling, packing.
+
+Geometry (same as the original tool)
+------------------------------------
+A pinhole camera with focal length ``fx`` (pixels) sees the scene. The left and right eyes are the
+same camera moved by ``-IPD/2`` and ``+IPD/2`` along x. A surface point at depth ``Z`` (metres) seen
+at column ``u`` appears at column ``u + d`` in the left-eye view and ``u - d`` in the right-eye view,
+with the per-eye disparity
+
+    d = fx * (IPD / 2) / Z          (pixels)
+
+Rows do not change (the baseline is horizontal), so each row is an independent 1D problem.
+
+Rendering model
+---------------
+Integer pixel coordinates are pixel centres. Each row of the source frame is a piecewise-linear
+surface: neighbouring pixels ``i`` and ``i + 1`` are joined by a segment whose colour and disparity
+are interpolated linearly, *unless* the segment is a depth edge. In an eye's view the segment spans
+the target interval ``[a_i, a_{i+1})`` with ``a_i = i ± d_i``; its length is ``L_i = 1 ± (d_{i+1} - d_i)``.
+It is drawn when ``0 < L_i <= 1 + max_stretch``: a longer one is a disocclusion (the two pixels
+belong to different surfaces and the gap between them shows something the camera never saw) and a
+non-positive one faces away from the eye. Where a segment is not drawn, each of its end pixels keeps
+a half-pixel footprint (``[a_i, a_i + 1/2)`` on its right, ``[a_i - 1/2, a_i)`` on its left), so
+thin objects and silhouettes keep their width and no source pixel vanishes.
+
+Target pixels are rasterised exactly: pixel ``x`` is covered by a segment when ``a_i <= x < a_{i+1}``,
+and then takes the colour at the sub-pixel source position ``s = i + (x - a_i) / L_i``.
+
+Visibility without a depth buffer of floats: when two surface points ``s1 < s2`` of a row land on
+the same target column of the *left* view, ``s1 + d(s1) = s2 + d(s2)`` implies ``d(s1) > d(s2)``, so
+the one further left in the source is the nearer (McMillan's occlusion-compatible order); in the
+right view the one further right is nearer. The z-test is therefore a min (left) or max (right) of
+an integer key that orders source positions, done with one ``scatter_reduce('amin')`` per candidate
+slot; this is exact for the model above and needs no per-pixel Python.
+
+Holes (disocclusions, and the strip at the image border that the camera did not see) are filled
+from the *background* side: each hole pixel copies the nearest rendered pixel on its row, choosing
+between its left and right neighbours the one with the smaller disparity (the farther surface), so
+the foreground edge is never smeared into the revealed background. The filled pixels are reported
+as a mask so that they can be inpainted with other tools.
+
+Invalid depth (0, negative, NaN or inf: the depth codec writes unknown depth as 0) is treated as the
+far plane ``far_m`` (``max_depth`` for depth videos): such pixels keep their colour and move like the
+farthest known surface, which avoids both division by zero and holes.
+
+Everything is vectorised torch code; it runs on whatever device the tensors live on (CPU, CUDA,
+MPS). Numpy arrays are accepted too and give numpy results.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "FORMATS",
+    "StereoViews",
+    "disparity_from_depth",
+    "StereoWarper",
+    "render_stereo",
+    "render_eye",
+    "pack_stereo",
+    "packed_size",
+    "resize_depth",
+]
+
+#: Output layouts of :func:`pack_stereo`.
+FORMATS = ("sbs", "half-sbs", "tb", "half-tb", "anaglyph")
+
+Eye = Literal["left", "right"]
+
+
+# ------------------------------------------------------------------------------------------------
+# depth -> disparity
+# ------------------------------------------------------------------------------------------------
+def disparity_from_depth(depth_m: torch.Tensor, focal_px: float, ipd_m: float, far_m: float) -> torch.Tensor:
+    """Per-eye horizontal shift of each pixel.
+
+    Args:
+        depth_m: (..., H, W) depth along the optical axis in metres. Values that are not finite or
+            not > 0 are unknown and are placed at ``far_m``.
+        focal_px: horizontal focal length ``fx`` in pixels (> 0).
+        ipd_m: distance between the eyes (pupillary distance) in metres (>= 0); each eye is
+            ``ipd_m / 2`` from the camera.
+        far_m: depth in metres used for unknown pixels (> 0), e.g. the depth video's ``max_depth``.
+
+    Returns:
+        (..., H, W) float32 disparity ``fx * (ipd_m / 2) / Z`` in pixels (>= 0): the left-eye view
+        shows the pixel that many pixels to the right, the right-eye view to the left.
+    """
+    if not focal_px > 0:
+        raise ValueError(f"focal_px must be > 0, got {focal_px}")
+    if not ipd_m >= 0:
+        raise ValueError(f"ipd_m must be >= 0, got {ipd_m}")
+    if not far_m > 0:
+        raise ValueError(f"far_m must be > 0, got {far_m}")
+    z = torch.as_tensor(depth_m).to(torch.float32)
+    z = torch.where(torch.isfinite(z) & (z > 0), z, torch.full_like(z, float(far_m)))
+    return (float(focal_px) * float(ipd_m) / 2.0) / z
+
+
+def resize_depth(depth: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resize an (H, W) depth map to (height, width) with nearest-neighbour sampling.
+
+    Nearest keeps every output depth equal to some input depth, so depth edges stay sharp and no
+    'flying pixels' with an in-between depth are invented (bilinear would join foreground and
+    background with a ramp that the warp would render as a stretched smear).
+    """
+    if tuple(depth.shape[-2:]) == (height, width):
+        return depth
+    out = F.interpolate(depth[None, None].to(torch.float32), size=(height, width), mode="nearest-exact")
+    return out[0, 0]
+
+
+# ------------------------------------------------------------------------------------------------
+# the warp
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class StereoViews:
+    """The two rendered eyes.
+
+    ``left`` / ``right``: (H, W, C) images (uint8 like the input colour); ``left_filled`` /
+    ``right_filled``: (H, W) bool, True where a pixel was filled in because no source pixel reached
+    it; ``left_disparity`` / ``right_disparity``: (H, W) float32 disparity (pixels) of the surface
+    seen at each pixel (for filled pixels: of the pixel they were filled from), or None when not
+    requested. Tensors, or numpy arrays when the input colour was a numpy array.
+    """
+
+    left: torch.Tensor
+    right: torch.Tensor
+    left_filled: torch.Tensor
+    right_filled: torch.Tensor
+    left_disparity: torch.Tensor | None = None
+    right_disparity: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class _ChunkTables:
+    """Constant index tables for a chunk of ``n`` source rows = 2n output rows (n left, n right)."""
+
+    key_seg: torch.Tensor       # (2n, W) int32 scatter key of segment i / right cap of pixel i
+    key_lcap: torch.Tensor      # (2n, W) int32 scatter key of the left cap of pixel i+1 (W-1: pixel 0)
+    row_off: torch.Tensor       # (2n, 1) float32 offset of column 0 of each row in the scatter buffer
+    dummy: torch.Tensor         # (2n, 1) float32 a dummy column of each row (invalid candidates)
+    flat_base: torch.Tensor     # (2n, 1) int32 offset of each row in a (2n, W) tensor
+    src_base: torch.Tensor      # (2n, 1) int32 offset of each row's source row within the chunk
+    cols: torch.Tensor          # (W,) float32 column index
+    cols_i: torch.Tensor        # (2n, W) int32 column index
+    cols_rev: torch.Tensor      # (2n, W) int32 W-1 - column index
+
+
+# Scatter rows have _PAD dummy columns on each side, so candidates one or two pixels outside the
+# frame need no clamping (see _warp_chunk).
+_PAD = 3
+
+
+class StereoWarper:
+    """Reusable stereo renderer for frames of one size (keeps its index tables between frames).
+
+    >>> warper = StereoWarper(720, 1280, device="cpu")            # doctest: +SKIP
+    >>> views = warper.render(colour_hw3_uint8, disparity_hw_px)    # doctest: +SKIP
+
+    Args:
+        height, width: frame size in pixels.
+        device: torch device for the computation.
+        max_stretch: a segment between neighbouring pixels that an eye's view stretches by more
+            than this many pixels is a depth edge (a disocclusion) and is left open, then filled.
+        fill: fill holes from the background side (else they stay black).
+        chunk_rows: source rows processed together; the default keeps a chunk's working set in the
+            CPU caches (about 64k pixels per eye); on a GPU the whole frame is one chunk.
+        workers: CPU threads working on different chunks at once (default: torch's intra-op thread
+            count). While they run, torch's own intra-op threads are set to 1 and restored after.
+    """
+
+    def __init__(self, height: int, width: int, device: torch.device | str = "cpu", max_stretch: float = 1.0,
+                 fill: bool = True, chunk_rows: int | None = None, workers: int | None = None) -> None:
+        if height < 1 or width < 1:
+            raise ValueError(f"frame size must be positive, got {width}x{height}")
+        if not max_stretch > 0:
+            raise ValueError(f"max_stretch must be > 0, got {max_stretch}")
+        self.height, self.width = int(height), int(width)
+        self.device = torch.device(device)
+        self.max_stretch = float(max_stretch)
+        self.fill = bool(fill)
+        if chunk_rows is None:
+            chunk_rows = self.height if self.device.type != "cpu" else max(1, (1 << 16) // self.width)
+        if workers is None:
+            workers = torch.get_num_threads() if self.device.type == "cpu" else 1
+        self.workers = max(1, int(workers))
+        # Scatter positions are computed in float32, exact below 2**24.
+        limit = max(1, ((1 << 24) - 1) // (2 * (self.width + 2 * _PAD)))
+        self.chunk_rows = max(1, min(int(chunk_rows), self.height, limit))
+        self._extra_slots = int(math.ceil(1.0 + self.max_stretch)) - 2  # pixels beyond 2 per segment
+        self._tables: dict[int, _ChunkTables] = {}
+
+    def _tables_for(self, n: int) -> _ChunkTables:
+        if n in self._tables:
+            return self._tables[n]
+        w, dev = self.width, self.device
+        i = torch.arange(w, device=dev, dtype=torch.int32)
+        # Keys order source positions along a row so that the smallest key is the visible surface:
+        # in the left eye the leftmost source position wins, in the right eye the rightmost (see the
+        # module docstring). Unit i covers source positions [i, i + 1]: key 2i+1 for segment i or
+        # the right cap of pixel i (never both), key 2i+2 for the left cap of pixel i+1.
+        seg_left = 2 * i + 1
+        lcap_left = torch.remainder(2 * i + 2, 2 * w)
+        key_seg = torch.cat([seg_left.expand(n, w), (2 * w - seg_left).expand(n, w)]).contiguous()
+        key_lcap = torch.cat([lcap_left.expand(n, w), (2 * w - lcap_left).expand(n, w)]).contiguous()
+        r = torch.arange(2 * n, device=dev)
+        row_off = (r * (w + 2 * _PAD) + _PAD).to(torch.float32)[:, None]
+        tables = _ChunkTables(
+            key_seg=key_seg,
+            key_lcap=key_lcap,
+            row_off=row_off,
+            dummy=row_off + float(w),
+            flat_base=(r * w).to(torch.int32)[:, None],
+            src_base=((r % n) * w).to(torch.int32)[:, None],
+            cols=i.to(torch.float32),
+            cols_i=i.expand(2 * n, w).contiguous(),
+            cols_rev=((w - 1) - i).expand(2 * n, w).contiguous(),
+        )
+        self._tables[n] = tables
+        return tables
+
+    def render(self, colour, disparity, return_disparity: bool = False) -> StereoViews:
+        """Render both eyes.
+
+        Args:
+            colour: (H, W, C) uint8 (or float) image, tensor or numpy array.
+            disparity: (H, W) per-eye disparity in pixels (>= 0), see :func:`disparity_from_depth`.
+            return_disparity: also return the disparity seen at each output pixel.
+
+        Returns:
+            :class:`StereoViews` of tensors on :attr:`device` (numpy arrays if ``colour`` was numpy).
+        """
+        as_numpy = isinstance(colour, np.ndarray)
+        c = _as_tensor(colour, self.device)
+        d = _as_tensor(disparity, self.device).to(torch.float32)
+        h, w = self.height, self.width
+        if c.ndim != 3 or tuple(c.shape[:2]) != (h, w):
+            raise ValueError(f"colour must be ({h}, {w}, C), got shape {tuple(c.shape)}")
+        if tuple(d.shape) != (h, w):
+            raise ValueError(f"disparity must be ({h}, {w}), got {tuple(d.shape)}; resize it first")
+        ch = c.shape[2]
+        integer = not c.is_floating_point()
+        # Planar float source with one padding pixel; +0.5 so that truncation rounds to nearest.
+        src = torch.empty((ch, h * w + 1), dtype=torch.float32, device=self.device)
+        if integer:
+            torch.add(c.permute(2, 0, 1), 0.5, out=src[:, :-1].view(ch, h, w))
+        else:
+            src[:, :-1].view(ch, h, w).copy_(c.permute(2, 0, 1))
+        src[:, -1] = 0.0
+        images = torch.empty((2, ch, h, w), dtype=c.dtype, device=self.device)
+        holes = torch.empty((2, h, w), dtype=torch.bool, device=self.device)
+        disps = torch.empty((2, h, w), dtype=torch.float32, device=self.device) if return_disparity else None
+        starts = range(0, h, self.chunk_rows)
+        for r0 in starts:  # build the index tables before any worker thread needs them
+            self._tables_for(min(h, r0 + self.chunk_rows) - r0)
+
+        def run(r0: int) -> None:
+            r1 = min(h, r0 + self.chunk_rows)
+            self._warp_chunk(src, r0, d[r0:r1], images[:, :, r0:r1], holes[:, r0:r1],
+                             None if disps is None else disps[:, r0:r1])
+
+        workers = min(self.workers, len(starts))
+        if workers > 1:
+            # Chunks are independent and write disjoint rows; torch releases the GIL inside its ops,
+            # so plain threads run them in parallel (one op thread each, no OpenMP barriers).
+            previous = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    list(pool.map(run, starts))
+            finally:
+                torch.set_num_threads(previous)
+        else:
+            for r0 in starts:
+                run(r0)
+        left, right = images[0].permute(1, 2, 0), images[1].permute(1, 2, 0)
+        views = StereoViews(left, right, holes[0], holes[1],
+                            None if disps is None else disps[0], None if disps is None else disps[1])
+        if as_numpy:
+            views = StereoViews(*(None if v is None else np.ascontiguousarray(v.cpu().numpy()) for v in (
+                views.left, views.right, views.left_filled, views.right_filled, views.left_disparity,
+                views.right_disparity)))
+        return views
+
+    def _warp_chunk(self, src: torch.Tensor, r0: int, disp: torch.Tensor, out_img: torch.Tensor,
+                    out_hole: torch.Tensor, out_disp: torch.Tensor | None) -> None:
+        """Both eyes of source rows ``r0 .. r0 + n``.
+
+        ``src``: (C, H*W + 1) planar float colour of the whole frame; ``disp``: (n, W);
+        ``out_img``: (2, C, n, W) view to write; ``out_hole``: (2, n, W); ``out_disp``: (2, n, W) or None.
+        """
+        n, w = disp.shape
+        rows = 2 * n
+        tb = self._tables_for(n)
+        stretch_max = 1.0 + self.max_stretch
+
+        sd = torch.cat([disp, -disp])                       # signed shift: + left eye, - right eye
+        a = sd + tb.cols                                    # target column of each pixel centre
+        seg = torch.empty_like(a)                           # target length of segment i .. i+1
+        torch.sub(a[:, 1:], a[:, :-1], out=seg[:, :-1])
+        seg[:, -1] = 0.0                                    # the last pixel has no segment
+        conn = (seg > 0) & (seg <= stretch_max)             # drawn segments
+        seg_m = torch.where(conn, seg, 0.0)                 # their lengths, 0 elsewhere
+        x0 = torch.ceil(a)                                  # first target pixel at or after a_i
+        frac = x0 - a                                       # in [0, 1)
+        # Scatter positions (float, exact): columns clamped to [-2, W+1] so that +-1 stays in the
+        # row's dummy columns [-3, -1] and [W, W+2].
+        xs = x0.clamp(-2.0, float(w + 1)).add_(tb.row_off)
+
+        sentinel = 2 * w + 1
+        best = torch.full((rows * (w + 2 * _PAD),), sentinel, dtype=torch.int32, device=self.device)
+
+        def splat(pos: torch.Tensor, valid: torch.Tensor, key: torch.Tensor) -> None:
+            idx = torch.where(valid, pos, tb.dummy).to(torch.int64)
+            best.scatter_reduce_(0, idx.view(-1), key.view(-1), reduce="amin")
+
+        # Slot A: first pixel of segment i, or the right cap [a_i, a_i + 1/2) of pixel i.
+        splat(xs, frac < torch.where(conn, seg, 0.5), tb.key_seg)
+        # Slot B: second pixel of segment i, or the left cap [a_{i+1} - 1/2, a_{i+1}) of pixel i+1,
+        # which exists exactly when segment i is not drawn; column W-1 holds the left cap of pixel 0.
+        # A left cap covers pixel ceil(a) - 1 iff frac >= 1/2.
+        pos_b = torch.empty_like(a)
+        torch.where(conn[:, :-1], xs[:, :-1] + 1.0, xs[:, 1:] - 1.0, out=pos_b[:, :-1])
+        pos_b[:, -1] = xs[:, 0] - 1.0
+        valid_b = torch.empty_like(conn)
+        torch.where(conn[:, :-1], frac[:, :-1] < seg_m[:, :-1] - 1.0, frac[:, 1:] >= 0.5, out=valid_b[:, :-1])
+        valid_b[:, -1] = frac[:, 0] >= 0.5
+        splat(pos_b, valid_b, torch.where(conn, tb.key_seg, tb.key_lcap))
+        for k in range(2, 2 + self._extra_slots):          # only when max_stretch > 1
+            pos_k = torch.minimum((x0 + float(k)).clamp_(min=-1.0).add_(tb.row_off), tb.dummy)
+            splat(pos_k, frac < seg_m - float(k), tb.key_seg)
+
+        best = best.view(rows, w + 2 * _PAD)[:, _PAD:_PAD + w]
+        hole = best == sentinel
+        key = torch.empty((rows, w), dtype=torch.int32, device=self.device)
+        key[:n] = best[:n]
+        key[n:] = (2 * w) - best[n:]                        # right eye: back to source order
+        p0 = (key >> 1).clamp_(0, w - 1)                    # pixel owning the segment or cap
+        flat = (p0 + tb.flat_base).view(-1)
+        a0 = a.view(-1).index_select(0, flat).view(rows, w)
+        l0 = seg_m.view(-1).index_select(0, flat).view(rows, w)
+        is_seg = ((key & 1) == 1) & (l0 > 0)
+        t = torch.where(is_seg, (tb.cols - a0) / l0, 0.0)  # sub-pixel position within the segment
+        # |disparity| of the surface seen: sd(p0) + t * (sd(p0+1) - sd(p0)), with sd(p0) = a0 - p0.
+        dist = torch.addcmul(a0 - p0, t, l0 - 1.0).abs_()
+
+        if self.fill:
+            fsrc = _background_fill_index(hole, dist, tb.cols_i, tb.cols_rev, tb.flat_base)
+            flat_src = (fsrc + tb.flat_base).view(-1)
+            p0 = p0.view(-1).index_select(0, flat_src).view(rows, w)
+            t = t.view(-1).index_select(0, flat_src).view(rows, w)
+            if out_disp is not None:
+                dist = dist.view(-1).index_select(0, flat_src).view(rows, w)
+            empty = hole.all(dim=1)                         # rows with nothing to fill from
+        else:
+            empty = None
+
+        # Colour: c(p0) + t * (c(p0 + 1) - c(p0)), from the planar source (padding pixel at the end).
+        i0 = (p0 + (tb.src_base + r0 * w)).view(-1)
+        c0 = src.index_select(1, i0)
+        c1 = src.index_select(1, i0 + 1)
+        colour = torch.lerp(c0, c1, t.view(1, -1)).view(-1, rows, w)
+        if self.fill:
+            if bool(empty.any()):
+                colour[:, empty] = 0.0
+                dist[empty] = 0.0
+        else:
+            colour.masked_fill_(hole, 0.0)
+            dist = dist.masked_fill(hole, 0.0)
+        _cast_into(out_img, colour.view(-1, 2, n, w).permute(1, 0, 2, 3))
+        out_hole.copy_(hole.view(2, n, w))
+        if out_disp is not None:
+            out_disp.copy_(dist.view(2, n, w))
+
+
+def _cast_into(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """``dst[...] = src`` with float -> integer truncation (numpy's vectorised cast on the CPU)."""
+    if dst.device.type == "cpu" and not dst.is_floating_point():
+        np.copyto(dst.numpy(), src.numpy(), casting="unsafe")
+    else:
+        dst.copy_(src)
+
+
+def _background_fill_index(hole: torch.Tensor, disp: torch.Tensor, cols: torch.Tensor, cols_rev: torch.Tensor,
+                           flat_base: torch.Tensor) -> torch.Tensor:
+    """For each pixel, the column to copy from: itself if rendered, else the farther (smaller
+    disparity) of the nearest rendered pixels to its left and right, or the only one that exists.
+
+    Args:
+        hole: (R, W) bool, True where nothing was rendered.
+        disp: (R, W) disparity (>= 0) of the rendered pixels.
+        cols, cols_rev: (R, W) int32 ``arange(W)`` and ``W - 1 - arange(W)`` per row.
+        flat_base: (R, 1) int32 ``row * W``.
+
+    Returns:
+        (R, W) int32 column indices; rows without any rendered pixel point at column 0.
+    """
+    width = hole.shape[1]
+    left_idx = torch.where(hole, -1, cols).cummax(dim=1).values
+    # Nearest rendered column to the right, as a running max over the mirrored row.
+    right_m = torch.where(hole, -1, cols_rev).flip(1).cummax(dim=1).values.flip(1)
+    right_idx = (width - 1) - right_m                      # == width where there is none
+    flat_disp = disp.view(-1)
+    d_left = flat_disp.index_select(0, (left_idx.clamp(min=0) + flat_base).view(-1)).view_as(disp)
+    d_right = flat_disp.index_select(0, (right_idx.clamp(max=width - 1) + flat_base).view(-1)).view_as(disp)
+    take_left = (left_idx >= 0) & ((right_m < 0) | (d_left <= d_right))
+    return torch.where(take_left, left_idx, right_idx).clamp_(0, width - 1)
+
+
+def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool = True,
+                  device: torch.device | str | None = None, return_disparity: bool = False) -> StereoViews:
+    """Render both eyes of one frame (see :class:`StereoWarper` for repeated frames of one size).
+
+    Args:
+        colour: (H, W, C) image (uint8 or float), tensor or numpy array, in the camera's view.
+        disparity: (H, W) per-eye disparity in pixels (>= 0), e.g. from :func:`disparity_from_depth`.
+        max_stretch: see :class:`StereoWarper`.
+        fill: fill the holes from the background side (else they are black).
+        return_disparity: also return the disparity seen at each output pixel.
+        device: where to compute (``None``: where ``colour`` is). Results are numpy arrays on the
+            CPU when ``colour`` was a numpy array, else tensors on ``device``.
+
+    Returns:
+        :class:`StereoViews` (left eye, right eye, filled-pixel masks, disparities).
+    """
+    shape = tuple(colour.shape)
+    if len(shape) != 3:
+        raise ValueError(f"colour must be (H, W, C), got shape {shape}")
+    if device is None:
+        device = colour.device if isinstance(colour, torch.Tensor) else "cpu"
+    warper = StereoWarper(shape[0], shape[1], device=device, max_stretch=max_stretch, fill=fill)
+    return warper.render(colour, disparity, return_disparity=return_disparity)
+
+
+def _as_tensor(x, device: torch.device | str | None) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else torch.as_tensor(x)
+    return t.to(device) if device is not None else t
+
+
+def render_eye(colour, disparity, eye: Eye, max_stretch: float = 1.0, fill: bool = True,
+               device: torch.device | str | None = None):
+    """One eye of :func:`render_stereo`: ``(image (H, W, C), filled (H, W) bool, disparity (H, W))``.
+
+    ``eye`` is ``"left"`` (content shifts right) or ``"right"`` (content shifts left).
+    """
+    if eye not in ("left", "right"):
+        raise ValueError(f"eye must be 'left' or 'right', got {eye!r}")
+    v = render_stereo(colour, disparity, max_stretch=max_stretch, fill=fill, device=device, return_disparity=True)
+    if eye == "left":
+        return v.left, v.left_filled, v.left_disparity
+    return v.right, v.right_filled, v.right_disparity
+
+
+# ------------------------------------------------------------------------------------------------
+# output layouts
+# ------------------------------------------------------------------------------------------------
+def packed_size(width: int, height: int, fmt: str) -> tuple[int, int]:
+    """(width, height) of a frame packed by :func:`pack_stereo` from two ``width`` x ``height`` eyes."""
+    if fmt == "sbs":
+        return 2 * width, height
+    if fmt == "half-sbs":
+        return 2 * max(1, width // 2), height
+    if fmt == "tb":
+        return width, 2 * height
+    if fmt == "half-tb":
+        return width, 2 * max(1, height // 2)
+    if fmt == "anaglyph":
+        return width, height
+    raise ValueError(f"unknown stereo format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def _squeeze(img: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Area-resample an (H, W, C) image to (height, width) (averaging, so no aliasing)."""
+    if tuple(img.shape[:2]) == (height, width):
+        return img
+    x = img.permute(2, 0, 1)[None].to(torch.float32)
+    y = F.interpolate(x, size=(height, width), mode="area")[0].permute(1, 2, 0)
+    if not img.is_floating_point():
+        y = y.round_().clamp_(0, 255).to(img.dtype)
+    return y
+
+
+def pack_stereo(left, right, fmt: str = "sbs"):
+    """Pack two (H, W, C) eye images into one frame.
+
+    Formats: ``sbs`` (2W x H, left eye on the left), ``half-sbs`` (each eye squeezed to W/2),
+    ``tb`` (W x 2H, left eye on top), ``half-tb`` (each eye squeezed to H/2), ``anaglyph``
+    (red-cyan: red channel from the left eye, green and blue from the right; needs C >= 3).
+    Half formats average pixel pairs (area resampling); odd sizes round down.
+    Numpy in, numpy out; tensors in, tensors out.
+    """
+    as_numpy = isinstance(left, np.ndarray)
+    lt, rt = _as_tensor(left, None), _as_tensor(right, None)
+    if lt.shape != rt.shape:
+        raise ValueError(f"eye images differ in shape: {tuple(lt.shape)} vs {tuple(rt.shape)}")
+    h, w = lt.shape[:2]
+    if fmt == "sbs":
+        out = torch.cat([lt, rt], dim=1)
+    elif fmt == "tb":
+        out = torch.cat([lt, rt], dim=0)
+    elif fmt == "half-sbs":
+        hw = max(1, w // 2)
+        out = torch.cat([_squeeze(lt, h, hw), _squeeze(rt, h, hw)], dim=1)
+    elif fmt == "half-tb":
+        hh = max(1, h // 2)
+        out = torch.cat([_squeeze(lt, hh, w), _squeeze(rt, hh, w)], dim=0)
+    elif fmt == "anaglyph":
+        if lt.ndim != 3 or lt.shape[2] < 3:
+            raise ValueError("anaglyph needs colour images (H, W, 3)")
+        out = rt.clone()
+        out[..., 0] = lt[..., 0]
+    else:
+        raise ValueError(f"unknown stereo format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return out.cpu().numpy() if as_numpy else out
