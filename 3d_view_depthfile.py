@@ -89,11 +89,13 @@ def _run(args: argparse.Namespace) -> int:
         for given in (args.video, args.color_video):
             if given is not None and Path(given).exists() and out.exists() and out.samefile(given):
                 raise CliError(f"--render {out} would overwrite an input video; choose another name")
-    elif not depth_viewer.have_display():
-        raise CliError(depth_viewer.NO_DISPLAY_MESSAGE)
 
     with depth_viewer.FrameSource(args.video, args.color_video, max_depth=args.max_depth,
                                   max_frames=args.max_frames) as source:
+        if args.render is None:
+            problem = depth_viewer.display_problem()
+            if problem is not None:
+                raise CliError(problem)
         try:
             intr = intrinsics_from_fov(source.width, source.height, args.xfov, args.yfov)
         except ValueError as exc:

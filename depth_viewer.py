@@ -1,9 +1,9 @@
 """Open3D side of the depth video viewer (``3d_view_depthfile.py``).
 
 * :class:`FrameSource` streams depth (+ colour) frames by index. Decoding is streaming, so stepping
-  backwards uses a ring buffer of the most recent frames (about 1 GB at most, at least 2 frames, e.g.
-  60 frames at 1280x720); stepping back further than the buffer reopens the videos and decodes forward
-  to the wanted frame (correct, but slow far into a long video).
+  backwards uses a ring buffer of the most recent decoded frames (512 MB: about 80 frames of 1280x720
+  depth + colour, i.e. ~3 s; at least 2 frames); stepping back further than the buffer reopens the
+  videos and decodes forward to the wanted frame (correct, but slow far into a long video).
 * :class:`GeometryBuilder` turns a frame into an Open3D mesh or point cloud, reusing its buffers; the
   triangle index array comes from :func:`depth_mesh.grid_triangles` (built once per resolution).
 * :func:`run_viewer` is the interactive window (legacy ``VisualizerWithKeyCallback``, mouse orbit/zoom
@@ -24,6 +24,8 @@ Keys in the window: space play/pause, right/left arrow step one frame forward/ba
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import logging
 import os
 import subprocess
@@ -54,7 +56,7 @@ __all__ = [
     "resize_rgb",
     "window_size",
     "render_size",
-    "have_display",
+    "display_problem",
     "GeometryBuilder",
     "probe_offscreen_renderer",
     "LegacyRenderer",
@@ -80,7 +82,7 @@ NO_DISPLAY_MESSAGE = "no display: use --render out.mp4 or run under xvfb-run"
 BACKGROUND = (1.0, 1.0, 1.0)
 #: Default camera position in the pose frame (metres): behind and above the original camera.
 DEFAULT_EYE = (0.0, 1.0, -2.0)
-HISTORY_BYTES = 1 << 30
+HISTORY_BYTES = 512 << 20
 ASPECT_TOLERANCE = 0.01  # relative; 1920x1080 vs 1280x720 match, 854x480 vs 1280x720 (0.06 %) too
 
 # GLFW key codes (what Open3D's key callbacks receive).
@@ -293,12 +295,46 @@ def _view_intrinsics(intr: Intrinsics, width: int, height: int) -> Intrinsics:
     return Intrinsics(width, height, fy, fy, (width - 1) / 2.0, (height - 1) / 2.0)
 
 
-def have_display(environ=None) -> bool:
-    """Whether a window can be opened: always on macOS/Windows, else needs DISPLAY or WAYLAND_DISPLAY."""
+def _x11_reachable(display: str) -> bool:
+    """Whether an X server answers on ``display`` (XOpenDisplay through ctypes; False without libX11)."""
+    try:
+        x11 = ctypes.CDLL(ctypes.util.find_library("X11") or "libX11.so.6")
+    except OSError:
+        return False
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    handle = x11.XOpenDisplay(display.encode())
+    if not handle:
+        return False
+    x11.XCloseDisplay(handle)
+    return True
+
+
+def _wayland_reachable(env) -> bool:
+    name = env.get("WAYLAND_DISPLAY", "")
+    path = Path(name) if name.startswith("/") else Path(env.get("XDG_RUNTIME_DIR", "/nonexistent")) / name
+    return path.exists()
+
+
+def display_problem(environ=None) -> str | None:
+    """Why no window can be opened here, or None when one can.
+
+    Linux needs DISPLAY (an X server that answers) or WAYLAND_DISPLAY (an existing socket); without
+    them Open3D silently falls back to an invisible offscreen context. macOS/Windows always have one.
+    """
     env = os.environ if environ is None else environ
     if not sys.platform.startswith("linux"):
-        return True
-    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+        return None
+    display, wayland = env.get("DISPLAY", ""), env.get("WAYLAND_DISPLAY", "")
+    if not display and not wayland:
+        return NO_DISPLAY_MESSAGE
+    if display and _x11_reachable(display):
+        return None
+    if wayland and _wayland_reachable(env):
+        return None
+    shown = display or wayland
+    return f"cannot connect to display {shown!r}: use --render out.mp4 or run under xvfb-run"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -568,8 +604,9 @@ def _status_text(state: _ViewerState, total: int | None, at_end: bool) -> str:
 def run_viewer(source: FrameSource, builder: GeometryBuilder, pose: CameraPose, start_frame: int = 0,
                paused: bool = False, point_size: float = 2.0, title: str = "depth video") -> int:
     """Open the interactive window and play ``source`` until the user quits. Returns 0."""
-    if not have_display():
-        raise CliError(NO_DISPLAY_MESSAGE)
+    problem = display_problem()
+    if problem is not None:
+        raise CliError(problem)
     first = source.get(start_frame)
     if first is None:
         raise CliError(f"--draw_frame {start_frame} is past the end of the video "

@@ -120,12 +120,16 @@ def test_window_and_render_sizes():
     assert depth_viewer.render_size(65, 49) == (64, 48)
 
 
-def test_have_display_reads_the_environment():
-    if sys.platform.startswith("linux"):
-        assert depth_viewer.have_display({}) is False
-        assert depth_viewer.have_display({"DISPLAY": ":0"}) is True
-        assert depth_viewer.have_display({"WAYLAND_DISPLAY": "wayland-0"}) is True
-        assert depth_viewer.have_display({"DISPLAY": ""}) is False
+def test_display_problem_reads_the_environment(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert depth_viewer.display_problem({}) == depth_viewer.NO_DISPLAY_MESSAGE
+    assert depth_viewer.display_problem({"DISPLAY": ""}) == depth_viewer.NO_DISPLAY_MESSAGE
+    # set, but nothing answers there (Open3D would silently fall back to an invisible context)
+    assert "cannot connect to display ':31999'" in depth_viewer.display_problem({"DISPLAY": ":31999"})
+    assert "cannot connect" in depth_viewer.display_problem({"WAYLAND_DISPLAY": "no-such-socket",
+                                                             "XDG_RUNTIME_DIR": "/nonexistent"})
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert depth_viewer.display_problem({}) is None
 
 
 def test_default_pose_is_behind_and_above_looking_at_the_median_depth():
@@ -247,6 +251,10 @@ def test_no_display_is_a_one_line_error(scene, monkeypatch, capsys):
     code, err = run_main(["--video", scene[0], "--color_video", scene[1], "--xfov", 48], capsys)
     assert code == 2
     assert err == "3d_view_depthfile.py: error: no display: use --render out.mp4 or run under xvfb-run\n"
+    monkeypatch.setenv("DISPLAY", ":31999")
+    code, err = run_main(["--video", scene[0], "--xfov", 48], capsys)
+    assert code == 2 and err.startswith("3d_view_depthfile.py: error: cannot connect to display ':31999'")
+    assert err.count("\n") == 1
 
 
 def test_fov_required_and_bad_flags(scene, tmp_path, capsys):
