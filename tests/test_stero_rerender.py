@@ -1,0 +1,269 @@
+"""stero_rerender.py end to end: outputs, formats, audio, mismatched inputs and one-line errors."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import stero_rerender
+from depth_codec import DepthVideoWriter
+from geometry import intrinsics_from_fov
+from stereo_warp import disparity_from_depth, pack_stereo, render_stereo
+from video_io import VideoReader, VideoWriter, probe_video
+
+SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "big_buck_bunny_3s.mp4"
+
+
+def box_depth(h: int, w: int, i: int) -> np.ndarray:
+    """A wall at 4 m with a box at 1.2 m that moves right by 2 px per frame."""
+    z = np.full((h, w), 4.0)
+    z[h // 4: 3 * h // 4, w // 4 + 2 * i: w // 2 + 2 * i] = 1.2
+    return z
+
+
+def write_depth(path: Path, h: int, w: int, frames: int, max_depth: float = 6.0) -> list[np.ndarray]:
+    depths = []
+    with DepthVideoWriter(path, w, h, 25, max_depth=max_depth) as writer:
+        for i in range(frames):
+            z = box_depth(h, w, i)
+            writer.write(z)
+            depths.append(z)
+    return depths
+
+
+def write_colour(path: Path, h: int, w: int, frames: int, fps=25) -> list[np.ndarray]:
+    """A lossless (FFV1) colour clip with a moving pattern."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    frames_out = []
+    with VideoWriter(path, w, h, fps, codec="ffv1", pix_fmt="bgr0") as writer:
+        for i in range(frames):
+            frame = np.roll(base, i, axis=1)
+            writer.write(frame)
+            frames_out.append(frame)
+    return frames_out
+
+
+def read_all(path: Path, pix_fmt: str = "rgb24") -> list[np.ndarray]:
+    with VideoReader(path, pix_fmt=pix_fmt) as reader:
+        return list(reader)
+
+
+def expected_views(colour: np.ndarray, depth_m: np.ndarray, xfov: float, ipd_mm: float = 63.0, far: float = 6.0):
+    """The eyes the CLI should render for one frame (depth decoded from the 6 m packed format)."""
+    h, w = colour.shape[:2]
+    fx = intrinsics_from_fov(w, h, xfov=xfov).fx
+    disp = disparity_from_depth(torch.from_numpy(depth_m.astype(np.float32)), fx, ipd_mm / 1000, far)
+    return render_stereo(colour, disp.numpy())
+
+
+def decoded_depth(path: Path) -> list[np.ndarray]:
+    from depth_codec import DepthVideoReader
+
+    with DepthVideoReader(path) as reader:
+        return list(reader)
+
+
+def no_leftovers(folder: Path, expected: set[str]) -> None:
+    """Only the expected files are in ``folder`` (no partial outputs, no hidden temporary files)."""
+    assert {p.name for p in folder.iterdir()} == expected
+
+
+# ------------------------------------------------------------------------------------------------
+# the bundled sample clip: H.264 + AAC in, H.264 + AAC out
+# ------------------------------------------------------------------------------------------------
+def test_sample_clip_sbs_with_audio(tmp_path, capsys):
+    assert SAMPLE.is_file(), "the bundled sample clip assets/big_buck_bunny_3s.mp4 is missing"
+    info = probe_video(SAMPLE)
+    assert info.has_audio
+    depth_path = tmp_path / "bunny_depth.mkv"
+    write_depth(depth_path, info.height, info.width, frames=6)
+    code = stero_rerender.main(["--video", str(depth_path), "--color_video", str(SAMPLE), "--xfov", "47.5",
+                                "--max_frames", "5", "--no_progress"])
+    assert code == 0
+    out = Path(str(depth_path) + "_stereo.mp4")
+    assert out.is_file()
+    result = probe_video(out)
+    assert (result.width, result.height) == (2 * info.width, info.height)
+    assert result.codec == "h264" and result.fps == Fraction(25) and result.has_audio
+    frames = read_all(out)
+    assert len(frames) == 5
+    # The left half of a frame is the left eye rendered from the decoded colour frame.
+    colour = read_all(SAMPLE)[:5]
+    depth = decoded_depth(depth_path)
+    views = expected_views(colour[3], depth[3], 47.5)
+    err = frames[3].astype(float) - np.concatenate([views.left, views.right], axis=1)
+    psnr = 10 * np.log10(255**2 / np.mean(err**2))
+    assert psnr > 30, psnr  # H.264 at crf 18
+    printed = capsys.readouterr().out
+    assert "wrote 5 frames" in printed and str(out) in printed and "fps" in printed
+    no_leftovers(tmp_path, {depth_path.name, out.name})
+
+
+def test_audio_stays_in_sync_length(tmp_path):
+    info = probe_video(SAMPLE)
+    depth_path = tmp_path / "d.mkv"
+    write_depth(depth_path, info.height // 2, info.width // 2, frames=25)  # half size: resized
+    out = tmp_path / "out.mkv"
+    assert stero_rerender.main(["--video", str(depth_path), "--color_video", str(SAMPLE), "--yfov", "30",
+                                "--format", "half-sbs", "--output", str(out), "--no_progress"]) == 0
+    import av
+
+    with av.open(str(out)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert (video.codec_context.width, video.codec_context.height) == (info.width, info.height)
+        last_audio = 0.0
+        for packet in container.demux(audio):
+            if packet.pts is not None:
+                last_audio = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+    # 25 frames at 25 fps = 1 s of video; the copied audio stops with it (to within one AAC packet).
+    assert 0.95 <= last_audio <= 1.1, last_audio
+
+
+# ------------------------------------------------------------------------------------------------
+# synthetic lossless clips: exact comparisons
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt, size", [("sbs", (96, 24)), ("half-sbs", (48, 24)), ("tb", (48, 48)),
+                                       ("half-tb", (48, 24)), ("anaglyph", (48, 24))])
+def test_formats_lossless_exact(tmp_path, fmt, size):
+    h, w = 24, 48
+    colour = write_colour(tmp_path / "c.mkv", h, w, 3)
+    write_depth(tmp_path / "d.mkv", h, w, 3)
+    depth = decoded_depth(tmp_path / "d.mkv")
+    assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
+                                "--xfov", "70", "--pupillary_distance", "200", "--format", fmt, "--lossless",
+                                "--infill_mask", "--no_progress"]) == 0
+    out = tmp_path / "d.mkv_stereo.mkv"
+    mask_out = tmp_path / "d.mkv_stereo_mask.mkv"
+    assert probe_video(out).codec == "ffv1"
+    frames, masks = read_all(out), read_all(mask_out, pix_fmt="gray")
+    assert len(frames) == len(masks) == 3
+    for i in range(3):
+        views = expected_views(colour[i], depth[i], 70.0, ipd_mm=200.0)
+        assert frames[i].shape[:2] == (size[1], size[0])
+        np.testing.assert_array_equal(frames[i], pack_stereo(views.left, views.right, fmt))
+        if fmt == "anaglyph":
+            expected_mask = views.left_filled | views.right_filled
+        else:
+            # A half-format pixel is filled when either of the two pixels it averages was.
+            expected_mask = pack_stereo(views.left_filled[..., None].astype(np.uint8) * 255,
+                                        views.right_filled[..., None].astype(np.uint8) * 255, fmt)[..., 0] > 0
+        assert expected_mask.any()
+        np.testing.assert_array_equal(masks[i], expected_mask.astype(np.uint8) * 255)
+
+
+def test_without_colour_video_uses_the_depth_frames(tmp_path):
+    write_depth(tmp_path / "d.mkv", 20, 30, 2)
+    assert stero_rerender.main(["--depth_video", str(tmp_path / "d.mkv"), "--xfov", "60", "--no_progress"]) == 0
+    result = probe_video(tmp_path / "d.mkv_stereo.mp4")
+    assert (result.width, result.height, result.num_frames) == (60, 20, 2)
+    assert not result.has_audio
+
+
+def test_mismatched_inputs_warn_and_shorter_wins(tmp_path, capsys):
+    write_colour(tmp_path / "c.mkv", 24, 32, 5)
+    write_depth(tmp_path / "d.mkv", 12, 16, 3)        # half the size, fewer frames
+    assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
+                                "--xfov", "60", "--no_progress"]) == 0
+    err = capsys.readouterr().err
+    assert "resized" in err and err.count("resized") == 1
+    assert "ended after 3 frames" in err
+    result = probe_video(tmp_path / "d.mkv_stereo.mp4")
+    assert (result.width, result.height, result.num_frames) == (64, 24, 3)
+    # And the other way round: a longer depth video.
+    write_depth(tmp_path / "d2.mkv", 24, 32, 6)
+    assert stero_rerender.main(["--video", str(tmp_path / "d2.mkv"), "--color_video", str(tmp_path / "c.mkv"),
+                                "--xfov", "60", "--no_progress"]) == 0
+    assert "colour video c.mkv ended after 5 frames" in capsys.readouterr().err
+    assert probe_video(tmp_path / "d2.mkv_stereo.mp4").num_frames == 5
+
+
+def test_max_frames_gives_no_length_warning(tmp_path, capsys):
+    write_colour(tmp_path / "c.mkv", 16, 16, 4)
+    write_depth(tmp_path / "d.mkv", 16, 16, 6)
+    assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
+                                "--xfov", "60", "--max_frames", "2", "--no_progress"]) == 0
+    assert "ended" not in capsys.readouterr().err
+    assert probe_video(tmp_path / "d.mkv_stereo.mp4").num_frames == 2
+
+
+def test_odd_sizes_are_padded_for_h264(tmp_path, capsys):
+    write_colour(tmp_path / "c.mkv", 15, 21, 2)
+    write_depth(tmp_path / "d.mkv", 15, 21, 2)
+    assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
+                                "--xfov", "60", "--format", "tb", "--output", str(tmp_path / "o.mp4"),
+                                "--no_progress"]) == 0
+    assert "even" in capsys.readouterr().err
+    result = probe_video(tmp_path / "o.mp4")
+    assert (result.width, result.height) == (22, 30)   # 21x30 padded to 22x30
+    # Lossless keeps the exact size.
+    assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
+                                "--xfov", "60", "--format", "tb", "--lossless", "--no_progress"]) == 0
+    result = probe_video(tmp_path / "d.mkv_stereo.mkv")
+    assert (result.width, result.height) == (21, 30)
+
+
+# ------------------------------------------------------------------------------------------------
+# errors: exit code 2, one line, no output
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("extra, message", [
+    (["--xfov", "0"], "--xfov 0"),
+    (["--xfov", "180"], "--xfov 180"),
+    (["--yfov", "-5"], "--yfov -5"),
+    (["--xfov", "nan"], "--xfov nan"),
+    ([], "field of view"),
+])
+def test_bad_fov(tmp_path, capsys, extra, message):
+    write_colour(tmp_path / "c.mkv", 8, 8, 1)
+    write_depth(tmp_path / "d.mkv", 8, 8, 1)
+    code = stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
+                                *extra, "--no_progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("stero_rerender.py: error:") and message in err
+    no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
+
+
+def test_missing_files(tmp_path, capsys):
+    write_depth(tmp_path / "d.mkv", 8, 8, 1)
+    assert stero_rerender.main(["--video", str(tmp_path / "nope.mkv"), "--xfov", "60"]) == 2
+    assert "nope.mkv: no such file" in capsys.readouterr().err
+    assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "x.mp4"),
+                                "--xfov", "60"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "x.mp4: no such file" in err and len(err.splitlines()) == 1
+    no_leftovers(tmp_path, {"d.mkv"})
+
+
+def test_colour_video_as_depth(tmp_path, capsys):
+    write_colour(tmp_path / "c.mkv", 16, 16, 2)
+    code = stero_rerender.main(["--video", str(tmp_path / "c.mkv"), "--color_video", str(tmp_path / "c.mkv"),
+                                "--xfov", "60", "--infill_mask", "--no_progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not look like an RGB-packed depth video" in err
+    no_leftovers(tmp_path, {"c.mkv"})
+
+
+def test_output_flags_checked(tmp_path, capsys):
+    write_depth(tmp_path / "d.mkv", 8, 8, 1)
+    assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--xfov", "60", "--lossless",
+                                "--output", str(tmp_path / "o.mp4")]) == 2
+    assert ".mkv" in capsys.readouterr().err
+    assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--xfov", "60",
+                                "--output", str(tmp_path / "d.mkv")]) == 2
+    assert "overwrite" in capsys.readouterr().err
+    assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--xfov", "60", "--device", "tpu"]) == 2
+    no_leftovers(tmp_path, {"d.mkv"})
+
+
+def test_help_uses_the_docstring(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        stero_rerender.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "Render a stereo 3D video" in out and "--pupillary_distance" in out and "--depth_video" in out
