@@ -8,8 +8,8 @@ y up, z forward (the depth direction), so --z -2 is 2 m behind it.
 
 Keys: space play/pause, right/left arrow step one frame (left goes back through a buffer of recent
 frames; further back re-decodes from the start), r reset the view, q or Esc quit. Mouse: Open3D's
-orbit (left drag), pan (ctrl/shift + drag) and zoom (wheel). Frame numbers count from 0 and are shown
-on a console status line.
+orbit (left drag), pan (ctrl + left drag, or middle drag) and zoom (wheel). Frame numbers count
+from 0 and are shown on a console status line.
 """
 
 from __future__ import annotations

@@ -185,8 +185,9 @@ class FrameSource:
         if self._color is not None:
             color = next(self._color_iter, None)
             if color is None:
-                log.warning("%s: the colour video ends after %d frames, before the depth video; "
-                            "stopping there", self.color_path, self._next_index)
+                if self.length is None:  # warn once, not again after a rewind
+                    log.warning("%s: the colour video ends after %d frames, before the depth video; "
+                                "stopping there", self.color_path, self._next_index)
                 return None
             if self._resize_color:
                 color = resize_rgb(color, self.width, self.height)

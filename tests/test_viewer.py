@@ -381,6 +381,19 @@ def test_render_draw_frame_starts_later(scene, tmp_path, capsys):
     assert len(read_frames(out)) == 3
 
 
+def test_render_stops_where_a_shorter_colour_video_ends(tmp_path, capsys):
+    depth_path, _ = write_scene(tmp_path, n=N)
+    short_dir = tmp_path / "short"
+    short_dir.mkdir()
+    _, short_color = write_scene(short_dir, n=3)
+    out = tmp_path / "short.mp4"
+    code, err = run_main(["--video", depth_path, "--color_video", short_color, "--xfov", 60, "--render",
+                          out], capsys)
+    assert code == 0, err
+    assert "the colour video ends after 3 frames" in err
+    assert len(read_frames(out)) == 3
+
+
 def test_render_interrupted_leaves_no_file(scene, tmp_path, capsys, monkeypatch):
     calls = []
 
