@@ -47,14 +47,19 @@ def synthetic_frame(width: int, height: int, i: int = 0) -> depth_viewer.Frame:
     return depth_viewer.Frame(i, depth.astype(np.float32), rgb)
 
 
+def report(label: str, ms: float) -> None:
+    print(f"{label:<44s}{ms:8.1f} ms")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--render", action="store_true", help="also time offscreen rendering")
     args = parser.parse_args()
-    w, h = args.width, args.height
+    w, h, repeat = args.width, args.height, args.repeat
     intr = intrinsics_from_fov(w, h, xfov=60.0)
     frame = synthetic_frame(w, h)
     n = w * h
@@ -63,21 +68,27 @@ def main() -> None:
     start = time.perf_counter()
     depth_mesh.grid_triangles.cache_clear()
     depth_mesh.grid_triangles(h, w)
-    print(f"triangle index array (once per resolution): {(time.perf_counter() - start) * 1000:.1f} ms")
+    report("triangle index array (once per resolution)", (time.perf_counter() - start) * 1000)
 
     verts, cols = np.empty((n, 3)), np.empty((n, 3))
-    print(f"numpy vertices + colours:                {timed(lambda: (depth_mesh.mesh_vertices(frame.depth, intr, out=verts), depth_mesh.vertex_colors(frame.color, out=cols)), args.repeat):7.1f} ms")
-    print(f"numpy remove_edges mask + kept triangles: {timed(lambda: depth_mesh.kept_triangles(frame.depth), args.repeat):7.1f} ms")
+
+    def numpy_update() -> None:
+        depth_mesh.mesh_vertices(frame.depth, intr, out=verts)
+        depth_mesh.vertex_colors(frame.color, out=cols)
+
+    report("numpy vertices + colours", timed(numpy_update, repeat))
+    report("numpy remove_edges mask + kept triangles",
+           timed(lambda: depth_mesh.kept_triangles(frame.depth), repeat))
 
     for label, kwargs in (("mesh", {}), ("mesh --remove_edges", {"remove_edges": True}),
                           ("point cloud", {"point_cloud": True}),
                           ("point cloud --remove_edges", {"point_cloud": True, "remove_edges": True})):
         builder = depth_viewer.GeometryBuilder(intr, 6.0, **kwargs)
-        print(f"mesh update ({label}):{' ' * (26 - len(label))}{timed(lambda: builder.update(frame), args.repeat):7.1f} ms")
+        report(f"mesh update ({label})", timed(lambda: builder.update(frame), repeat))
 
     with tempfile.TemporaryDirectory() as tmp:
         depth_path, color_path = Path(tmp) / "d_depth.mkv", Path(tmp) / "c.mp4"
-        frames = args.repeat + 2
+        frames = repeat + 2
         with DepthVideoWriter(depth_path, w, h, 30) as dw, VideoWriter(color_path, w, h, 30) as cw:
             for i in range(frames):
                 moving = synthetic_frame(w, h, i)
@@ -85,15 +96,15 @@ def main() -> None:
                 cw.write(moving.color)
         with depth_viewer.FrameSource(depth_path, color_path) as source:
             counter = iter(range(frames))
-            print(f"decode next frame (FFV1 depth + H.264):   {timed(lambda: source.get(next(counter)), args.repeat):7.1f} ms")
+            report("decode next frame (FFV1 depth + H.264)", timed(lambda: source.get(next(counter)), repeat))
 
     if args.render:
         renderer = depth_viewer.LegacyRenderer(w, h)
         builder = depth_viewer.GeometryBuilder(intr, 6.0)
         pose = depth_viewer.resolve_pose(frame.depth)
         geometry = builder.update(frame)
-        ms = timed(lambda: renderer.render(geometry, intr, pose, 6.0), max(3, args.repeat // 5))
-        print(f"offscreen render, legacy (per frame):    {ms:7.1f} ms")
+        report("offscreen render, legacy (per frame)",
+               timed(lambda: renderer.render(geometry, intr, pose, 6.0), max(3, repeat // 5)))
         renderer.close()
 
 
