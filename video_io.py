@@ -368,15 +368,15 @@ class VideoWriter:
         except (av.error.FFmpegError, ValueError) as exc:
             if audio_source is None:
                 raise CliError(f"cannot write {self.path}: {_short(exc)}") from None
-            # The audio codec does not go into this container: write the video alone.
-            log.warning("audio of %s cannot be copied into a %s file (%s); writing video only",
-                        audio_from, self.path.suffix or "this", _short(exc))
+            # Perhaps the audio codec does not go into this container: try the video alone.
             self._close_containers()
             _discard(self.temp_path)
             try:
                 self._open_container(None)
             except (av.error.FFmpegError, ValueError) as exc2:
                 raise CliError(f"cannot write {self.path}: {_short(exc2)}") from None
+            log.warning("audio of %s cannot be copied into a %s file (%s); writing video only",
+                        audio_from, self.path.suffix or "this", _short(exc))
 
     def _audio_source(self, source: Path) -> av.container.InputContainer | None:
         try:

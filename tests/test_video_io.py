@@ -347,6 +347,16 @@ def test_writer_argument_errors(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_bad_encoder_option_with_audio_is_one_error_without_audio_warning(tmp_path, caplog):
+    src = tmp_path / "src.mp4"
+    make_av_source(src, "aac", seconds=0.2)
+    with caplog.at_level(logging.WARNING, logger="mvda"):
+        with pytest.raises(CliError, match="cannot write"):
+            VideoWriter(tmp_path / "x.mp4", 64, 48, 25, options={"preset": "no-such-preset"}, audio_from=src)
+    assert "audio" not in caplog.text
+    assert sorted(os.listdir(tmp_path)) == ["src.mp4"]
+
+
 def test_unwritable_output_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CliError, match="cannot create output folder"):
