@@ -18,10 +18,12 @@ fit -> encode, one at a time, so memory does not grow with the video length:
 * ``model="vda-metric"``: the Metric-Video-Depth-Anything checkpoint gives metres directly; no DA-V2,
   no fit.
 
-``metric_every = N`` (rolling fit): DA-V2 runs on output frames ``0, N, 2N, ...`` only; each of them
-adds one history entry (so the rules "fewer than 10 entries" and "at most 100 (+1) entries" count
-DA-V2 frames, not video frames); every other frame uses the parameters computed for the most recent
-DA-V2 frame before it, unchanged.
+``metric_every = N`` (rolling fit): DA-V2 runs on output frames ``0, N, 2N, ...`` only, and each of
+them adds one history entry; every other frame uses the parameters computed for the most recent DA-V2
+frame before it, unchanged. The history limits are scaled so that they span the same number of video
+frames as the original's: the first entry is used while the history holds fewer than
+``ceil(10 / N)`` entries, and the oldest entry is dropped (after fitting) when it holds more than
+``ceil(100 / N)`` (:func:`rolling_limits`). ``N = 1`` is exactly the original tool.
 
 Depth is written at the source resolution (VDA's output is resized there directly), with the
 source frame rate (or ``target_fps``), through :class:`depth_codec.DepthVideoWriter` (lossless,
@@ -45,13 +47,15 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 import depth_fit
 from cli_utils import CliError, progress_bar
 from depth_anything_v2.transform import network_input_size
 from depth_codec import DepthVideoWriter, depth_step
-from video_depth_anything.inference import VideoDepthStream, video_input_size
+from video_depth_anything.inference import INFER_LEN, KEYFRAMES, VideoDepthStream, video_input_size
+from video_depth_anything.video_depth import PATCH_SIZE
 from video_io import VideoDecodeError, VideoReader, ensure_writable_dir
 
 __all__ = [
@@ -61,6 +65,7 @@ __all__ = [
     "ConvertOptions",
     "Models",
     "StageTimer",
+    "KeyframeFeatureCache",
     "VideoResult",
     "load_models",
     "collect_inputs",
@@ -68,6 +73,7 @@ __all__ = [
     "inference_size",
     "selection_count",
     "expected_output_frames",
+    "rolling_limits",
     "near_limit",
     "clamp_metric_depth",
     "convert_video",
@@ -111,6 +117,7 @@ class ConvertOptions:
         global_frames: frames sampled by the global fit.
         global_points: pixels sampled per frame by the global fit.
         output_size: ``(H, W)`` of the written depth; ``None``: the source resolution.
+        reuse_keyframe_features: encode each frame once in VDA (:class:`KeyframeFeatureCache`).
         progress: show tqdm bars.
     """
 
@@ -128,6 +135,7 @@ class ConvertOptions:
     global_frames: int = 32
     global_points: int = 4096
     output_size: tuple[int, int] | None = None
+    reuse_keyframe_features: bool = True
     progress: bool = True
 
     def validate(self) -> None:
@@ -259,6 +267,61 @@ class VideoResult:
         return text + f" -> {self.output}"
 
 
+class KeyframeFeatureCache(nn.Module):
+    """Video-Depth-Anything for :class:`VideoDepthStream` that encodes each input frame only once.
+
+    Every window after the first starts with the 10 *keyframe* inputs of the previous window
+    (positions :data:`KEYFRAMES`). The DINOv2 encoder works on each frame independently, so their
+    encoder features are the same as in the previous window: this wrapper keeps them and encodes only
+    the 22 new frames (32 -> 22 encoder passes per window, the encoder being most of VDA's cost). The
+    temporal head still sees all 32 frames. Reuse happens only when the first 10 inputs are equal to
+    the stored keyframe inputs (``torch.equal``), so any other caller gets ``model(x)``'s result.
+
+    The output equals ``model(x)`` up to float rounding (the encoder runs on batches of a different
+    size), and has the same ``(1, T, h, w)`` shape, ReLU and resize as
+    :meth:`VideoDepthAnything.forward`.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.metric = bool(model.metric)
+        self._inputs: torch.Tensor | None = None  # (10, 3, h, w) keyframe inputs of the last window
+        self._features: tuple | None = None  # their encoder features, per level (tokens, cls)
+        self.frames_encoded = 0
+        self.frames_reused = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _, h, w = x.shape
+        if b != 1:
+            return self.model(x)
+        frames = x[0]
+        n = len(KEYFRAMES)
+        if (self._inputs is not None and t > n and self._inputs.shape == frames[:n].shape
+                and self._inputs.dtype == frames.dtype and torch.equal(self._inputs, frames[:n])):
+            fresh = self.model.encode(frames[n:])
+            features = tuple(
+                (torch.cat([old_t, new_t.to(old_t.dtype)]), torch.cat([old_c, new_c.to(old_c.dtype)]))
+                for (old_t, old_c), (new_t, new_c) in zip(self._features, fresh)
+            )
+            self.frames_encoded += t - n
+            self.frames_reused += n
+        else:
+            features = self.model.encode(frames)
+            self.frames_encoded += t
+        if t == INFER_LEN:
+            keep = list(KEYFRAMES)
+            self._inputs = frames[keep].clone()
+            self._features = tuple((tokens[keep], cls[keep]) for tokens, cls in features)
+        else:
+            self._inputs = self._features = None
+        depth = self.model.head(features, h // PATCH_SIZE, w // PATCH_SIZE, t)
+        del features
+        if depth.shape[-2:] != (h, w):
+            depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
+        return F.relu(depth).squeeze(1).unflatten(0, (b, t))
+
+
 # ---------------------------------------------------------------------------------------------------
 # small pure helpers
 
@@ -303,6 +366,18 @@ def expected_output_frames(
         return max_len if max_len > 0 else None
     n = source_frames if target_fps is None else math.ceil(source_frames * Fraction(target_fps) / Fraction(source_fps))
     return min(n, max_len) if max_len > 0 else n
+
+
+def rolling_limits(metric_every: int) -> tuple[int, int]:
+    """``(min_history, max_history)`` of the rolling fit when DA-V2 runs on every ``metric_every``-th
+    frame: ``(ceil(10 / N), ceil(100 / N))``, so the history spans about the same video frames as the
+    original's ``(10, 100)`` (which ``N = 1`` gives exactly).
+
+    >>> rolling_limits(1), rolling_limits(4), rolling_limits(3)
+    ((10, 100), (3, 25), (4, 34))
+    """
+    n = max(1, int(metric_every))
+    return math.ceil(depth_fit.ROLLING_MIN_HISTORY / n), math.ceil(depth_fit.ROLLING_MAX_HISTORY / n)
 
 
 def near_limit(max_depth: float) -> float:
@@ -490,8 +565,11 @@ class _Converter:
 
     # -- shared -------------------------------------------------------------------------------------
     def _stream(self, output_size: tuple[int, int]) -> VideoDepthStream:
+        model = self.models.vda
+        if self.options.reuse_keyframe_features and hasattr(model, "encode") and hasattr(model, "head"):
+            model = KeyframeFeatureCache(model)
         return VideoDepthStream(
-            self.models.vda, input_size=self.options.input_size, device=self.options.device,
+            model, input_size=self.options.input_size, device=self.options.device,
             precision=self.options.precision, output_size=output_size, output="torch",
         )
 
@@ -508,8 +586,8 @@ class _Converter:
         metric_model = self.options.model == "vda-metric"
         stream = self._stream(out_size)
         queue = None if metric_model else _MetricStatsQueue(self.models.dav2, self.options, self.timer)
-        fit = depth_fit.RollingFit()
         every = self.options.metric_every
+        fit = depth_fit.RollingFit(*rolling_limits(every))
         written = 0
 
         def emit(outputs: list[torch.Tensor]) -> None:

@@ -352,7 +352,8 @@ class StubDAV2:
         return depth
 
 
-def rolling_by_hand(relative: np.ndarray, metric: list[np.ndarray | None], max_depth: float, min_depth: float) -> np.ndarray:
+def rolling_by_hand(relative: np.ndarray, metric: list[np.ndarray | None], max_depth: float, min_depth: float,
+                    min_history: int = 10, max_history: int = 100) -> np.ndarray:
     """Independent numpy transcription of the original rolling fit (metric[i] None: no DA-V2)."""
     history: list[tuple[float, float, float]] = []
     out = []
@@ -361,9 +362,9 @@ def rolling_by_hand(relative: np.ndarray, metric: list[np.ndarray | None], max_d
         if m is not None:
             inv = 1.0 / m.astype(np.float64)
             history.append((np.std(inv) / np.std(r), np.mean(inv), np.mean(r)))
-            s, a, b = history[0] if len(history) < 10 else np.mean(np.array(history), axis=0)
+            s, a, b = history[0] if len(history) < min_history else np.mean(np.array(history), axis=0)
             current = (s, a, b)
-            if len(history) > 100:
+            if len(history) > max_history:
                 history.pop(0)
         s, a, b = current
         inverse = (r - b) * s + a
@@ -386,7 +387,9 @@ def test_streaming_rolling_fit_matches_original_formula(tmp_path, every):
 
     relative, _ = infer_video_depth(StubVDA(), frames, -1, input_size=28, device="cpu", precision="fp32")
     metric = [StubDAV2().infer_images(f[None])[0].numpy() if i % every == 0 else None for i, f in enumerate(frames)]
-    expected = rolling_by_hand(relative, metric, 6.0, cp.near_limit(6.0))
+    # metric_every 3: history limits ceil(10/3) = 4 and ceil(100/3) = 34 entries (same span of frames)
+    limits = (10, 100) if every == 1 else (4, 34)
+    expected = rolling_by_hand(relative, metric, 6.0, cp.near_limit(6.0), *limits)
     assert expected.min() < expected.max()  # a non-trivial depth range
     depth, _ = read_depth(result.output)
     # Packed depth is truncated to steps of depth_step (0.093 mm at 6 m); float32 vs float64 arithmetic
@@ -460,3 +463,39 @@ def test_even_sampler_stays_bounded_and_even():
     assert kept_max <= 9 and len(sampler.kept) >= 4
     gaps = np.diff(sampler.kept)
     assert (gaps == gaps[0]).all() and sampler.kept[0] == 0
+
+
+def test_keyframe_feature_cache_matches_the_plain_network(checkpoints):
+    """Encoding each frame once gives the plain stream's result (3 windows, keyframes reused twice)."""
+    from video_depth_anything.hub import load_video_depth_anything
+    from video_depth_anything.inference import VideoDepthStream
+
+    model = load_video_depth_anything("vits", checkpoint=checkpoints["vda"], device="cpu")
+    frames = synthetic_frames(45, 24, 32, seed=11)
+
+    def run(m) -> np.ndarray:
+        stream = VideoDepthStream(m, input_size=28, device="cpu", precision="fp32")
+        out = [d for f in frames for d in stream.push(f)] + stream.flush()
+        return np.stack(out)
+
+    cached = cp.KeyframeFeatureCache(model)
+    plain_depth, cached_depth = run(model), run(cached)
+    assert cached.frames_reused == 20 and cached.frames_encoded == 3 * 32 - 20
+    # outputs O(1-10); only the encoder batch sizes differ (observed: bit-identical on this CPU)
+    np.testing.assert_allclose(cached_depth, plain_depth, atol=1e-4, rtol=0)
+    # a clip whose first frames are not the stored keyframes is encoded from scratch
+    x = torch.randn(1, 32, 3, 28, 28)
+    with torch.no_grad():
+        np.testing.assert_allclose(cached(x).numpy(), model(x).numpy(), atol=1e-4, rtol=0)
+    assert cached.frames_reused == 20
+
+
+def test_bundled_sample_clip(tmp_path, checkpoints):
+    """assets/big_buck_bunny_3s.mp4 (640x360, 25 fps, H.264 with audio): depth at the source size."""
+    sample = REPO / "assets" / "big_buck_bunny_3s.mp4"
+    with VideoReader(sample) as reader:
+        height, width, fps = reader.height, reader.width, reader.fps
+    code = video_metric_convert.main(cli_args(checkpoints, "--input_video", str(sample), "--output_dir", str(tmp_path),
+                                              "--max_len", "30", "--metric_every", "2"))
+    assert code == 0
+    check_depth_video(tmp_path / "big_buck_bunny_3s_depth.mkv", 30, fps, height, width, 6.0)
