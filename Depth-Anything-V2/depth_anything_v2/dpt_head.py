@@ -23,12 +23,12 @@ def make_output_conv2(features: int, activation: str, head_features_2: int = 32)
     if activation == "sigmoid":
         act: nn.Module = nn.Sigmoid()
     elif activation == "relu":
-        act = nn.ReLU()
+        act = nn.ReLU(inplace=True)
     else:
         raise ValueError(f"unknown output activation {activation!r}: use 'sigmoid' or 'relu'")
     return nn.Sequential(
         nn.Conv2d(features // 2, head_features_2, kernel_size=3, stride=1, padding=1),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.Conv2d(head_features_2, 1, kernel_size=1, stride=1, padding=0),
         act,
     )
@@ -81,9 +81,12 @@ class DPTHead(nn.Module):
     # -- pieces -----------------------------------------------------------------------------------
     def reassemble(self, level: int, tokens: torch.Tensor, patch_h: int, patch_w: int) -> torch.Tensor:
         """Tokens ``(B, N, D)`` of pyramid level ``level`` (0..3) -> feature map after ``projects`` and
-        ``resize_layers``: strides 4x, 2x, 1x, 1/2x of the patch grid."""
+        ``resize_layers``: strides 4x, 2x, 1x, 1/2x of the patch grid (channels-last memory format)."""
         b, _, d = tokens.shape
-        x = tokens.transpose(1, 2).reshape(b, d, patch_h, patch_w)
+        # (B, N, D) tokens are already a channels-last (B, D, h, w) map: no transpose copy, and the
+        # whole head then runs channels-last, which oneDNN convolutions prefer (no layout reorders).
+        x = tokens.reshape(b, patch_h, patch_w, d).permute(0, 3, 1, 2)
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.resize_layers[level](self.projects[level](x))
 
     def decode_fine(

@@ -176,23 +176,21 @@ class TemporalTransformer3DModel(nn.Module):
         return self.proj_out(x)
 
     def forward_frames(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Frame-major maps ``(B*T, C, h, w)`` (frames of one clip consecutive) -> same shape."""
+        """Frame-major maps ``(B*T, C, h, w)`` (frames of one clip consecutive) -> same shape, in the
+        channels-last memory format (a channels-last input needs no layout copies)."""
         bt, c, h, w = x.shape
         if bt % num_frames:
             raise ValueError(f"batch of {bt} maps is not a multiple of num_frames={num_frames}")
         b, t, hw = bt // num_frames, num_frames, h * w
-        y = self.norm(x).view(b, t, c, hw).permute(0, 3, 1, 2)  # (B, hw, T, C) view
+        frames = self.norm(x).permute(0, 2, 3, 1).reshape(b, t, hw, c)  # per-frame tokens (B, T, hw, C)
+        out = torch.empty((b, t, hw, c), dtype=frames.dtype, device=frames.device)
         step = max(1, self.max_chunk_elements // max(1, b * t * c))
-        if step >= hw:
-            tokens = self._tokens(y.reshape(b * hw, t, c))
-            out = tokens.view(b, hw, t, c).permute(0, 2, 3, 1).reshape(bt, c, h, w)
-            return out + x
-        out = torch.empty((b, t, c, hw), dtype=x.dtype, device=x.device)
         for s in range(0, hw, step):
             e = min(hw, s + step)
-            tokens = self._tokens(y[:, s:e].reshape(b * (e - s), t, c))
-            out[..., s:e] = tokens.view(b, e - s, t, c).permute(0, 2, 3, 1)
-        return out.view(bt, c, h, w) + x
+            seq = frames[:, :, s:e].transpose(1, 2).reshape(b * (e - s), t, c)  # (B*positions, T, C)
+            seq = self._tokens(seq)
+            out[:, :, s:e] = seq.view(b, e - s, t, c).transpose(1, 2)
+        return out.view(bt, h, w, c).permute(0, 3, 1, 2) + x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, h, w)`` -> ``(B, C, T, h, w)``."""
