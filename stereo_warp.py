@@ -146,13 +146,17 @@ class _ChunkTables:
 
     key_seg: torch.Tensor       # (2n, W) int32 scatter key of segment i / right cap of pixel i
     key_lcap: torch.Tensor      # (2n, W) int32 scatter key of the left cap of pixel i+1 (W-1: pixel 0)
+    key_diff: torch.Tensor      # (2n, W) int32 key_seg - key_lcap
     row_off: torch.Tensor       # (2n, 1) float32 offset of column 0 of each row in the scatter buffer
-    dummy: torch.Tensor         # (2n, 1) float32 a dummy column of each row (invalid candidates)
+    dummy: torch.Tensor         # (2n, 1) float32 a dummy column of each row (candidates beyond the frame)
+    spare: torch.Tensor         # (2n, W) float32 a distinct spare slot of each candidate (invalid ones)
     flat_base: torch.Tensor     # (2n, 1) int32 offset of each row in a (2n, W) tensor
     src_base: torch.Tensor      # (2n, 1) int32 offset of each row's source row within the chunk
     cols: torch.Tensor          # (W,) float32 column index
     cols_i: torch.Tensor        # (2n, W) int32 column index
     cols_rev: torch.Tensor      # (2n, W) int32 W-1 - column index
+    cols_i1: torch.Tensor       # (2n, W) int32 column index + 1
+    cols_rev1: torch.Tensor     # (2n, W) int32 W - column index
 
 
 # Scatter rows have _PAD dummy columns on each side, so candidates one or two pixels outside the
@@ -194,7 +198,7 @@ class StereoWarper:
             workers = torch.get_num_threads() if self.device.type == "cpu" else 1
         self.workers = max(1, int(workers))
         # Scatter positions are computed in float32, exact below 2**24.
-        limit = max(1, ((1 << 24) - 1) // (2 * (self.width + 2 * _PAD)))
+        limit = max(1, ((1 << 24) - 1) // (2 * (2 * self.width + 2 * _PAD)))
         self.chunk_rows = max(1, min(int(chunk_rows), self.height, limit))
         self._extra_slots = int(math.ceil(1.0 + self.max_stretch)) - 2  # pixels beyond 2 per segment
         self._tables: dict[int, _ChunkTables] = {}
@@ -217,13 +221,17 @@ class StereoWarper:
         tables = _ChunkTables(
             key_seg=key_seg,
             key_lcap=key_lcap,
+            key_diff=key_seg - key_lcap,
             row_off=row_off,
             dummy=row_off + float(w),
+            spare=(2 * n * (w + 2 * _PAD) + torch.arange(2 * n * w, device=dev, dtype=torch.float32)).view(2 * n, w),
             flat_base=(r * w).to(torch.int32)[:, None],
             src_base=((r % n) * w).to(torch.int32)[:, None],
             cols=i.to(torch.float32),
             cols_i=i.expand(2 * n, w).contiguous(),
             cols_rev=((w - 1) - i).expand(2 * n, w).contiguous(),
+            cols_i1=(i + 1).expand(2 * n, w).contiguous(),
+            cols_rev1=(w - i).expand(2 * n, w).contiguous(),
         )
         self._tables[n] = tables
         return tables
@@ -297,85 +305,103 @@ class StereoWarper:
 
         ``src``: (C, H*W + 1) planar float colour of the whole frame; ``disp``: (n, W);
         ``out_img``: (2, C, n, W) view to write; ``out_hole``: (2, n, W); ``out_disp``: (2, n, W) or None.
+
+        Masks are 0/1 float32 or int32 tensors combined with arithmetic: on the CPU, ``torch.where``
+        and boolean tensors are many times slower than plain arithmetic when the mask changes from
+        pixel to pixel (no vectorised blend), and the result is the same on every device.
         """
         n, w = disp.shape
         rows = 2 * n
         tb = self._tables_for(n)
-        stretch_max = 1.0 + self.max_stretch
+        f32, i32 = torch.float32, torch.int32
 
         sd = torch.cat([disp, -disp])                       # signed shift: + left eye, - right eye
         a = sd + tb.cols                                    # target column of each pixel centre
         seg = torch.empty_like(a)                           # target length of segment i .. i+1
         torch.sub(a[:, 1:], a[:, :-1], out=seg[:, :-1])
         seg[:, -1] = 0.0                                    # the last pixel has no segment
-        conn = (seg > 0) & (seg <= stretch_max)             # drawn segments
-        seg_m = torch.where(conn, seg, 0.0)                 # their lengths, 0 elsewhere
+        conn = torch.gt(seg, 0.0, out=torch.empty_like(a))  # 1 where segment i is drawn
+        conn.mul_(torch.le(seg, 1.0 + self.max_stretch, out=torch.empty_like(a)))
+        seg_m = seg * conn                                  # drawn lengths, 0 elsewhere
         x0 = torch.ceil(a)                                  # first target pixel at or after a_i
         frac = x0 - a                                       # in [0, 1)
-        # Scatter positions (float, exact): columns clamped to [-2, W+1] so that +-1 stays in the
-        # row's dummy columns [-3, -1] and [W, W+2].
-        xs = x0.clamp(-2.0, float(w + 1)).add_(tb.row_off)
+        # Scatter positions (float, exact) relative to the candidate's spare slot. Columns are clamped
+        # to [-2, W+1] so that +-1 stays inside the row's dummy columns [-3, -1] and [W, W+2].
+        # Invalid candidates go to their own spare slot after the rows: a shared dummy address would
+        # serialise the scatter's read-modify-write (several times slower).
+        xd = x0.clamp(-2.0, float(w + 1)).add_(tb.row_off).sub_(tb.spare)
 
         sentinel = 2 * w + 1
-        best = torch.full((rows * (w + 2 * _PAD),), sentinel, dtype=torch.int32, device=self.device)
+        best = torch.full((rows * (w + 2 * _PAD) + rows * w,), sentinel, dtype=i32, device=self.device)
 
-        def splat(pos: torch.Tensor, valid: torch.Tensor, key: torch.Tensor) -> None:
-            idx = torch.where(valid, pos, tb.dummy).to(torch.int64)
+        def splat(pos: torch.Tensor, key: torch.Tensor) -> None:
+            # ``pos`` is the scatter position minus the spare slot (0 for invalid candidates).
+            idx = pos.add_(tb.spare).to(i32).to(torch.int64)
             best.scatter_reduce_(0, idx.view(-1), key.view(-1), reduce="amin")
 
-        # Slot A: first pixel of segment i, or the right cap [a_i, a_i + 1/2) of pixel i.
-        splat(xs, frac < torch.where(conn, seg, 0.5), tb.key_seg)
-        # Slot B: second pixel of segment i, or the left cap [a_{i+1} - 1/2, a_{i+1}) of pixel i+1,
-        # which exists exactly when segment i is not drawn; column W-1 holds the left cap of pixel 0.
-        # A left cap covers pixel ceil(a) - 1 iff frac >= 1/2.
-        pos_b = torch.empty_like(a)
-        torch.where(conn[:, :-1], xs[:, :-1] + 1.0, xs[:, 1:] - 1.0, out=pos_b[:, :-1])
-        pos_b[:, -1] = xs[:, 0] - 1.0
-        valid_b = torch.empty_like(conn)
-        torch.where(conn[:, :-1], frac[:, :-1] < seg_m[:, :-1] - 1.0, frac[:, 1:] >= 0.5, out=valid_b[:, :-1])
-        valid_b[:, -1] = frac[:, 0] >= 0.5
-        splat(pos_b, valid_b, torch.where(conn, tb.key_seg, tb.key_lcap))
+        # Slot A: the first pixel of segment i, or the right cap [a_i, a_i + 1/2) of pixel i.
+        lim_a = torch.add(seg_m, conn, alpha=-0.5).add_(0.5)   # seg where drawn, else 1/2
+        valid_a = torch.lt(frac, lim_a, out=lim_a)
+        splat(valid_a.mul_(xd), tb.key_seg)
+        # Slot B: the second pixel of segment i, or the left cap [a_{i+1} - 1/2, a_{i+1}) of pixel
+        # i+1, which exists exactly when segment i is not drawn (column W-1: the left cap of pixel 0).
+        # A left cap covers pixel ceil(a) - 1 iff frac >= 1/2; the two cases exclude each other.
+        valid_seg2 = torch.lt(frac, seg_m - 1.0, out=torch.empty_like(a))
+        pos_b = (xd + 1.0).mul_(valid_seg2)
+        cap = torch.empty_like(a)
+        torch.ge(frac[:, 1:], 0.5, out=cap[:, :-1])
+        cap[:, :-1].mul_(1.0 - conn[:, :-1])
+        torch.ge(frac[:, :1], 0.5, out=cap[:, -1:])
+        # The cap's position (x0 of the next pixel) - 1 relative to this column's spare slot: spare
+        # slots step by 1 along a row, so it is xd of the next column (of column 0 minus W for W-1).
+        cap_pos = torch.empty_like(a)
+        cap_pos[:, :-1] = xd[:, 1:]
+        torch.sub(xd[:, :1], float(w), out=cap_pos[:, -1:])
+        pos_b.addcmul_(cap, cap_pos)
+        key_b = torch.addcmul(tb.key_lcap, conn.to(i32), tb.key_diff)
+        splat(pos_b, key_b)
         for k in range(2, 2 + self._extra_slots):          # only when max_stretch > 1
-            pos_k = torch.minimum((x0 + float(k)).clamp_(min=-1.0).add_(tb.row_off), tb.dummy)
-            splat(pos_k, frac < seg_m - float(k), tb.key_seg)
+            pos_k = torch.minimum((x0 + float(k)).clamp_(min=-1.0).add_(tb.row_off), tb.dummy).sub_(tb.spare)
+            splat(pos_k.mul_(torch.lt(frac, seg_m - float(k), out=torch.empty_like(a))), tb.key_seg)
 
-        best = best.view(rows, w + 2 * _PAD)[:, _PAD:_PAD + w]
-        hole = best == sentinel
-        key = torch.empty((rows, w), dtype=torch.int32, device=self.device)
+        # Decode the winners: key -> owning pixel p0, segment or cap, sub-pixel position t.
+        best = best[:rows * (w + 2 * _PAD)].view(rows, w + 2 * _PAD)[:, _PAD:_PAD + w]
+        hole = torch.eq(best, sentinel, out=torch.empty((rows, w), dtype=i32, device=self.device))
+        key = torch.empty((rows, w), dtype=i32, device=self.device)
         key[:n] = best[:n]
-        key[n:] = (2 * w) - best[n:]                        # right eye: back to source order
-        p0 = (key >> 1).clamp_(0, w - 1)                    # pixel owning the segment or cap
+        torch.neg(best[n:], out=key[n:]).add_(2 * w)       # right eye: back to source order
+        p0 = (key >> 1).clamp_(0, w - 1)
         flat = (p0 + tb.flat_base).view(-1)
         a0 = a.view(-1).index_select(0, flat).view(rows, w)
         l0 = seg_m.view(-1).index_select(0, flat).view(rows, w)
-        is_seg = ((key & 1) == 1) & (l0 > 0)
-        t = torch.where(is_seg, (tb.cols - a0) / l0, 0.0)  # sub-pixel position within the segment
+        is_seg = (key & 1).to(f32).mul_(torch.gt(l0, 0.0, out=torch.empty_like(a)))
+        # t = (x - a0) / l0 on segments, 0 on caps (the denominator l0 + 1 - is_seg is never 0).
+        t = (tb.cols - a0).mul_(is_seg).div_(torch.add(l0, is_seg, alpha=-1.0).add_(1.0))
         # |disparity| of the surface seen: sd(p0) + t * (sd(p0+1) - sd(p0)), with sd(p0) = a0 - p0.
-        dist = torch.addcmul(a0 - p0, t, l0 - 1.0).abs_()
+        dist = torch.addcmul(a0.sub_(p0), t, l0.sub_(1.0)).abs_()
 
+        empty = None
         if self.fill:
-            fsrc = _background_fill_index(hole, dist, tb.cols_i, tb.cols_rev, tb.flat_base)
+            fsrc = _background_fill_index(hole, dist, tb)
             flat_src = (fsrc + tb.flat_base).view(-1)
             p0 = p0.view(-1).index_select(0, flat_src).view(rows, w)
             t = t.view(-1).index_select(0, flat_src).view(rows, w)
             if out_disp is not None:
                 dist = dist.view(-1).index_select(0, flat_src).view(rows, w)
-            empty = hole.all(dim=1)                         # rows with nothing to fill from
+            empty_rows = hole.sum(dim=1) == w               # nothing to fill from
+            if bool(empty_rows.any()):
+                empty = empty_rows[:, None].expand(rows, w)
         else:
-            empty = None
+            empty = hole.bool()
 
         # Colour: c(p0) + t * (c(p0 + 1) - c(p0)), from the planar source (padding pixel at the end).
         i0 = (p0 + (tb.src_base + r0 * w)).view(-1)
         c0 = src.index_select(1, i0)
         c1 = src.index_select(1, i0 + 1)
         colour = torch.lerp(c0, c1, t.view(1, -1)).view(-1, rows, w)
-        if self.fill:
-            if bool(empty.any()):
-                colour[:, empty] = 0.0
-                dist[empty] = 0.0
-        else:
-            colour.masked_fill_(hole, 0.0)
-            dist = dist.masked_fill(hole, 0.0)
+        if empty is not None:
+            colour.masked_fill_(empty, 0.0)
+            dist = dist.masked_fill(empty, 0.0)
         _cast_into(out_img, colour.view(-1, 2, n, w).permute(1, 0, 2, 3))
         out_hole.copy_(hole.view(2, n, w))
         if out_disp is not None:
@@ -390,30 +416,32 @@ def _cast_into(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src)
 
 
-def _background_fill_index(hole: torch.Tensor, disp: torch.Tensor, cols: torch.Tensor, cols_rev: torch.Tensor,
-                           flat_base: torch.Tensor) -> torch.Tensor:
+def _background_fill_index(hole: torch.Tensor, disp: torch.Tensor, tb: _ChunkTables) -> torch.Tensor:
     """For each pixel, the column to copy from: itself if rendered, else the farther (smaller
     disparity) of the nearest rendered pixels to its left and right, or the only one that exists.
 
     Args:
-        hole: (R, W) bool, True where nothing was rendered.
+        hole: (R, W) int32, 1 where nothing was rendered.
         disp: (R, W) disparity (>= 0) of the rendered pixels.
-        cols, cols_rev: (R, W) int32 ``arange(W)`` and ``W - 1 - arange(W)`` per row.
-        flat_base: (R, 1) int32 ``row * W``.
+        tb: the chunk's index tables (column indices, row offsets).
 
     Returns:
         (R, W) int32 column indices; rows without any rendered pixel point at column 0.
     """
     width = hole.shape[1]
-    left_idx = torch.where(hole, -1, cols).cummax(dim=1).values
-    # Nearest rendered column to the right, as a running max over the mirrored row.
-    right_m = torch.where(hole, -1, cols_rev).flip(1).cummax(dim=1).values.flip(1)
-    right_idx = (width - 1) - right_m                      # == width where there is none
+    i32 = torch.int32
+    # Running max of the column index of rendered pixels (-1 for holes): nearest on the left.
+    left_idx = (tb.cols_i - hole * tb.cols_i1).cummax(dim=1).values
+    # The same over the mirrored row: nearest on the right (right_m = W - 1 - column, -1 if none).
+    right_m = (tb.cols_rev - hole * tb.cols_rev1).flip(1).cummax(dim=1).values.flip(1)
+    right_idx = (width - 1) - right_m
     flat_disp = disp.view(-1)
-    d_left = flat_disp.index_select(0, (left_idx.clamp(min=0) + flat_base).view(-1)).view_as(disp)
-    d_right = flat_disp.index_select(0, (right_idx.clamp(max=width - 1) + flat_base).view(-1)).view_as(disp)
-    take_left = (left_idx >= 0) & ((right_m < 0) | (d_left <= d_right))
-    return torch.where(take_left, left_idx, right_idx).clamp_(0, width - 1)
+    d_left = flat_disp.index_select(0, (left_idx.clamp(min=0) + tb.flat_base).view(-1)).view_as(disp)
+    d_right = flat_disp.index_select(0, (right_idx.clamp(max=width - 1) + tb.flat_base).view(-1)).view_as(disp)
+    prefer_left = torch.maximum(torch.lt(right_m, 0, out=torch.empty_like(hole)),
+                                torch.le(d_left, d_right, out=torch.empty_like(hole)))
+    take_left = prefer_left.mul_(torch.ge(left_idx, 0, out=torch.empty_like(hole)))
+    return (left_idx - right_idx).mul_(take_left).add_(right_idx).clamp_(0, width - 1).to(i32)
 
 
 def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool = True,

@@ -1,0 +1,123 @@
+"""Benchmark of the stereo renderer (stero_rerender.py) at 1280x720 and 1920x1080.
+
+Measures, per size and device:
+  * render: depth -> disparity, both eyes (warp + background fill) and side-by-side packing of one
+    frame, i.e. the per-frame work without video decode/encode (frames/s, from the median and the
+    best of --repeat runs, plus the CPU seconds the process used per frame);
+  * end to end (--io): stero_rerender's whole job on a generated clip (H.264 colour + FFV1 depth,
+    --frames frames): decode both videos, render, encode H.264 with --preset.
+
+The machine's load average is printed too: on a shared machine other processes take CPU time and
+the wall-clock figures drop accordingly.
+
+Run: python benchmarks/bench_stereo.py [--io] [--device cpu|cuda|auto] [--sizes 1280x720,1920x1080]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import stero_rerender
+from depth_codec import DepthVideoWriter
+from geometry import intrinsics_from_fov
+from stereo_warp import StereoWarper, disparity_from_depth, pack_stereo
+from video_io import VideoWriter
+
+
+def synthetic_scene(width: int, height: int, i: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A slanted wavy ground (1.5 .. 6 m), two boxes in front and a thin pole: many depth edges."""
+    v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+    depth = 5.5 - 4.0 * v / height + 0.3 * np.sin((u + 4 * i) / 50.0)
+    depth[height // 4: height // 2, width // 3: width // 2] = 1.2
+    depth[height // 2: 3 * height // 4, (width * 3) // 5: (width * 4) // 5] = 2.0
+    depth[:, width // 8 + i: width // 8 + i + 3] = 0.9
+    rgb = np.stack([(u / 5 + i) % 256, (v / 3) % 256, ((u + v) / 7) % 256], axis=-1).astype(np.uint8)
+    return rgb, depth.astype(np.float32)
+
+
+def bench_render(width: int, height: int, device: torch.device, repeat: int) -> dict:
+    rgb, depth = synthetic_scene(width, height)
+    fx = intrinsics_from_fov(width, height, xfov=60.0).fx
+    warper = StereoWarper(height, width, device=device)
+    colour_t = torch.from_numpy(rgb).to(device)
+    depth_t = torch.from_numpy(depth).to(device)
+
+    def once() -> None:
+        disp = disparity_from_depth(depth_t, fx, 0.063, 6.0)
+        views = warper.render(colour_t, disp)
+        frame = pack_stereo(views.left, views.right, "sbs")
+        frame.cpu()
+
+    once()
+    once()
+    walls, cpus = [], []
+    for _ in range(repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        w0, c0 = time.perf_counter(), time.process_time()
+        once()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        walls.append(time.perf_counter() - w0)
+        cpus.append(time.process_time() - c0)
+    return {"median_fps": 1.0 / statistics.median(walls), "best_fps": 1.0 / min(walls),
+            "cpu_ms": 1000.0 * statistics.median(cpus)}
+
+
+def make_clip(folder: Path, width: int, height: int, frames: int) -> tuple[Path, Path]:
+    colour_path, depth_path = folder / "colour.mp4", folder / "colour_depth.mkv"
+    with VideoWriter(colour_path, width, height, 30, options={"crf": "20", "preset": "ultrafast"}) as cw, \
+            DepthVideoWriter(depth_path, width, height, 30, max_depth=6.0) as dw:
+        for i in range(frames):
+            rgb, depth = synthetic_scene(width, height, i)
+            cw.write(rgb)
+            dw.write(depth)
+    return colour_path, depth_path
+
+
+def bench_io(width: int, height: int, device: torch.device, frames: int, preset: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        colour, depth = make_clip(Path(tmp), width, height, frames)
+        job = stero_rerender.StereoJob(
+            depth_video=depth, color_video=colour, output=Path(tmp) / "out.mp4", mask_output=None, xfov=60.0,
+            yfov=None, max_depth=None, preset=preset, device=device, progress=False)
+        result = stero_rerender.render_stereo_video(job)
+    return {"fps": result.fps, "frames": result.frames}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1280x720,1920x1080", help="comma-separated WxH list")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+    parser.add_argument("--repeat", type=int, default=20, help="timed render runs per size")
+    parser.add_argument("--io", action="store_true", help="also time the whole job with video decode/encode")
+    parser.add_argument("--frames", type=int, default=30, help="frames of the generated clip for --io")
+    parser.add_argument("--preset", default="fast", help="x264 preset for --io (default fast, as the script)")
+    args = parser.parse_args()
+    from depth_anything_v2.device import resolve_device
+
+    device = resolve_device(args.device)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"device {device}, torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}, "
+          f"load average {load:.2f}")
+    for size in args.sizes.split(","):
+        width, height = (int(x) for x in size.lower().split("x"))
+        r = bench_render(width, height, device, args.repeat)
+        print(f"{width}x{height} render (both eyes + sbs, no I/O): {r['median_fps']:.1f} fps median, "
+              f"{r['best_fps']:.1f} fps best, {r['cpu_ms']:.0f} ms CPU/frame")
+        if args.io:
+            e = bench_io(width, height, device, args.frames, args.preset)
+            print(f"{width}x{height} end to end (decode + render + H.264 {args.preset} encode, {e['frames']} "
+                  f"frames): {e['fps']:.1f} fps")
+
+
+if __name__ == "__main__":
+    main()
