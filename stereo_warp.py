@@ -277,7 +277,10 @@ class StereoWarper:
                              None if disps is None else disps[:, r0:r1])
 
         workers = min(self.workers, len(starts))
-        if workers > 1:
+        if workers > 1 and torch.get_num_threads() == 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(run, starts))
+        elif workers > 1:
             # Chunks are independent and write disjoint rows; torch releases the GIL inside its ops,
             # so plain threads run them in parallel (one op thread each, no OpenMP barriers).
             previous = torch.get_num_threads()

@@ -19,8 +19,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import queue
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -277,18 +280,31 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
     if colour_reader is not None and colour_reader.num_frames is not None:
         total = colour_reader.num_frames if total is None else min(total, colour_reader.num_frames)
 
+    pad = (enc_w, enc_h) != (out_w, out_h)
     writer = VideoWriter(job.output, enc_w, enc_h, fps, metadata=metadata, audio_from=audio_source,
                          **_writer_settings(job, mask=False))
     mask_writer = None
+    reader = background = None
     try:
         if job.mask_output is not None:
             mask_writer = VideoWriter(job.mask_output, enc_w, enc_h, fps, input_format="gray",
                                       metadata={"stereo_layout": job.fmt, "content": "infill mask"},
                                       **_writer_settings(job, mask=True))
+
+        def write(item: tuple[np.ndarray, np.ndarray | None]) -> None:
+            frame, mask = item
+            writer.write(_pad_even(frame) if pad else frame)
+            if mask_writer is not None:
+                mask_writer.write(_pad_even(mask) if pad else mask)
+
+        # Decoding, rendering and encoding overlap: the videos are decoded in one thread, the
+        # frames encoded in another, while this thread renders.
+        reader = _Prefetch(pairs, depth=2)
+        background = _BackgroundWriter(write, depth=2)
         resized_warned = False
         bar = progress_bar(total=total, desc="stereo", disable=not job.progress)
-        with bar:
-            for depth_m, rgb in _chain(first, pairs):
+        with bar, _cpu_render_threads(warper, job.device):
+            for depth_m, rgb in _chain([first], reader):
                 z = torch.from_numpy(depth_m).to(job.device)
                 if tuple(z.shape) != (h, w):
                     if not resized_warned:
@@ -297,21 +313,25 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
                         resized_warned = True
                     z = resize_depth(z, h, w)
                 if rgb.shape[:2] != (h, w):
-                    raise CliError(f"colour frame {writer.frames_written} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                                   f"expected {w}x{h}; variable frame sizes are not supported")
+                    raise CliError(f"colour frame {bar.n} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h}; "
+                                   "variable frame sizes are not supported")
                 disp = disparity_from_depth(z, intr.fx, ipd_m, far_m=far)
                 views = warper.render(torch.from_numpy(rgb).to(job.device), disp)
                 frame = pack_stereo(views.left, views.right, job.fmt).cpu().numpy()
-                writer.write(_pad_even(frame) if (enc_w, enc_h) != (out_w, out_h) else frame)
-                if mask_writer is not None:
-                    mask = _mask_frame(views.left_filled, views.right_filled, job.fmt)
-                    mask_writer.write(_pad_even(mask) if (enc_w, enc_h) != (out_w, out_h) else mask)
+                mask = _mask_frame(views.left_filled, views.right_filled, job.fmt) if mask_writer else None
+                background.put((frame, mask))
                 bar.update(1)
+            background.finish()
+        reader.close()
         frames = writer.frames_written
         if mask_writer is not None:
             mask_writer.close()
         writer.close()
     except BaseException:
+        if background is not None:
+            background.abort()
+        if reader is not None:
+            reader.close()
         if mask_writer is not None:
             mask_writer.abort()
         writer.abort()
@@ -319,9 +339,135 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
     return StereoResult(frames, time.perf_counter() - start, enc_w, enc_h, job.output, job.mask_output)
 
 
-def _chain(first, rest):
-    yield first
-    yield from rest
+def _chain(*iterables):
+    for it in iterables:
+        yield from it
+
+
+@contextlib.contextmanager
+def _cpu_render_threads(warper: StereoWarper, device: torch.device):
+    """On the CPU, render with the warper's worker threads and one torch op thread each.
+
+    OpenMP threads inside every small op, next to the decoder and encoder threads, spin and
+    oversubscribe the cores; whole chunks per worker thread scale better.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    warper.workers = max(warper.workers, previous)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+_END = object()
+
+
+class _Prefetch:
+    """Iterate ``items`` in a background thread, keeping up to ``depth`` items ready.
+
+    Exceptions raised by ``items`` are re-raised in the consuming thread. :meth:`close` stops and
+    joins the thread (call it before closing what ``items`` reads from).
+    """
+
+    def __init__(self, items: Iterator, depth: int = 2) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(items,), name="stereo-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, items: Iterator) -> None:
+        try:
+            for item in items:
+                if not self._put(item):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(_Failure(exc))
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class _Failure:
+    exc: BaseException
+
+
+class _BackgroundWriter:
+    """Call ``write(item)`` for every item in a background thread (up to ``depth`` items queued).
+
+    An exception in ``write`` is re-raised by the next :meth:`put` or by :meth:`finish`.
+    """
+
+    def __init__(self, write, depth: int = 2) -> None:
+        self._write = write
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._abort = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stereo-encode", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _END or self._abort.is_set():
+                return
+            try:
+                self._write(item)
+            except BaseException as exc:
+                self._error = exc
+                return
+
+    def put(self, item) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if not self._thread.is_alive() and self._error is None:
+                    raise RuntimeError("the encoder thread stopped unexpectedly") from None
+
+    def finish(self) -> None:
+        """Wait until everything queued is written."""
+        self.put(_END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        self._abort.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(_END, timeout=0.05)
+        self._thread.join()
 
 
 def _check_alignment(depth_reader: DepthVideoReader, colour_reader: VideoReader) -> None:

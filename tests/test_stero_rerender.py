@@ -267,3 +267,40 @@ def test_help_uses_the_docstring(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "Render a stereo 3D video" in out and "--pupillary_distance" in out and "--depth_video" in out
+
+
+def test_failure_mid_video_leaves_no_output(tmp_path, capsys, monkeypatch):
+    # An error while rendering frame 3 (main thread) and one while encoding frame 3 (encoder
+    # thread): exit code 2, one line, and neither the video nor the mask appears.
+    write_colour(tmp_path / "c.mkv", 16, 16, 6)
+    write_depth(tmp_path / "d.mkv", 16, 16, 6)
+    argv = ["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"), "--xfov", "60",
+            "--infill_mask", "--no_progress"]
+    calls = {"pack": 0, "write": 0}
+    real_pack = stero_rerender.pack_stereo
+
+    def failing_pack(*args, **kwargs):
+        calls["pack"] += 1
+        if calls["pack"] == 3:
+            raise stero_rerender.CliError("simulated render failure")
+        return real_pack(*args, **kwargs)
+
+    monkeypatch.setattr(stero_rerender, "pack_stereo", failing_pack)
+    assert stero_rerender.main(argv) == 2
+    assert "simulated render failure" in capsys.readouterr().err
+    no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
+    monkeypatch.setattr(stero_rerender, "pack_stereo", real_pack)
+
+    real_write = VideoWriter.write
+
+    def failing_write(self, frame):
+        calls["write"] += 1
+        if calls["write"] == 3:
+            raise stero_rerender.CliError("simulated disk full")
+        return real_write(self, frame)
+
+    monkeypatch.setattr(VideoWriter, "write", failing_write)
+    assert stero_rerender.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("simulated disk full") and len(err.splitlines()) == 1
+    no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
