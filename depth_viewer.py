@@ -656,10 +656,16 @@ def run_viewer(source: FrameSource, builder: GeometryBuilder, pose: CameraPose, 
         vis.add_geometry(builder.update(first))
         _configure_render_option(vis.get_render_option(), point_size)
         reset_view()
-        status.set_description_str(_status_text(state, source.num_frames, at_end))
+        # update_renderer() only asks for a redraw: the next poll_events() draws and shows the picture.
+        # The status line of a change is therefore written after that poll_events(), so that it never
+        # describes a picture the window does not show yet.
+        pending_status = _status_text(state, source.num_frames, at_end)
         frame_period = 1.0 / float(source.fps) if source.fps else 1.0 / 30.0
         next_due = time.monotonic() + frame_period
         while not state.quit and vis.poll_events():
+            if pending_status is not None:
+                status.set_description_str(pending_status)
+                pending_status = None
             wanted = None
             if state.step:
                 wanted, state.step = state.index + state.step, 0
@@ -681,7 +687,7 @@ def run_viewer(source: FrameSource, builder: GeometryBuilder, pose: CameraPose, 
                 vis.update_renderer()
                 state.index = frame.index
                 next_due = time.monotonic() + frame_period
-            status.set_description_str(_status_text(state, source.num_frames, at_end))
+            pending_status = _status_text(state, source.num_frames, at_end)
     finally:
         status.close()
         vis.destroy_window()

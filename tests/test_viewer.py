@@ -461,6 +461,20 @@ def _screenshot(env, window: str, path: Path) -> np.ndarray:
         return next(container.decode(video=0)).to_ndarray(format="rgb24")
 
 
+def _settled_screenshot(env, window: str, path: Path, timeout: float = 30.0) -> np.ndarray:
+    """A screenshot of a picture that has stopped changing: screenshots are taken until two in a row
+    are identical (the window may still be drawing what its status line already announced)."""
+    deadline = time.monotonic() + timeout
+    previous = _screenshot(env, window, path)
+    while True:
+        time.sleep(0.1)
+        current = _screenshot(env, window, path)
+        if np.array_equal(current, previous):
+            return current
+        assert time.monotonic() < deadline, f"the window kept changing for {timeout:.0f} s"
+        previous = current
+
+
 def test_viewer_window_under_xvfb_shows_the_scene_and_obeys_keys(scene, tmp_path):
     for tool in ("Xvfb", "xdotool", "import"):
         assert shutil.which(tool), f"{tool} is needed (apt-get install xvfb xdotool imagemagick)"
@@ -480,18 +494,24 @@ def test_viewer_window_under_xvfb_shows_the_scene_and_obeys_keys(scene, tmp_path
                               "scene_depth.mkv - depth viewer", timeout=120).split()[0]
             _xdotool(env, "windowfocus", "--sync", window)
 
-            def wait_for(predicate, what: str, timeout: float = 60.0):
+            def wait_for(what: str, status_ok=lambda s: True, picture_ok=None, timeout: float = 60.0):
+                """Poll until the viewer's status line passes ``status_ok`` and then (with ``picture_ok``)
+                until a settled screenshot, taken after that status line, passes ``picture_ok``.
+                Returns that screenshot (None without ``picture_ok``)."""
                 deadline = time.monotonic() + timeout
                 while True:
-                    img = _screenshot(env, window, tmp_path / "shot.png")
-                    status = stderr_path.read_text()
-                    if predicate(img, status):
-                        return img
+                    status = stderr_path.read_text()  # read before the screenshot: the picture is newer
+                    if status_ok(status):
+                        if picture_ok is None:
+                            return None
+                        img = _settled_screenshot(env, window, tmp_path / "shot.png")
+                        if picture_ok(img):
+                            return img
                     assert viewer.poll() is None, f"viewer exited: {status}"
                     assert time.monotonic() < deadline, f"timed out waiting for {what}: {status[-300:]}"
                     time.sleep(0.3)
 
-            first = wait_for(lambda img, s: color_share(img, RED) > 0.01 and "frame 2/" in s, "frame 2")
+            first = wait_for("frame 2", lambda s: "frame 2/" in s, lambda img: color_share(img, RED) > 0.01)
             assert first.shape == (480, 640, 3)  # 64x48 video -> 640x480 window
             assert_scene_visible(first, min_geometry=0.25, min_pure=0.95)
             if os.environ.get("MVDA_WRITE_ARTIFACTS") == "1":
@@ -499,22 +519,25 @@ def test_viewer_window_under_xvfb_shows_the_scene_and_obeys_keys(scene, tmp_path
                 shutil.copyfile(tmp_path / "shot.png", ARTIFACT)
 
             _xdotool(env, "key", "Right")
-            stepped = wait_for(lambda img, s: "frame 3/" in s and not np.array_equal(img, first), "frame 3")
+            stepped = wait_for("frame 3", lambda s: "frame 3/" in s,
+                               lambda img: not np.array_equal(img, first))
             assert_scene_visible(stepped, min_geometry=0.25, min_pure=0.95)
             _xdotool(env, "key", "Left")
-            back = wait_for(lambda img, s: s.rstrip().endswith("paused  [space play/pause, left/right step, "
-                                                               "r reset view, q quit]")
-                            and "frame 2/" in s.rsplit("frame 3/", 1)[-1], "back to frame 2")
+            back = wait_for("back to frame 2",
+                            lambda s: s.rstrip().endswith("paused  [space play/pause, left/right step, "
+                                                          "r reset view, q quit]")
+                            and "frame 2/" in s.rsplit("frame 3/", 1)[-1],
+                            lambda img: True)
             np.testing.assert_array_equal(back, first)  # same frame, same view: same picture
             # orbit with the mouse (Open3D's left-drag rotation), then "r" puts the camera back
             _xdotool(env, "mousemove", "--window", window, "320", "240", "mousedown", "1",
                      "mousemove", "--window", window, "360", "250", "mousemove", "--window", window,
                      "400", "260", "mouseup", "1")
-            wait_for(lambda img, s: not np.array_equal(img, first), "the mouse orbit")
+            wait_for("the mouse orbit", picture_ok=lambda img: not np.array_equal(img, first))
             _xdotool(env, "key", "r")
-            wait_for(lambda img, s: np.array_equal(img, first), "the view reset")
+            wait_for("the view reset", picture_ok=lambda img: np.array_equal(img, first))
             _xdotool(env, "key", "space")
-            wait_for(lambda img, s: "playing" in s.rsplit("frame 2/", 1)[-1], "playing")
+            wait_for("playing", lambda s: "playing" in s.rsplit("frame 2/", 1)[-1])
             _xdotool(env, "key", "q")
             assert viewer.wait(timeout=60) == 0
     finally:
