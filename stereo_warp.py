@@ -49,6 +49,7 @@ MPS). Numpy arrays are accepted too and give numpy results.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -277,19 +278,11 @@ class StereoWarper:
                              None if disps is None else disps[:, r0:r1])
 
         workers = min(self.workers, len(starts))
-        if workers > 1 and torch.get_num_threads() == 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(run, starts))
-        elif workers > 1:
+        if workers > 1:
             # Chunks are independent and write disjoint rows; torch releases the GIL inside its ops,
-            # so plain threads run them in parallel (one op thread each, no OpenMP barriers).
-            previous = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with ThreadPoolExecutor(max_workers=workers) as pool:
-                    list(pool.map(run, starts))
-            finally:
-                torch.set_num_threads(previous)
+            # so plain threads run them in parallel (one op thread each: no OpenMP barriers).
+            with _one_op_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(run, starts))
         else:
             for r0 in starts:
                 run(r0)
@@ -409,6 +402,19 @@ class StereoWarper:
         out_hole.copy_(hole.view(2, n, w))
         if out_disp is not None:
             out_disp.copy_(dist.view(2, n, w))
+
+
+@contextlib.contextmanager
+def _one_op_thread():
+    """Run torch ops single-threaded inside the block (restores the previous setting)."""
+    previous = torch.get_num_threads()
+    if previous > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if previous > 1:
+            torch.set_num_threads(previous)
 
 
 def _cast_into(dst: torch.Tensor, src: torch.Tensor) -> None:

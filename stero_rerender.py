@@ -13,7 +13,7 @@ the left eye on the left, the colour video's audio copied), or {depth video}_ste
 --lossless (FFV1).
 
 Example:
-  python stero_rerender.py --video clip.mp4_depth.mkv --color_video clip.mp4 --xfov 48
+  python stero_rerender.py --video outputs/clip_depth.mkv --color_video clip.mp4 --xfov 48
 """
 
 from __future__ import annotations
