@@ -378,12 +378,7 @@ class StereoWarper:
 
         empty = None
         if self.fill:
-            fsrc = _background_fill_index(hole, dist, tb)
-            flat_src = (fsrc + tb.flat_base).view(-1)
-            p0 = p0.view(-1).index_select(0, flat_src).view(rows, w)
-            t = t.view(-1).index_select(0, flat_src).view(rows, w)
-            if out_disp is not None:
-                dist = dist.view(-1).index_select(0, flat_src).view(rows, w)
+            _fill_from_background(hole, dist, (p0, t, dist), tb)
             empty_rows = hole.sum(dim=1) == w               # nothing to fill from
             if bool(empty_rows.any()):
                 empty = empty_rows[:, None].expand(rows, w)
@@ -425,32 +420,41 @@ def _cast_into(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src)
 
 
-def _background_fill_index(hole: torch.Tensor, disp: torch.Tensor, tb: _ChunkTables) -> torch.Tensor:
-    """For each pixel, the column to copy from: itself if rendered, else the farther (smaller
-    disparity) of the nearest rendered pixels to its left and right, or the only one that exists.
+def _fill_from_background(hole: torch.Tensor, disp: torch.Tensor, fields: tuple[torch.Tensor, ...],
+                          tb: _ChunkTables) -> None:
+    """Fill holes along rows from the background side, in place.
+
+    Each hole pixel takes ``fields`` (e.g. the source pixel and sub-pixel position that decide its
+    colour, and the disparity) from the farther (smaller disparity) of the nearest rendered pixels
+    to its left and right, or from the only one that exists. Rows without any rendered pixel keep
+    whatever they hold (the caller blanks them).
 
     Args:
         hole: (R, W) int32, 1 where nothing was rendered.
         disp: (R, W) disparity (>= 0) of the rendered pixels.
-        tb: the chunk's index tables (column indices, row offsets).
-
-    Returns:
-        (R, W) int32 column indices; rows without any rendered pixel point at column 0.
+        fields: contiguous (R, W) tensors updated at the holes (``disp`` may be one of them).
+        tb: the chunk's index tables.
     """
     width = hole.shape[1]
-    i32 = torch.int32
-    # Running max of the column index of rendered pixels (-1 for holes): nearest on the left.
-    left_idx = (tb.cols_i - hole * tb.cols_i1).cummax(dim=1).values
-    # The same over the mirrored row: nearest on the right (right_m = W - 1 - column, -1 if none).
+    holes = torch.nonzero(hole.view(-1)).squeeze(1)        # flat indices; typically a few %
+    if holes.numel() == 0:
+        return
+    # Running max of the column index of rendered pixels (-1 for holes): nearest on the left; the
+    # same over the mirrored row: nearest on the right (as W - 1 - column, -1 if none).
+    left_idx = (tb.cols_i - hole * tb.cols_i1).cummax(dim=1).values.view(-1).index_select(0, holes)
     right_m = (tb.cols_rev - hole * tb.cols_rev1).flip(1).cummax(dim=1).values.flip(1)
-    right_idx = (width - 1) - right_m
+    right_m = right_m.reshape(-1).index_select(0, holes)
+    row_start = holes - holes % width
+    left_flat = row_start + left_idx.clamp(min=0)
+    right_flat = row_start + ((width - 1) - right_m).clamp(max=width - 1)
     flat_disp = disp.view(-1)
-    d_left = flat_disp.index_select(0, (left_idx.clamp(min=0) + tb.flat_base).view(-1)).view_as(disp)
-    d_right = flat_disp.index_select(0, (right_idx.clamp(max=width - 1) + tb.flat_base).view(-1)).view_as(disp)
-    prefer_left = torch.maximum(torch.lt(right_m, 0, out=torch.empty_like(hole)),
-                                torch.le(d_left, d_right, out=torch.empty_like(hole)))
-    take_left = prefer_left.mul_(torch.ge(left_idx, 0, out=torch.empty_like(hole)))
-    return (left_idx - right_idx).mul_(take_left).add_(right_idx).clamp_(0, width - 1).to(i32)
+    d_left = flat_disp.index_select(0, left_flat)
+    d_right = flat_disp.index_select(0, right_flat)
+    take_left = (left_idx >= 0) & ((right_m < 0) | (d_left <= d_right))
+    source = torch.where(take_left, left_flat, right_flat)
+    values = [f.view(-1).index_select(0, source) for f in fields]  # read all before writing any
+    for f, v in zip(fields, values):
+        f.view(-1).index_copy_(0, holes, v)
 
 
 def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool = True,
