@@ -242,3 +242,24 @@ def test_unsupported_options_are_refused():
         VideoDepthAnything(**MODEL_CONFIGS["vits"], pe="rope")
     with pytest.raises(ValueError, match="shape"):
         VideoDepthAnything(**MODEL_CONFIGS["vits"])(torch.zeros(1, 3, 28, 28))
+
+
+def test_encode_and_head_compose_to_forward(model, golden32):
+    """``encode`` and ``head`` are public (the convert pipeline reuses keyframe features): composed as in
+    ``forward`` they give the same output."""
+    x = torch.from_numpy(golden32["input"][0, :6])
+    with torch.inference_mode():
+        saved = model.encoder_chunk
+        try:
+            model.encoder_chunk = 4
+            feats = model.encode(x)
+        finally:
+            model.encoder_chunk = saved
+        direct = model.pretrained.get_intermediate_layers(x, [2, 5, 8, 11], return_class_token=True)
+        depth = F.relu(model.head(feats, 4, 4, 6)).squeeze(1)
+        ref = model(x[None])[0]
+    assert len(feats) == 4
+    for (t, c), (t2, c2) in zip(feats, direct):
+        assert t.shape == (6, 16, 384) and c.shape == (6, 384)
+        assert torch.allclose(t, t2, atol=1e-5) and torch.allclose(c, c2, atol=1e-5)
+    assert depth.shape == (6, 56, 56) and torch.allclose(depth, ref, atol=1e-5)
