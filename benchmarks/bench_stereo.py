@@ -3,7 +3,8 @@
 Measures, per size and device:
   * render: depth -> disparity, both eyes (warp + background fill) and side-by-side packing of one
     frame, i.e. the per-frame work without video decode/encode (frames/s, from the median and the
-    best of --repeat runs, plus the CPU seconds the process used per frame);
+    best of --repeat runs, plus the CPU time the process used per frame); on the CPU with one
+    torch op thread (as stero_rerender.py) and one worker thread, then one worker per core;
   * end to end (--io): stero_rerender's whole job on a generated clip (H.264 colour + FFV1 depth,
     --frames frames): decode both videos, render, encode H.264 with --preset.
 
@@ -43,10 +44,10 @@ def synthetic_scene(width: int, height: int, i: int = 0) -> tuple[np.ndarray, np
     return rgb, depth.astype(np.float32)
 
 
-def bench_render(width: int, height: int, device: torch.device, repeat: int) -> dict:
+def bench_render(width: int, height: int, device: torch.device, repeat: int, workers: int | None) -> dict:
     rgb, depth = synthetic_scene(width, height)
     fx = intrinsics_from_fov(width, height, xfov=60.0).fx
-    warper = StereoWarper(height, width, device=device)
+    warper = StereoWarper(height, width, device=device, workers=workers)
     colour_t = torch.from_numpy(rgb).to(device)
     depth_t = torch.from_numpy(depth).to(device)
 
@@ -69,7 +70,8 @@ def bench_render(width: int, height: int, device: torch.device, repeat: int) -> 
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
     return {"median_fps": 1.0 / statistics.median(walls), "best_fps": 1.0 / min(walls),
-            "cpu_ms": 1000.0 * statistics.median(cpus)}
+            "cpu_ms": 1000.0 * statistics.median(cpus), "cpu_ms_best": 1000.0 * min(cpus),
+            "workers": warper.workers}
 
 
 def make_clip(folder: Path, width: int, height: int, frames: int) -> tuple[Path, Path]:
@@ -89,8 +91,10 @@ def bench_io(width: int, height: int, device: torch.device, frames: int, preset:
         job = stero_rerender.StereoJob(
             depth_video=depth, color_video=colour, output=Path(tmp) / "out.mp4", mask_output=None, xfov=60.0,
             yfov=None, max_depth=None, preset=preset, device=device, progress=False)
+        c0 = time.process_time()
         result = stero_rerender.render_stereo_video(job)
-    return {"fps": result.fps, "frames": result.frames}
+        cpu = time.process_time() - c0
+    return {"fps": result.fps, "frames": result.frames, "cpu_ms": 1000.0 * cpu / result.frames}
 
 
 def main() -> None:
@@ -105,18 +109,24 @@ def main() -> None:
     from depth_anything_v2.device import resolve_device
 
     device = resolve_device(args.device)
+    threads = torch.get_num_threads()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"device {device}, torch threads {torch.get_num_threads()}, CPUs {os.cpu_count()}, "
           f"load average {load:.2f}")
     for size in args.sizes.split(","):
         width, height = (int(x) for x in size.lower().split("x"))
-        r = bench_render(width, height, device, args.repeat)
-        print(f"{width}x{height} render (both eyes + sbs, no I/O): {r['median_fps']:.1f} fps median, "
-              f"{r['best_fps']:.1f} fps best, {r['cpu_ms']:.0f} ms CPU/frame")
+        for workers in ([1, threads] if device.type == "cpu" else [None]):
+            # As stero_rerender does on the CPU: one torch op thread, chunks spread over workers.
+            torch.set_num_threads(1 if device.type == "cpu" else threads)
+            r = bench_render(width, height, device, args.repeat, workers)
+            print(f"{width}x{height} render (both eyes + sbs, no I/O), {r['workers']} worker(s): "
+                  f"{r['median_fps']:.1f} fps median, {r['best_fps']:.1f} fps best; CPU time "
+                  f"{r['cpu_ms']:.0f} ms/frame median, {r['cpu_ms_best']:.0f} best")
+        torch.set_num_threads(threads)
         if args.io:
             e = bench_io(width, height, device, args.frames, args.preset)
             print(f"{width}x{height} end to end (decode + render + H.264 {args.preset} encode, {e['frames']} "
-                  f"frames): {e['fps']:.1f} fps")
+                  f"frames): {e['fps']:.1f} fps; CPU time {e['cpu_ms']:.0f} ms/frame (all threads)")
 
 
 if __name__ == "__main__":
