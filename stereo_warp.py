@@ -154,10 +154,6 @@ class _ChunkTables:
     flat_base: torch.Tensor     # (2n, 1) int32 offset of each row in a (2n, W) tensor
     src_base: torch.Tensor      # (2n, 1) int32 offset of each row's source row within the chunk
     cols: torch.Tensor          # (W,) float32 column index
-    cols_i: torch.Tensor        # (2n, W) int32 column index
-    cols_rev: torch.Tensor      # (2n, W) int32 W-1 - column index
-    cols_i1: torch.Tensor       # (2n, W) int32 column index + 1
-    cols_rev1: torch.Tensor     # (2n, W) int32 W - column index
 
 
 # Scatter rows have _PAD dummy columns on each side, so candidates one or two pixels outside the
@@ -229,10 +225,6 @@ class StereoWarper:
             flat_base=(r * w).to(torch.int32)[:, None],
             src_base=((r % n) * w).to(torch.int32)[:, None],
             cols=i.to(torch.float32),
-            cols_i=i.expand(2 * n, w).contiguous(),
-            cols_rev=((w - 1) - i).expand(2 * n, w).contiguous(),
-            cols_i1=(i + 1).expand(2 * n, w).contiguous(),
-            cols_rev1=(w - i).expand(2 * n, w).contiguous(),
         )
         self._tables[n] = tables
         return tables
@@ -376,23 +368,21 @@ class StereoWarper:
         # |disparity| of the surface seen: sd(p0) + t * (sd(p0+1) - sd(p0)), with sd(p0) = a0 - p0.
         dist = torch.addcmul(a0.sub_(p0), t, l0.sub_(1.0)).abs_()
 
-        empty = None
+        orphans = None
         if self.fill:
-            _fill_from_background(hole, dist, (p0, t, dist), tb)
-            empty_rows = hole.sum(dim=1) == w               # nothing to fill from
-            if bool(empty_rows.any()):
-                empty = empty_rows[:, None].expand(rows, w)
-        else:
-            empty = hole.bool()
+            orphans = _fill_from_background(hole, dist, (p0, t, dist))
 
         # Colour: c(p0) + t * (c(p0 + 1) - c(p0)), from the planar source (padding pixel at the end).
         i0 = (p0 + (tb.src_base + r0 * w)).view(-1)
         c0 = src.index_select(1, i0)
         c1 = src.index_select(1, i0 + 1)
-        colour = torch.lerp(c0, c1, t.view(1, -1)).view(-1, rows, w)
-        if empty is not None:
-            colour.masked_fill_(empty, 0.0)
-            dist = dist.masked_fill(empty, 0.0)
+        colour = torch.lerp(c0, c1, t.view(1, -1))
+        if not self.fill:
+            colour.view(-1, rows, w).masked_fill_(hole.bool(), 0.0)
+            dist.masked_fill_(hole.bool(), 0.0)
+        elif orphans is not None:                           # rows with nothing to fill from: black
+            colour[:, orphans] = 0.0
+            dist.view(-1)[orphans] = 0.0
         _cast_into(out_img, colour.view(-1, 2, n, w).permute(1, 0, 2, 3))
         out_hole.copy_(hole.view(2, n, w))
         if out_disp is not None:
@@ -420,41 +410,53 @@ def _cast_into(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src)
 
 
-def _fill_from_background(hole: torch.Tensor, disp: torch.Tensor, fields: tuple[torch.Tensor, ...],
-                          tb: _ChunkTables) -> None:
+def _fill_from_background(hole: torch.Tensor, disp: torch.Tensor, fields: tuple[torch.Tensor, ...]
+                          ) -> torch.Tensor | None:
     """Fill holes along rows from the background side, in place.
 
-    Each hole pixel takes ``fields`` (e.g. the source pixel and sub-pixel position that decide its
-    colour, and the disparity) from the farther (smaller disparity) of the nearest rendered pixels
-    to its left and right, or from the only one that exists. Rows without any rendered pixel keep
-    whatever they hold (the caller blanks them).
+    Each run of hole pixels takes ``fields`` (e.g. the source pixel and sub-pixel position that
+    decide the colour, and the disparity) from the farther (smaller disparity) of the rendered
+    pixels just left and right of the run, or from the only one that exists.
 
     Args:
         hole: (R, W) int32, 1 where nothing was rendered.
         disp: (R, W) disparity (>= 0) of the rendered pixels.
         fields: contiguous (R, W) tensors updated at the holes (``disp`` may be one of them).
-        tb: the chunk's index tables.
+
+    Returns:
+        Flat indices of the hole pixels whose row has no rendered pixel at all (left as they
+        are, for the caller to blank), or None when there are none.
     """
     width = hole.shape[1]
-    holes = torch.nonzero(hole.view(-1)).squeeze(1)        # flat indices; typically a few %
-    if holes.numel() == 0:
-        return
-    # Running max of the column index of rendered pixels (-1 for holes): nearest on the left; the
-    # same over the mirrored row: nearest on the right (as W - 1 - column, -1 if none).
-    left_idx = (tb.cols_i - hole * tb.cols_i1).cummax(dim=1).values.view(-1).index_select(0, holes)
-    right_m = (tb.cols_rev - hole * tb.cols_rev1).flip(1).cummax(dim=1).values.flip(1)
-    right_m = right_m.reshape(-1).index_select(0, holes)
-    row_start = holes - holes % width
-    left_flat = row_start + left_idx.clamp(min=0)
-    right_flat = row_start + ((width - 1) - right_m).clamp(max=width - 1)
+    holes = torch.nonzero(hole.view(-1)).squeeze(1)        # sorted flat indices; typically a few %
+    count = holes.numel()
+    if count == 0:
+        return None
+    # Runs of consecutive holes within a row: a run starts where the previous hole is not the
+    # pixel just before (or at column 0) and ends where the next run starts.
+    start = torch.ones(count, dtype=torch.bool, device=hole.device)
+    start[1:] = holes[1:] != holes[:-1] + 1
+    start |= holes % width == 0
+    end = torch.ones_like(start)
+    end[:-1] = start[1:]
+    first = torch.where(start, holes, -1).cummax(dim=0).values           # first hole of the run
+    last = torch.where(end, holes, holes[-1] + 1).flip(0).cummin(dim=0).values.flip(0)
+    has_left = first % width != 0
+    has_right = last % width != width - 1
+    left = (first - 1).clamp_(min=0)
+    right = (last + 1).clamp_(max=hole.numel() - 1)
     flat_disp = disp.view(-1)
-    d_left = flat_disp.index_select(0, left_flat)
-    d_right = flat_disp.index_select(0, right_flat)
-    take_left = (left_idx >= 0) & ((right_m < 0) | (d_left <= d_right))
-    source = torch.where(take_left, left_flat, right_flat)
+    take_left = has_left & (~has_right | (flat_disp.index_select(0, left) <= flat_disp.index_select(0, right)))
+    source = torch.where(take_left, left, right)
+    orphans = None
+    orphan = ~(has_left | has_right)
+    if bool(orphan.any()):                                 # rare: a row with nothing rendered
+        orphans = holes[orphan]
+        holes, source = holes[~orphan], source[~orphan]
     values = [f.view(-1).index_select(0, source) for f in fields]  # read all before writing any
     for f, v in zip(fields, values):
         f.view(-1).index_copy_(0, holes, v)
+    return orphans
 
 
 def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool = True,

@@ -15,6 +15,7 @@ import torch
 from geometry import intrinsics_from_fov
 from stereo_warp import (
     FORMATS,
+    _fill_from_background,
     StereoWarper,
     disparity_from_depth,
     pack_stereo,
@@ -109,6 +110,23 @@ def test_fill_takes_the_farther_neighbour_not_the_foreground():
     np.testing.assert_array_equal(v.right[0, 3:11, 0], 200)
     np.testing.assert_array_equal(v.right_filled[0, 11:15], 1)
     np.testing.assert_array_equal(v.right[0, 11:15, 0], 80)
+
+
+def test_fill_runs_by_hand():
+    # Row 0: holes at 1-2 between disparities 5 (left) and 2 (right) -> the right (farther) side;
+    #        holes at 5 (end of the row) -> only a left neighbour.
+    # Row 1: holes at 0-1 (start of the row, right after row 0's last hole in flat order) -> only
+    #        a right neighbour; holes at 3-4 between disparities 1 and 1 (a tie) -> the left side.
+    # Row 2: all holes -> reported as orphans, untouched.
+    hole = torch.tensor([[0, 1, 1, 0, 0, 1], [1, 1, 0, 1, 1, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.int32)
+    disp = torch.tensor([[5.0, 0, 0, 2, 7, 0], [0, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]])
+    ids = torch.arange(18, dtype=torch.int32).view(3, 6) * 10
+    orphans = _fill_from_background(hole, disp, (ids,))
+    np.testing.assert_array_equal(ids.numpy(), [[0, 30, 30, 30, 40, 40],
+                                                [80, 80, 80, 80, 80, 110],
+                                                [120, 130, 140, 150, 160, 170]])
+    np.testing.assert_array_equal(orphans.numpy(), np.arange(12, 18))
+    assert _fill_from_background(torch.zeros(2, 3, dtype=torch.int32), disp[:2, :3].clone(), (ids,)) is None
 
 
 def test_thin_object_keeps_its_width():
