@@ -20,6 +20,9 @@ environment first if you want one):
   1. pip install torch==2.13.0 (only when torch is not importable; on Linux x86_64 PyPI serves a
      CUDA build), then `pip install -e .` of this folder (plus the test tools with --dev), and the
      3D viewer's open3d (open3d-cpu on Linux x86_64, open3d elsewhere; Debian's libusb-1.0-0 too);
+     with --dev on Debian/Ubuntu, also the Debian packages the tests need (run as root, or it tells
+     you what to install): libusb-1.0-0 libegl1 libgl1 xvfb xdotool imagemagick libvulkan1
+     mesa-vulkan-drivers;
   2. Video-Depth-Anything/video_metric_convert.py -> ../video_metric_convert.py (a link);
   3. the checkpoints, from the Hugging Face hub:
        Video-Depth-Anything/checkpoints/video_depth_anything_<encoder>.pth
@@ -35,7 +38,7 @@ options:
   --metric_models LIST     hypersim (indoor, 20 m) and/or vkitti (outdoor, 80 m) (default: hypersim)
   --no-weights             skip the checkpoint download
   --weights-only           only the checkpoint download (skip step 1)
-  --dev                    also install the test tools (pytest, psutil)
+  --dev                    also install the test tools (pytest, psutil; the Debian packages above)
   -h, --help               show this help
 
 environment: PYTHON (interpreter to use; default: python, else python3), HF_HOME / HF_ENDPOINT /
@@ -106,7 +109,43 @@ fi
 
 pip_install() { "$PY" -m pip install --disable-pip-version-check "$@"; }
 
-# --- 1. Python packages ----------------------------------------------------------------------------
+# --- 1. packages -----------------------------------------------------------------------------------
+# Debian packages the tests need (--dev): Open3D's shared libraries (libusb, EGL, GL), a virtual X
+# server and the tools that drive and photograph the viewer window (tests/test_viewer.py), and Vulkan
+# with Mesa's drivers for Open3D's Filament renderer.
+TEST_DEB_PACKAGES=(libusb-1.0-0 libegl1 libgl1 xvfb xdotool imagemagick libvulkan1 mesa-vulkan-drivers)
+
+deb_installed() {  # deb_installed PACKAGE: true when dpkg lists PACKAGE as installed
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+install_test_deb_packages() {
+    if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+        warn "no dpkg-query/apt-get here: for the viewer tests install your system's equivalents of" \
+             "${TEST_DEB_PACKAGES[*]}"
+        return 0
+    fi
+    local pkg missing=()
+    for pkg in "${TEST_DEB_PACKAGES[@]}"; do
+        deb_installed "$pkg" || missing+=("$pkg")
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        say "the Debian packages of the tests are already installed: kept"
+        return 0
+    fi
+    if [[ "$(id -u)" != 0 ]]; then
+        warn "not root, so the Debian packages of the tests were not installed; the viewer tests need" \
+             "them: sudo apt-get install ${missing[*]}"
+        return 0
+    fi
+    say "installing Debian packages for the tests: ${missing[*]}"
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+           && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                  "${missing[@]}" >/dev/null; }; then
+        warn "apt-get could not install ${missing[*]}; the viewer tests will fail without them"
+    fi
+}
+
 install_libusb() {
     # open3d's Linux wheels link libusb-1.0.so.0 (Debian/Ubuntu package libusb-1.0-0).
     [[ "$(uname -s)" == Linux ]] || return 0
@@ -145,7 +184,10 @@ install_packages() {
         pip_install "$TORCH_SPEC"
     fi
     local target="$REPO"
-    [[ $DEV == 1 ]] && target="$REPO[test]"
+    if [[ $DEV == 1 ]]; then
+        target="$REPO[test]"
+        install_test_deb_packages  # first, so that install_libusb finds libusb-1.0-0 in place
+    fi
     say "installing this project (pip install -e '$target')"
     pip_install --quiet -e "$target"
 

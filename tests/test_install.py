@@ -1,7 +1,9 @@
-"""install_mvda.sh: syntax, flags, and the checkpoint step without a reachable hub.
+"""install_mvda.sh: syntax, flags, the checkpoint step without a reachable hub, and the Debian step.
 
-The pip step is not run here (it changes the environment and is exercised by .ci/run itself). The
-checkpoint step runs on a copy of the script in tmp_path, so the "repository" it fills is tmp_path.
+The real pip step is not run here (it changes the environment and is exercised by .ci/run itself);
+the Debian step of ``--dev`` runs with fake ``apt-get``, ``dpkg-query``, ``id`` and ``ldconfig``
+commands and a Python wrapper that only records ``-m pip`` calls. The script runs as a copy in
+tmp_path, so the "repository" it fills is tmp_path.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ DAV2_HL = "Depth-Anything-V2/metric_depth/checkpoints/depth_anything_v2_metric_h
 
 def run(args: list[str], cwd: Path, **env_extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(PYTHON=sys.executable, HF_HOME=str(cwd / "hf_home"), **env_extra)
+    env.update(PYTHON=sys.executable, HF_HOME=str(cwd / "hf_home"))
+    env.update(env_extra)
     return subprocess.run(["bash", str(cwd / "install_mvda.sh"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
 
@@ -161,3 +164,88 @@ def test_readme_main_job_uses_the_bundled_clip():
     (main_job,) = [c for c in readme_commands() if c.startswith("bash install_mvda.sh &&")]
     clip = main_job.split("--input_video ", 1)[1].split()[0]
     assert (SCRIPT.parent / clip).is_file() and (SCRIPT.parent / clip).stat().st_size < 2_000_000
+
+
+# --------------------------------------------------------------------------------------------------
+# --dev: the tests' Debian packages (fake apt-get / dpkg-query / id / ldconfig, recorded pip)
+# --------------------------------------------------------------------------------------------------
+TEST_DEBS = ["libusb-1.0-0", "libegl1", "libgl1", "xvfb", "xdotool", "imagemagick", "libvulkan1",
+             "mesa-vulkan-drivers"]
+FAKES = {
+    # dpkg-query -W -f='${Status}' PACKAGE: "installed" when PACKAGE is a line of $FAKE_DPKG_DB
+    "dpkg-query": 'pkg="${@: -1}"\n'
+                  'if grep -qx "$pkg" "$FAKE_DPKG_DB"; then printf "install ok installed"; exit 0; fi\n'
+                  'echo "dpkg-query: no packages found matching $pkg" >&2; exit 1\n',
+    # apt-get: record the call; "install" adds its package arguments to $FAKE_DPKG_DB
+    "apt-get": 'echo "$*" >> "$FAKE_APT_LOG"\n'
+               'seen=0; for a in "$@"; do\n'
+               '  if [[ $a == install ]]; then seen=1; elif [[ $seen == 1 && $a != -* ]]; then\n'
+               '    echo "$a" >> "$FAKE_DPKG_DB"; fi\n'
+               'done\n',
+    "id": 'echo "$FAKE_UID"\n',
+    "ldconfig": 'echo "libusb-1.0.so.0 (libc6,x86-64) => /usr/lib/libusb-1.0.so.0"\n',
+}
+
+
+@pytest.fixture
+def fake_system(tmp_path_factory) -> dict[str, str]:
+    """Environment for run(): fake Debian tools first on PATH; PYTHON records ``-m pip`` calls and
+    answers the torch check, everything else goes to the real interpreter."""
+    root = tmp_path_factory.mktemp("fake_system")
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    for name, body in FAKES.items():
+        (bin_dir / name).write_text("#!/usr/bin/env bash\n" + body)
+        (bin_dir / name).chmod(0o755)
+    python = root / "python-recording-pip"
+    python.write_text('#!/usr/bin/env bash\n'
+                      'if [[ "$1" == -m && "$2" == pip ]]; then echo "$*" >> "$FAKE_PIP_LOG"; exit 0; fi\n'
+                      # torch is "installed" without the seconds its import takes
+                      'if [[ "$1" == -c && "$2" == "import torch"* ]]; then echo 2.13.0; exit 0; fi\n'
+                      f'exec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    state = root / "state"
+    state.mkdir()
+    for name in ("dpkg_db", "apt.log", "pip.log"):
+        (state / name).write_text("")
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHON": str(python),
+            "FAKE_DPKG_DB": str(state / "dpkg_db"), "FAKE_APT_LOG": str(state / "apt.log"),
+            "FAKE_PIP_LOG": str(state / "pip.log"), "FAKE_UID": "0"}
+
+
+def read_lines(path: str) -> list[str]:
+    return Path(path).read_text().splitlines()
+
+
+def test_dev_installs_the_missing_test_debian_packages_once_as_root(repo, fake_system):
+    Path(fake_system["FAKE_DPKG_DB"]).write_text("libusb-1.0-0\nxdotool\n")  # already installed
+    first = run(["--no-weights", "--dev"], repo, **fake_system)
+    assert first.returncode == 0, first.stderr
+    missing = [p for p in TEST_DEBS if p not in ("libusb-1.0-0", "xdotool")]
+    assert read_lines(fake_system["FAKE_APT_LOG"]) == [
+        "update -qq", "install -y -qq --no-install-recommends " + " ".join(missing)]
+    assert f"installing Debian packages for the tests: {' '.join(missing)}" in first.stdout
+    assert sorted(read_lines(fake_system["FAKE_DPKG_DB"])) == sorted(TEST_DEBS)
+    assert any(line.endswith(f"-e {repo}[test]") for line in read_lines(fake_system["FAKE_PIP_LOG"]))
+
+    second = run(["--no-weights", "--dev"], repo, **fake_system)  # idempotent: installs nothing
+    assert second.returncode == 0, second.stderr
+    assert len(read_lines(fake_system["FAKE_APT_LOG"])) == 2
+    assert "the Debian packages of the tests are already installed: kept" in second.stdout
+
+
+def test_dev_as_a_user_only_says_what_to_install(repo, fake_system):
+    result = run(["--no-weights", "--dev"], repo, **dict(fake_system, FAKE_UID="1000"))
+    assert result.returncode == 0, result.stderr
+    assert read_lines(fake_system["FAKE_APT_LOG"]) == []
+    (hint,) = [line for line in result.stderr.splitlines() if "Debian packages" in line]
+    assert hint.startswith("install_mvda.sh: warning: not root")
+    assert hint.endswith("sudo apt-get install " + " ".join(TEST_DEBS))
+
+
+def test_without_dev_no_test_debian_packages(repo, fake_system):
+    result = run(["--no-weights"], repo, **fake_system)
+    assert result.returncode == 0, result.stderr
+    assert read_lines(fake_system["FAKE_APT_LOG"]) == []
+    assert "Debian packages" not in result.stdout + result.stderr
+    assert any(line.endswith(f"-e {repo}") for line in read_lines(fake_system["FAKE_PIP_LOG"]))
