@@ -305,12 +305,16 @@ class StereoWarper:
 
         sd = torch.cat([disp, -disp])                       # signed shift: + left eye, - right eye
         a = sd + tb.cols                                    # target column of each pixel centre
+        # Neighbour differences on the flat (contiguous) arrays; the last column of each row, which
+        # would pair it with the next row, is fixed afterwards.
+        a_flat = a.view(-1)
         seg = torch.empty_like(a)                           # target length of segment i .. i+1
-        torch.sub(a[:, 1:], a[:, :-1], out=seg[:, :-1])
+        torch.sub(a_flat[1:], a_flat[:-1], out=seg.view(-1)[:-1])
         seg[:, -1] = 0.0                                    # the last pixel has no segment
         conn = torch.gt(seg, 0.0, out=torch.empty_like(a))  # 1 where segment i is drawn
         conn.mul_(torch.le(seg, 1.0 + self.max_stretch, out=torch.empty_like(a)))
         seg_m = seg * conn                                  # drawn lengths, 0 elsewhere
+        inv_seg = conn.div(seg.clamp_(min=1e-6))            # 1 / length where drawn, 0 elsewhere
         x0 = torch.ceil(a)                                  # first target pixel at or after a_i
         frac = x0 - a                                       # in [0, 1)
         # Scatter positions (float, exact) relative to the candidate's spare slot. Columns are clamped
@@ -334,25 +338,25 @@ class StereoWarper:
         # Slot B: the second pixel of segment i, or the left cap [a_{i+1} - 1/2, a_{i+1}) of pixel
         # i+1, which exists exactly when segment i is not drawn (column W-1: the left cap of pixel 0).
         # A left cap covers pixel ceil(a) - 1 iff frac >= 1/2; the two cases exclude each other.
-        valid_seg2 = torch.lt(frac, seg_m - 1.0, out=torch.empty_like(a))
-        pos_b = (xd + 1.0).mul_(valid_seg2)
+        pos_b = torch.lt(frac, seg_m - 1.0, out=torch.empty_like(a)).mul_(xd + 1.0)
         cap = torch.empty_like(a)
-        torch.ge(frac[:, 1:], 0.5, out=cap[:, :-1])
-        cap[:, :-1].mul_(1.0 - conn[:, :-1])
+        torch.ge(frac.view(-1)[1:], 0.5, out=cap.view(-1)[:-1])
         torch.ge(frac[:, :1], 0.5, out=cap[:, -1:])
+        cap.addcmul_(cap, conn, value=-1.0)                 # only where segment i is not drawn
         # The cap's position (x0 of the next pixel) - 1 relative to this column's spare slot: spare
         # slots step by 1 along a row, so it is xd of the next column (of column 0 minus W for W-1).
         cap_pos = torch.empty_like(a)
-        cap_pos[:, :-1] = xd[:, 1:]
+        cap_pos.view(-1)[:-1] = xd.view(-1)[1:]
         torch.sub(xd[:, :1], float(w), out=cap_pos[:, -1:])
         pos_b.addcmul_(cap, cap_pos)
-        key_b = torch.addcmul(tb.key_lcap, conn.to(i32), tb.key_diff)
-        splat(pos_b, key_b)
+        splat(pos_b, torch.addcmul(tb.key_lcap, conn.to(i32), tb.key_diff))
         for k in range(2, 2 + self._extra_slots):          # only when max_stretch > 1
             pos_k = torch.minimum((x0 + float(k)).clamp_(min=-1.0).add_(tb.row_off), tb.dummy).sub_(tb.spare)
             splat(pos_k.mul_(torch.lt(frac, seg_m - float(k), out=torch.empty_like(a))), tb.key_seg)
 
-        # Decode the winners: key -> owning pixel p0, segment or cap, sub-pixel position t.
+        # Decode the winners: key -> owning pixel p0 and the sub-pixel position t within its segment:
+        # t = (x - a0) / length, clamped to [0, 1]; caps give 0 (a right cap has 1 / length = 0, a
+        # left cap covers only x < a0).
         best = best[:rows * (w + 2 * _PAD)].view(rows, w + 2 * _PAD)[:, _PAD:_PAD + w]
         hole = torch.eq(best, sentinel, out=torch.empty((rows, w), dtype=i32, device=self.device))
         key = torch.empty((rows, w), dtype=i32, device=self.device)
@@ -360,32 +364,35 @@ class StereoWarper:
         torch.neg(best[n:], out=key[n:]).add_(2 * w)       # right eye: back to source order
         p0 = (key >> 1).clamp_(0, w - 1)
         flat = (p0 + tb.flat_base).view(-1)
-        a0 = a.view(-1).index_select(0, flat).view(rows, w)
-        l0 = seg_m.view(-1).index_select(0, flat).view(rows, w)
-        is_seg = (key & 1).to(f32).mul_(torch.gt(l0, 0.0, out=torch.empty_like(a)))
-        # t = (x - a0) / l0 on segments, 0 on caps (the denominator l0 + 1 - is_seg is never 0).
-        t = (tb.cols - a0).mul_(is_seg).div_(torch.add(l0, is_seg, alpha=-1.0).add_(1.0))
-        # |disparity| of the surface seen: sd(p0) + t * (sd(p0+1) - sd(p0)), with sd(p0) = a0 - p0.
-        dist = torch.addcmul(a0.sub_(p0), t, l0.sub_(1.0)).abs_()
+        a0 = a_flat.index_select(0, flat).view(rows, w)
+        t = (tb.cols - a0).mul_(inv_seg.view(-1).index_select(0, flat).view(rows, w)).clamp_(0.0, 1.0)
+
+        def disparity_at(idx: torch.Tensor) -> torch.Tensor:
+            """|sd(p0) + t * (sd(p0 + 1) - sd(p0))| at flat indices ``idx`` of the output rows."""
+            row = idx - idx % w
+            p = p0.view(-1).index_select(0, idx)
+            d0 = sd.view(-1).index_select(0, row + p)
+            d1 = sd.view(-1).index_select(0, row + (p + 1).clamp_(max=w - 1))
+            return torch.lerp(d0, d1, t.view(-1).index_select(0, idx)).abs_()
 
         orphans = None
         if self.fill:
-            orphans = _fill_from_background(hole, dist, (p0, t, dist))
+            orphans = _fill_from_background(hole, disparity_at, (p0, t))
 
         # Colour: c(p0) + t * (c(p0 + 1) - c(p0)), from the planar source (padding pixel at the end).
         i0 = (p0 + (tb.src_base + r0 * w)).view(-1)
         c0 = src.index_select(1, i0)
         c1 = src.index_select(1, i0 + 1)
         colour = torch.lerp(c0, c1, t.view(1, -1))
-        if not self.fill:
-            colour.view(-1, rows, w).masked_fill_(hole.bool(), 0.0)
-            dist.masked_fill_(hole.bool(), 0.0)
-        elif orphans is not None:                           # rows with nothing to fill from: black
-            colour[:, orphans] = 0.0
-            dist.view(-1)[orphans] = 0.0
+        blank = hole.view(-1).bool() if not self.fill else orphans
+        if blank is not None:                               # unfilled holes, rows with nothing: black
+            colour[:, blank] = 0.0
         _cast_into(out_img, colour.view(-1, 2, n, w).permute(1, 0, 2, 3))
         out_hole.copy_(hole.view(2, n, w))
         if out_disp is not None:
+            dist = disparity_at(torch.arange(rows * w, device=self.device))
+            if blank is not None:
+                dist[blank] = 0.0
             out_disp.copy_(dist.view(2, n, w))
 
 
@@ -410,18 +417,19 @@ def _cast_into(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src)
 
 
-def _fill_from_background(hole: torch.Tensor, disp: torch.Tensor, fields: tuple[torch.Tensor, ...]
+def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.Tensor, ...]
                           ) -> torch.Tensor | None:
     """Fill holes along rows from the background side, in place.
 
     Each run of hole pixels takes ``fields`` (e.g. the source pixel and sub-pixel position that
-    decide the colour, and the disparity) from the farther (smaller disparity) of the rendered
-    pixels just left and right of the run, or from the only one that exists.
+    decide the colour) from the farther (smaller disparity) of the rendered pixels just left and
+    right of the run, or from the only one that exists.
 
     Args:
         hole: (R, W) int32, 1 where nothing was rendered.
-        disp: (R, W) disparity (>= 0) of the rendered pixels.
-        fields: contiguous (R, W) tensors updated at the holes (``disp`` may be one of them).
+        disparity_at: callable, flat indices (K,) int64 -> disparity (K,) of those rendered pixels
+            (only called for the pixels next to holes).
+        fields: contiguous (R, W) tensors updated at the holes.
 
     Returns:
         Flat indices of the hole pixels whose row has no rendered pixel at all (left as they
@@ -445,8 +453,7 @@ def _fill_from_background(hole: torch.Tensor, disp: torch.Tensor, fields: tuple[
     has_right = last % width != width - 1
     left = (first - 1).clamp_(min=0)
     right = (last + 1).clamp_(max=hole.numel() - 1)
-    flat_disp = disp.view(-1)
-    take_left = has_left & (~has_right | (flat_disp.index_select(0, left) <= flat_disp.index_select(0, right)))
+    take_left = has_left & (~has_right | (disparity_at(left) <= disparity_at(right)))
     source = torch.where(take_left, left, right)
     orphans = None
     orphan = ~(has_left | has_right)
