@@ -34,10 +34,13 @@ an integer key that orders source positions, done with one ``scatter_reduce('ami
 slot; this is exact for the model above and needs no per-pixel Python.
 
 Holes (disocclusions, and the strip at the image border that the camera did not see) are filled
-from the *background* side: each hole pixel copies the nearest rendered pixel on its row, choosing
-between its left and right neighbours the one with the smaller disparity (the farther surface), so
-the foreground edge is never smeared into the revealed background. The filled pixels are reported
-as a mask so that they can be inpainted with other tools.
+from the *background* side: each run of hole pixels copies the rendered pixel next to it on its
+row, choosing between the left and right neighbours the one with the smaller disparity (the
+farther surface), so the foreground edge is never smeared into the revealed background. Soft depth
+edges (real depth maps ramp over a few pixels) put isolated in-between pixels into a disocclusion;
+rendered fragments of at most ``drop_fragments`` pixels with holes on both sides are therefore
+filled as well. The filled pixels are reported as a mask so that they can be inpainted with other
+tools.
 
 Invalid depth (0, negative, NaN or inf: the depth codec writes unknown depth as 0) is treated as the
 far plane ``far_m`` (``max_depth`` for depth videos): such pixels keep their colour and move like the
@@ -173,6 +176,9 @@ class StereoWarper:
         max_stretch: a segment between neighbouring pixels that an eye's view stretches by more
             than this many pixels is a depth edge (a disocclusion) and is left open, then filled.
         fill: fill holes from the background side (else they stay black).
+        drop_fragments: when filling, rendered fragments of at most this many pixels with holes on
+            both sides (the 'flying pixels' a soft depth edge spreads over a disocclusion) are
+            filled too, so the revealed background is not streaked with edge colours; 0 keeps them.
         chunk_rows: source rows processed together; the default keeps a chunk's working set in the
             CPU caches (about 64k pixels per eye); on a GPU the whole frame is one chunk.
         workers: CPU threads working on different chunks at once (default: torch's intra-op thread
@@ -180,7 +186,8 @@ class StereoWarper:
     """
 
     def __init__(self, height: int, width: int, device: torch.device | str = "cpu", max_stretch: float = 1.0,
-                 fill: bool = True, chunk_rows: int | None = None, workers: int | None = None) -> None:
+                 fill: bool = True, drop_fragments: int = 2, chunk_rows: int | None = None,
+                 workers: int | None = None) -> None:
         if height < 1 or width < 1:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
         if not max_stretch > 0:
@@ -189,6 +196,9 @@ class StereoWarper:
         self.device = torch.device(device)
         self.max_stretch = float(max_stretch)
         self.fill = bool(fill)
+        if drop_fragments < 0:
+            raise ValueError(f"drop_fragments must be >= 0, got {drop_fragments}")
+        self.drop_fragments = int(drop_fragments)
         if chunk_rows is None:
             chunk_rows = self.height if self.device.type != "cpu" else max(1, (1 << 16) // self.width)
         if workers is None:
@@ -377,7 +387,7 @@ class StereoWarper:
 
         orphans = None
         if self.fill:
-            orphans = _fill_from_background(hole, disparity_at, (p0, t))
+            orphans = _fill_from_background(hole, disparity_at, (p0, t), self.drop_fragments)
 
         # Colour: c(p0) + t * (c(p0 + 1) - c(p0)), from the planar source (padding pixel at the end).
         i0 = (p0 + (tb.src_base + r0 * w)).view(-1)
@@ -417,19 +427,24 @@ def _cast_into(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src)
 
 
-def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.Tensor, ...]
-                          ) -> torch.Tensor | None:
+def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.Tensor, ...],
+                          drop_fragments: int = 0) -> torch.Tensor | None:
     """Fill holes along rows from the background side, in place.
 
     Each run of hole pixels takes ``fields`` (e.g. the source pixel and sub-pixel position that
     decide the colour) from the farther (smaller disparity) of the rendered pixels just left and
     right of the run, or from the only one that exists.
 
+    Rendered fragments of at most ``drop_fragments`` pixels with holes on both sides are made holes
+    first (``hole`` is updated): they are the 'flying pixels' of a soft depth edge, spread over the
+    disocclusion, whose in-between colours would otherwise be smeared over the revealed background.
+
     Args:
         hole: (R, W) int32, 1 where nothing was rendered.
         disparity_at: callable, flat indices (K,) int64 -> disparity (K,) of those rendered pixels
             (only called for the pixels next to holes).
         fields: contiguous (R, W) tensors updated at the holes.
+        drop_fragments: longest fragment (pixels) to drop; 0 keeps everything.
 
     Returns:
         Flat indices of the hole pixels whose row has no rendered pixel at all (left as they
@@ -437,16 +452,20 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
     """
     width = hole.shape[1]
     holes = torch.nonzero(hole.view(-1)).squeeze(1)        # sorted flat indices; typically a few %
-    count = holes.numel()
-    if count == 0:
+    if holes.numel() == 0:
         return None
-    # Runs of consecutive holes within a row: a run starts where the previous hole is not the
-    # pixel just before (or at column 0) and ends where the next run starts.
-    start = torch.ones(count, dtype=torch.bool, device=hole.device)
-    start[1:] = holes[1:] != holes[:-1] + 1
-    start |= holes % width == 0
-    end = torch.ones_like(start)
-    end[:-1] = start[1:]
+    start, end = _hole_runs(holes, width)
+    if drop_fragments > 0 and holes.numel() > 1:
+        # Rendered gaps between a run's end and the next run's start in the same row.
+        e, s = holes[:-1], holes[1:]
+        gap = s - e - 1
+        short = end[:-1] & (gap >= 1) & (gap <= drop_fragments) & (e // width == s // width)
+        if bool(short.any()):
+            e, gap = e[short], gap[short]
+            fragments = torch.cat([(e + k)[gap >= k] for k in range(1, drop_fragments + 1)])
+            hole.view(-1).index_fill_(0, fragments, 1)
+            holes = torch.sort(torch.cat([holes, fragments])).values
+            start, end = _hole_runs(holes, width)
     first = torch.where(start, holes, -1).cummax(dim=0).values           # first hole of the run
     last = torch.where(end, holes, holes[-1] + 1).flip(0).cummin(dim=0).values.flip(0)
     has_left = first % width != 0
@@ -466,14 +485,28 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
     return orphans
 
 
-def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool = True,
+def _hole_runs(holes: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start / end flags (bool (K,)) of the runs of consecutive holes within a row.
+
+    ``holes``: sorted flat indices. A run starts where the previous hole is not the pixel just
+    before (or at column 0) and ends where the next run starts.
+    """
+    start = torch.ones(holes.numel(), dtype=torch.bool, device=holes.device)
+    start[1:] = holes[1:] != holes[:-1] + 1
+    start |= holes % width == 0
+    end = torch.ones_like(start)
+    end[:-1] = start[1:]
+    return start, end
+
+
+def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool = True, drop_fragments: int = 2,
                   device: torch.device | str | None = None, return_disparity: bool = False) -> StereoViews:
     """Render both eyes of one frame (see :class:`StereoWarper` for repeated frames of one size).
 
     Args:
         colour: (H, W, C) image (uint8 or float), tensor or numpy array, in the camera's view.
         disparity: (H, W) per-eye disparity in pixels (>= 0), e.g. from :func:`disparity_from_depth`.
-        max_stretch: see :class:`StereoWarper`.
+        max_stretch, drop_fragments: see :class:`StereoWarper`.
         fill: fill the holes from the background side (else they are black).
         return_disparity: also return the disparity seen at each output pixel.
         device: where to compute (``None``: where ``colour`` is). Results are numpy arrays on the
@@ -487,7 +520,8 @@ def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool = True
         raise ValueError(f"colour must be (H, W, C), got shape {shape}")
     if device is None:
         device = colour.device if isinstance(colour, torch.Tensor) else "cpu"
-    warper = StereoWarper(shape[0], shape[1], device=device, max_stretch=max_stretch, fill=fill)
+    warper = StereoWarper(shape[0], shape[1], device=device, max_stretch=max_stretch, fill=fill,
+                          drop_fragments=drop_fragments)
     return warper.render(colour, disparity, return_disparity=return_disparity)
 
 
@@ -497,14 +531,15 @@ def _as_tensor(x, device: torch.device | str | None) -> torch.Tensor:
 
 
 def render_eye(colour, disparity, eye: Eye, max_stretch: float = 1.0, fill: bool = True,
-               device: torch.device | str | None = None):
+               drop_fragments: int = 2, device: torch.device | str | None = None):
     """One eye of :func:`render_stereo`: ``(image (H, W, C), filled (H, W) bool, disparity (H, W))``.
 
     ``eye`` is ``"left"`` (content shifts right) or ``"right"`` (content shifts left).
     """
     if eye not in ("left", "right"):
         raise ValueError(f"eye must be 'left' or 'right', got {eye!r}")
-    v = render_stereo(colour, disparity, max_stretch=max_stretch, fill=fill, device=device, return_disparity=True)
+    v = render_stereo(colour, disparity, max_stretch=max_stretch, fill=fill, drop_fragments=drop_fragments,
+                      device=device, return_disparity=True)
     if eye == "left":
         return v.left, v.left_filled, v.left_disparity
     return v.right, v.right_filled, v.right_disparity

@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from cli_utils import CliError, positive_float, positive_int, progress_bar, run_cli
+from cli_utils import CliError, non_negative_int, positive_float, positive_int, progress_bar, run_cli
 from depth_codec import DepthVideoReader, unpack_depth
 from geometry import intrinsics_from_fov
 from stereo_warp import FORMATS, StereoWarper, disparity_from_depth, pack_stereo, packed_size, resize_depth
@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_stretch", type=positive_float, default=1.0,
                         help="neighbouring pixels whose gap grows by more than this many pixels in an eye's "
                              "view are a depth edge and are not joined (default 1)")
+    parser.add_argument("--drop_fragments", type=non_negative_int, default=2,
+                        help="rendered fragments of at most this many pixels between filled-in pixels (the "
+                             "'flying pixels' of soft depth edges) are filled in too (default 2; 0: keep them)")
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cuda, cuda:N, mps or cpu")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     parser.add_argument("--verbose", action="store_true", help="log details")
@@ -118,6 +121,7 @@ class StereoJob:
     preset: str = "fast"
     lossless: bool = False
     max_stretch: float = 1.0
+    drop_fragments: int = 2
     device: torch.device = torch.device("cpu")
     progress: bool = True
 
@@ -178,7 +182,8 @@ def job_from_args(args: argparse.Namespace) -> StereoJob:
     return StereoJob(
         depth_video=depth, color_video=color, output=output, mask_output=mask, xfov=args.xfov, yfov=args.yfov,
         max_depth=args.max_depth, ipd_mm=args.pupillary_distance, max_frames=args.max_frames, fmt=args.format,
-        crf=args.crf, preset=args.preset, lossless=args.lossless, max_stretch=args.max_stretch, device=device,
+        crf=args.crf, preset=args.preset, lossless=args.lossless, max_stretch=args.max_stretch,
+        drop_fragments=args.drop_fragments, device=device,
         progress=not args.no_progress,
     )
 
@@ -273,7 +278,7 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
     audio_source = job.color_video if job.color_video is not None else job.depth_video
     metadata = {"stereo_layout": job.fmt, "pupillary_distance_mm": f"{job.ipd_mm:g}",
                 "xfov": f"{intr.xfov:.6g}", "yfov": f"{intr.yfov:.6g}"}
-    warper = StereoWarper(h, w, device=job.device, max_stretch=job.max_stretch)
+    warper = StereoWarper(h, w, device=job.device, max_stretch=job.max_stretch, drop_fragments=job.drop_fragments)
     ipd_m = job.ipd_mm / 1000.0
     far = depth_reader.max_depth
     total = depth_reader.num_frames

@@ -129,6 +129,24 @@ def test_fill_runs_by_hand():
     assert _fill_from_background(torch.zeros(2, 3, dtype=torch.int32), lambda idx: idx, (ids,)) is None
 
 
+def test_fragments_between_holes_are_dropped_by_hand():
+    # Row: holes at 1, 3-4, 7; rendered fragments 2 (1 px) and 5-6 (2 px) lie between holes.
+    # drop_fragments=1 drops pixel 2 only: run 1-4 between pixel 0 (d 9) and 5 (d 1) -> right (50);
+    # run 7 between 6 (d 1) and 8 (d 1) -> left (60).
+    hole = torch.tensor([[0, 1, 0, 1, 1, 0, 0, 1, 0]], dtype=torch.int32)
+    disp = torch.tensor([[9.0, 0, 5, 0, 0, 1, 1, 0, 1]])
+    ids = torch.arange(9).view(1, 9) * 10
+    _fill_from_background(hole, lambda idx: disp.view(-1)[idx], (ids,), drop_fragments=1)
+    np.testing.assert_array_equal(ids[0].numpy(), [0, 50, 50, 50, 50, 50, 60, 60, 80])
+    np.testing.assert_array_equal(hole[0].numpy(), [0, 1, 1, 1, 1, 0, 0, 1, 0])
+    # drop_fragments=2 also drops 5-6: run 1-7 between pixel 0 (d 9) and 8 (d 1) -> right (80).
+    hole = torch.tensor([[0, 1, 0, 1, 1, 0, 0, 1, 0]], dtype=torch.int32)
+    ids = torch.arange(9).view(1, 9) * 10
+    _fill_from_background(hole, lambda idx: disp.view(-1)[idx], (ids,), drop_fragments=2)
+    np.testing.assert_array_equal(ids[0].numpy(), [0, 80, 80, 80, 80, 80, 80, 80, 80])
+    np.testing.assert_array_equal(hole[0].numpy(), [0, 1, 1, 1, 1, 1, 1, 1, 0])
+
+
 def test_thin_object_keeps_its_width():
     # A 1-pixel object (d = 5) on background (d = 1): no neighbour joins it, its half-pixel caps
     # [a - 1/2, a + 1/2) still cover exactly one column in each eye.
@@ -401,6 +419,38 @@ def box_scene():
         return to_u8(colour), depth.astype(np.float32), hidden
 
     return cast
+
+
+def soften(colour: np.ndarray, depth: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """A k-pixel horizontal box blur of the colour and of the inverse depth: the soft edges of real
+    cameras and depth networks (ramps of in-between depths and colours at every depth edge)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    pad = ((0, 0), (k // 2, k // 2))
+    inv = sliding_window_view(np.pad(1.0 / depth, pad, mode="edge"), k, axis=1).mean(-1)
+    col = sliding_window_view(np.pad(colour.astype(float), pad + ((0, 0),), mode="edge"), k, axis=1).mean(-1)
+    return to_u8(col), (1.0 / inv).astype(np.float32)
+
+
+def test_soft_depth_edges_do_not_streak_the_disocclusion(capsys):
+    # With soft edges the ramp pixels land spread out over the disoccluded strip; kept, they would
+    # streak it with box colours (checked: most of it); dropped, the strip is wall-coloured.
+    cast = box_scene()
+    colour, depth = soften(*cast(np.zeros(3))[:2])
+    report = []
+    for drop in (2, 0):
+        views = render_stereo(colour, fx_disparity(depth), drop_fragments=drop)
+        for eye, img in (("left", views.left), ("right", views.right)):
+            truth, _, hidden = cast(eye_origin(eye))
+            strip = hidden & (np.arange(W) > 8)[None] & (np.arange(W) < W - 8)[None]
+            boxlike = (img[strip][:, 0].astype(int) > img[strip][:, 1].astype(int)).mean()
+            if drop:
+                assert boxlike <= 0.05, (eye, boxlike)
+                report.append(f"{eye}: box-coloured {boxlike:.1%}, PSNR strip {psnr(img[strip], truth[strip]):.1f} dB")
+            else:
+                assert boxlike > 0.3, (eye, boxlike)  # what the fragment dropping prevents
+    with capsys.disabled():
+        print("\nsoft-edged box scene: " + "; ".join(report))
 
 
 def test_box_in_front_of_wall_fills_disocclusions_with_wall(capsys):
