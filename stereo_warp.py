@@ -155,7 +155,6 @@ class _ChunkTables:
     dummy: torch.Tensor         # (2n, 1) float32 a dummy column of each row (candidates beyond the frame)
     spare: torch.Tensor         # (2n, W) float32 a distinct spare slot of each candidate (invalid ones)
     flat_base: torch.Tensor     # (2n, 1) int32 offset of each row in a (2n, W) tensor
-    src_base: torch.Tensor      # (2n, 1) int32 offset of each row's source row within the chunk
     cols: torch.Tensor          # (W,) float32 column index
 
 
@@ -233,7 +232,6 @@ class StereoWarper:
             dummy=row_off + float(w),
             spare=(2 * n * (w + 2 * _PAD) + torch.arange(2 * n * w, device=dev, dtype=torch.float32)).view(2 * n, w),
             flat_base=(r * w).to(torch.int32)[:, None],
-            src_base=((r % n) * w).to(torch.int32)[:, None],
             cols=i.to(torch.float32),
         )
         self._tables[n] = tables
@@ -267,27 +265,60 @@ class StereoWarper:
         else:
             src[:, :-1].view(ch, h, w).copy_(c.permute(2, 0, 1))
         src[:, -1] = 0.0
-        images = torch.empty((2, ch, h, w), dtype=c.dtype, device=self.device)
-        holes = torch.empty((2, h, w), dtype=torch.bool, device=self.device)
-        disps = torch.empty((2, h, w), dtype=torch.float32, device=self.device) if return_disparity else None
         starts = range(0, h, self.chunk_rows)
         for r0 in starts:  # build the index tables before any worker thread needs them
             self._tables_for(min(h, r0 + self.chunk_rows) - r0)
+        # Per output pixel (eye, row, column): the source pixel p0 of the surface seen and the
+        # sub-pixel position t towards p0 + 1; 1 in ``hole`` where no surface lands.
+        p0 = torch.empty((2, h, w), dtype=torch.int32, device=self.device)
+        t = torch.empty((2, h, w), dtype=torch.float32, device=self.device)
+        hole = torch.empty((2, h, w), dtype=torch.uint8, device=self.device)
+        images = torch.empty((2, ch, h, w), dtype=c.dtype, device=self.device)
 
-        def run(r0: int) -> None:
+        def warp(r0: int) -> None:
             r1 = min(h, r0 + self.chunk_rows)
-            self._warp_chunk(src, r0, d[r0:r1], images[:, :, r0:r1], holes[:, r0:r1],
-                             None if disps is None else disps[:, r0:r1])
+            self._warp_chunk(d[r0:r1], p0[:, r0:r1], t[:, r0:r1], hole[:, r0:r1])
+
+        def paint(r0: int) -> None:
+            r1 = min(h, r0 + self.chunk_rows)
+            _paint_chunk(src, r0, p0[:, r0:r1], t[:, r0:r1], images[:, :, r0:r1],
+                         hole[:, r0:r1] if not self.fill else None)
+
+        sd = torch.stack([d, -d])                          # signed shift: + left eye, - right eye
+
+        def disparity_at(idx: torch.Tensor) -> torch.Tensor:
+            """|sd(p0) + t * (sd(p0 + 1) - sd(p0))| at flat indices of (2, H, W)."""
+            row = idx - idx % w
+            p = p0.view(-1).index_select(0, idx)
+            d0 = sd.view(-1).index_select(0, row + p)
+            d1 = sd.view(-1).index_select(0, row + (p + 1).clamp_(max=w - 1))
+            return torch.lerp(d0, d1, t.view(-1).index_select(0, idx)).abs_()
 
         workers = min(self.workers, len(starts))
-        if workers > 1:
-            # Chunks are independent and write disjoint rows; torch releases the GIL inside its ops,
-            # so plain threads run them in parallel (one op thread each: no OpenMP barriers).
-            with _one_op_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(run, starts))
-        else:
-            for r0 in starts:
-                run(r0)
+        # Chunks are independent and write disjoint rows; torch releases the GIL inside its ops, so
+        # plain threads run them in parallel (one op thread each: no OpenMP barriers).
+        with contextlib.ExitStack() as stack:
+            pool = None
+            if workers > 1:
+                stack.enter_context(_one_op_thread())
+                pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers))
+            _for_each(pool, warp, starts)
+            orphans = None
+            if self.fill:  # one pass over the whole frame: few, small arrays
+                orphans = _fill_from_background(hole.view(2 * h, w), disparity_at, (p0, t), self.drop_fragments)
+            _for_each(pool, paint, starts)
+        if orphans is not None:                             # rows with nothing to fill from: black
+            eye, pix = orphans // (h * w), orphans % (h * w)
+            images.view(2, ch, h * w)[eye, :, pix] = 0
+        disps = None
+        if return_disparity:
+            disps = disparity_at(torch.arange(2 * h * w, device=self.device)).view(2, h, w)
+            blank = hole.view(torch.bool) if not self.fill else None
+            if blank is not None:
+                disps[blank] = 0.0
+            elif orphans is not None:
+                disps.view(-1)[orphans] = 0.0
+        holes = hole.view(torch.bool)                      # 0/1 bytes
         left, right = images[0].permute(1, 2, 0), images[1].permute(1, 2, 0)
         views = StereoViews(left, right, holes[0], holes[1],
                             None if disps is None else disps[0], None if disps is None else disps[1])
@@ -297,12 +328,12 @@ class StereoWarper:
                 views.right_disparity)))
         return views
 
-    def _warp_chunk(self, src: torch.Tensor, r0: int, disp: torch.Tensor, out_img: torch.Tensor,
-                    out_hole: torch.Tensor, out_disp: torch.Tensor | None) -> None:
-        """Both eyes of source rows ``r0 .. r0 + n``.
+    def _warp_chunk(self, disp: torch.Tensor, out_p0: torch.Tensor, out_t: torch.Tensor,
+                    out_hole: torch.Tensor) -> None:
+        """The visible surface at every pixel of both eyes for ``n`` source rows.
 
-        ``src``: (C, H*W + 1) planar float colour of the whole frame; ``disp``: (n, W);
-        ``out_img``: (2, C, n, W) view to write; ``out_hole``: (2, n, W); ``out_disp``: (2, n, W) or None.
+        ``disp``: (n, W) disparity; writes ``out_p0`` (2, n, W) int32 source pixel, ``out_t``
+        (2, n, W) float32 sub-pixel position, ``out_hole`` (2, n, W) uint8 (1: nothing landed).
 
         Masks are 0/1 float32 or int32 tensors combined with arithmetic: on the CPU, ``torch.where``
         and boolean tensors are many times slower than plain arithmetic when the mask changes from
@@ -311,7 +342,7 @@ class StereoWarper:
         n, w = disp.shape
         rows = 2 * n
         tb = self._tables_for(n)
-        f32, i32 = torch.float32, torch.int32
+        i32 = torch.int32
 
         sd = torch.cat([disp, -disp])                       # signed shift: + left eye, - right eye
         a = sd + tb.cols                                    # target column of each pixel centre
@@ -368,7 +399,6 @@ class StereoWarper:
         # t = (x - a0) / length, clamped to [0, 1]; caps give 0 (a right cap has 1 / length = 0, a
         # left cap covers only x < a0).
         best = best[:rows * (w + 2 * _PAD)].view(rows, w + 2 * _PAD)[:, _PAD:_PAD + w]
-        hole = torch.eq(best, sentinel, out=torch.empty((rows, w), dtype=i32, device=self.device))
         key = torch.empty((rows, w), dtype=i32, device=self.device)
         key[:n] = best[:n]
         torch.neg(best[n:], out=key[n:]).add_(2 * w)       # right eye: back to source order
@@ -376,34 +406,38 @@ class StereoWarper:
         flat = (p0 + tb.flat_base).view(-1)
         a0 = a_flat.index_select(0, flat).view(rows, w)
         t = (tb.cols - a0).mul_(inv_seg.view(-1).index_select(0, flat).view(rows, w)).clamp_(0.0, 1.0)
+        out_p0.copy_(p0.view(2, n, w))
+        out_t.copy_(t.view(2, n, w))
+        torch.eq(best.view(2, n, w), sentinel, out=out_hole)
 
-        def disparity_at(idx: torch.Tensor) -> torch.Tensor:
-            """|sd(p0) + t * (sd(p0 + 1) - sd(p0))| at flat indices ``idx`` of the output rows."""
-            row = idx - idx % w
-            p = p0.view(-1).index_select(0, idx)
-            d0 = sd.view(-1).index_select(0, row + p)
-            d1 = sd.view(-1).index_select(0, row + (p + 1).clamp_(max=w - 1))
-            return torch.lerp(d0, d1, t.view(-1).index_select(0, idx)).abs_()
 
-        orphans = None
-        if self.fill:
-            orphans = _fill_from_background(hole, disparity_at, (p0, t), self.drop_fragments)
+def _for_each(pool: ThreadPoolExecutor | None, fn, items) -> None:
+    """``fn(item)`` for every item, on the pool's threads when there is one (errors re-raised)."""
+    if pool is None:
+        for item in items:
+            fn(item)
+    else:
+        list(pool.map(fn, items))
 
-        # Colour: c(p0) + t * (c(p0 + 1) - c(p0)), from the planar source (padding pixel at the end).
-        i0 = (p0 + (tb.src_base + r0 * w)).view(-1)
-        c0 = src.index_select(1, i0)
-        c1 = src.index_select(1, i0 + 1)
-        colour = torch.lerp(c0, c1, t.view(1, -1))
-        blank = hole.view(-1).bool() if not self.fill else orphans
-        if blank is not None:                               # unfilled holes, rows with nothing: black
-            colour[:, blank] = 0.0
-        _cast_into(out_img, colour.view(-1, 2, n, w).permute(1, 0, 2, 3))
-        out_hole.copy_(hole.view(2, n, w))
-        if out_disp is not None:
-            dist = disparity_at(torch.arange(rows * w, device=self.device))
-            if blank is not None:
-                dist[blank] = 0.0
-            out_disp.copy_(dist.view(2, n, w))
+
+def _paint_chunk(src: torch.Tensor, r0: int, p0: torch.Tensor, t: torch.Tensor, out_img: torch.Tensor,
+                 blank: torch.Tensor | None) -> None:
+    """Colour c(p0) + t * (c(p0 + 1) - c(p0)) of ``n`` rows of both eyes.
+
+    ``src``: (C, H*W + 1) planar float colour of the frame (a padding pixel at the end);
+    ``p0``, ``t``: (2, n, W) views; ``out_img``: (2, C, n, W) view; ``blank``: (2, n, W) uint8
+    pixels to paint black, or None.
+    """
+    _, n, w = p0.shape
+    ch = src.shape[0]
+    base = (torch.arange(n, device=p0.device, dtype=torch.int32) * w + r0 * w)[None, :, None]
+    i0 = (p0 + base).reshape(-1)
+    c0 = src.index_select(1, i0)
+    c1 = src.index_select(1, i0 + 1)
+    colour = torch.lerp(c0, c1, t.reshape(1, -1)).view(ch, 2, n, w)
+    if blank is not None:
+        colour.masked_fill_(blank.view(torch.bool)[None], 0.0)
+    _cast_into(out_img, colour.permute(1, 0, 2, 3))
 
 
 @contextlib.contextmanager
@@ -440,7 +474,7 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
     disocclusion, whose in-between colours would otherwise be smeared over the revealed background.
 
     Args:
-        hole: (R, W) int32, 1 where nothing was rendered.
+        hole: (R, W) integer tensor, 1 where nothing was rendered (updated for dropped fragments).
         disparity_at: callable, flat indices (K,) int64 -> disparity (K,) of those rendered pixels
             (only called for the pixels next to holes).
         fields: contiguous (R, W) tensors updated at the holes.
@@ -455,33 +489,46 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
     if holes.numel() == 0:
         return None
     start, end = _hole_runs(holes, width)
+    fragment_ends = None
     if drop_fragments > 0 and holes.numel() > 1:
-        # Rendered gaps between a run's end and the next run's start in the same row.
+        # A short rendered gap between a run's end and the next run's start in the same row joins
+        # the two runs into one (the gap's pixels are added below).
         e, s = holes[:-1], holes[1:]
         gap = s - e - 1
-        short = end[:-1] & (gap >= 1) & (gap <= drop_fragments) & (e // width == s // width)
+        short = end[:-1] & (gap <= drop_fragments) & (e // width == s // width)
         if bool(short.any()):
-            e, gap = e[short], gap[short]
-            fragments = torch.cat([(e + k)[gap >= k] for k in range(1, drop_fragments + 1)])
-            hole.view(-1).index_fill_(0, fragments, 1)
-            holes = torch.sort(torch.cat([holes, fragments])).values
-            start, end = _hole_runs(holes, width)
-    first = torch.where(start, holes, -1).cummax(dim=0).values           # first hole of the run
-    last = torch.where(end, holes, holes[-1] + 1).flip(0).cummin(dim=0).values.flip(0)
+            start[1:] &= ~short
+            end[:-1] &= ~short
+            fragment_ends = short.nonzero().squeeze(1)    # positions in ``holes`` of the runs' ends
+    # Per run: the rendered pixels just left and right of it, and which one is farther.
+    first, last = holes[start], holes[end]
     has_left = first % width != 0
     has_right = last % width != width - 1
     left = (first - 1).clamp_(min=0)
     right = (last + 1).clamp_(max=hole.numel() - 1)
     take_left = has_left & (~has_right | (disparity_at(left) <= disparity_at(right)))
-    source = torch.where(take_left, left, right)
+    run_source = torch.where(take_left, left, right)
+    run_orphan = ~(has_left | has_right)                    # rare: a row with nothing rendered
+    run_id = torch.cumsum(start, dim=0) - 1
+    targets, run_of = holes, run_id
+    if fragment_ends is not None:
+        e = holes[fragment_ends]
+        gap = holes[fragment_ends + 1] - e - 1
+        runs = run_id[fragment_ends]
+        pieces = [((e + k)[gap >= k], runs[gap >= k]) for k in range(1, drop_fragments + 1)]
+        fragments = torch.cat([p[0] for p in pieces])
+        hole.view(-1).index_fill_(0, fragments, 1)
+        targets = torch.cat([holes, fragments])
+        run_of = torch.cat([run_id] + [p[1] for p in pieces])
     orphans = None
-    orphan = ~(has_left | has_right)
-    if bool(orphan.any()):                                 # rare: a row with nothing rendered
-        orphans = holes[orphan]
-        holes, source = holes[~orphan], source[~orphan]
+    if bool(run_orphan.any()):
+        orphan = run_orphan[run_of]
+        orphans = targets[orphan]
+        targets, run_of = targets[~orphan], run_of[~orphan]
+    source = run_source[run_of]
     values = [f.view(-1).index_select(0, source) for f in fields]  # read all before writing any
     for f, v in zip(fields, values):
-        f.view(-1).index_copy_(0, holes, v)
+        f.view(-1).index_copy_(0, targets, v)
     return orphans
 
 
