@@ -306,3 +306,21 @@ def test_precision_helpers():
         assert (a @ b).dtype == torch.float32
     with autocast_context(torch.device("cpu"), "bf16"):
         assert (a @ b).dtype == torch.bfloat16
+
+
+def test_head_chunking_does_not_change_results(model):
+    x = torch.randn(3, 3, 42, 56, generator=torch.Generator().manual_seed(0))
+    head = model.depth_head
+    with torch.inference_mode():
+        ref = model(x)
+        assert head.fine_chunk(3, 3, 4) == 3  # small maps: one chunk under the default budget
+        try:
+            head.frame_chunk = 1
+            assert head.fine_chunk(3, 3, 4) == 1
+            chunked = model(x)
+            head.frame_chunk, head.chunk_elements = None, 32 * 42 * 56 * 2  # budget of two images
+            assert head.fine_chunk(3, 3, 4) == 2
+            budget = model(x)
+        finally:
+            head.frame_chunk, head.chunk_elements = None, 1 << 25
+    assert torch.allclose(chunked, ref, atol=1e-5) and torch.allclose(budget, ref, atol=1e-5)

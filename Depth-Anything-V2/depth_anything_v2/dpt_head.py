@@ -44,6 +44,10 @@ class DPTHead(nn.Module):
         use_bn, use_clstoken: must be False (the only configuration of the official checkpoints).
         output_activation: ``"sigmoid"`` or ``"relu"``.
         output_fp32: run ``output_conv2`` in float32 with autocast disabled (Video-Depth-Anything does).
+        frame_chunk: images decoded at once by the fine stages (refinenet2, refinenet1, output convs), which
+            hold full-resolution maps; ``None`` picks it from ``chunk_elements``. Memory bound only: results
+            do not depend on it.
+        chunk_elements: budget for one full-resolution ``output_conv1`` map of a chunk (values).
 
     Input: four ``(patch_tokens (B, N, D), class_token (B, D))`` pairs and the patch grid
     ``(patch_h, patch_w)``; output ``(B, 1, 14*patch_h, 14*patch_w)``.
@@ -58,6 +62,8 @@ class DPTHead(nn.Module):
         use_clstoken: bool = False,
         output_activation: str = "sigmoid",
         output_fp32: bool = False,
+        frame_chunk: int | None = None,
+        chunk_elements: int = 1 << 25,
     ) -> None:
         super().__init__()
         if use_bn or use_clstoken:
@@ -66,6 +72,8 @@ class DPTHead(nn.Module):
         if len(out_channels) != 4:
             raise ValueError(f"out_channels must have 4 entries, got {out_channels}")
         self.output_fp32 = output_fp32
+        self.frame_chunk = frame_chunk
+        self.chunk_elements = int(chunk_elements)
         self.projects = nn.ModuleList(nn.Conv2d(in_channels, c, kernel_size=1) for c in out_channels)
         c0, c1, _, c3 = out_channels
         self.resize_layers = nn.ModuleList(
@@ -114,13 +122,44 @@ class DPTHead(nn.Module):
                 return self.scratch.output_conv2(out.float())
         return self.scratch.output_conv2(out)
 
+    def fine_chunk(self, n: int, patch_h: int, patch_w: int) -> int:
+        """Images per chunk of the fine stages (see ``frame_chunk`` / ``chunk_elements``)."""
+        if self.frame_chunk:
+            return max(1, int(self.frame_chunk))
+        per_image = self.scratch.output_conv1.out_channels * (patch_h * PATCH_SIZE) * (patch_w * PATCH_SIZE)
+        return max(1, min(n, self.chunk_elements // max(1, per_image)))
+
+    def decode_fine_chunked(
+        self, path_3: torch.Tensor, tokens_1: torch.Tensor, tokens_2: torch.Tensor, patch_h: int, patch_w: int
+    ) -> torch.Tensor:
+        """:meth:`decode_fine` over chunks of images, reassembling levels 1 and 2 from their tokens per
+        chunk; returns ``(N, 1, 14*ph, 14*pw)``."""
+        n = path_3.shape[0]
+        step = self.fine_chunk(n, patch_h, patch_w)
+        out: torch.Tensor | None = None
+        for a in range(0, n, step):
+            e = min(n, a + step)
+            layer_1 = self.reassemble(0, tokens_1[a:e], patch_h, patch_w)
+            layer_2 = self.reassemble(1, tokens_2[a:e], patch_h, patch_w)
+            depth = self.decode_fine(path_3[a:e], layer_1, layer_2, patch_h, patch_w)
+            del layer_1, layer_2
+            if out is None:
+                if e == n:
+                    return depth
+                out = torch.empty((n, *depth.shape[1:]), dtype=depth.dtype, device=depth.device)
+            out[a:e] = depth
+        if out is None:
+            raise ValueError("empty batch")
+        return out
+
     # -- full head --------------------------------------------------------------------------------
     def forward(self, out_features: Sequence, patch_h: int, patch_w: int) -> torch.Tensor:
         tokens = [f[0] for f in out_features]
-        layer_1, layer_2, layer_3, layer_4 = (self.reassemble(i, t, patch_h, patch_w) for i, t in enumerate(tokens))
         s = self.scratch
-        layer_3_rn = s.layer3_rn(layer_3)
-        layer_4_rn = s.layer4_rn(layer_4)
+        layer_3_rn = s.layer3_rn(self.reassemble(2, tokens[2], patch_h, patch_w))
+        layer_4_rn = s.layer4_rn(self.reassemble(3, tokens[3], patch_h, patch_w))
         path_4 = s.refinenet4(layer_4_rn, size=layer_3_rn.shape[2:])
-        path_3 = s.refinenet3(path_4, layer_3_rn, size=layer_2.shape[2:])
-        return self.decode_fine(path_3, layer_1, layer_2, patch_h, patch_w)
+        del layer_4_rn
+        path_3 = s.refinenet3(path_4, layer_3_rn, size=(2 * patch_h, 2 * patch_w))
+        del path_4, layer_3_rn
+        return self.decode_fine_chunked(path_3, tokens[0], tokens[1], patch_h, patch_w)

@@ -2,7 +2,7 @@
 
 Motion modules act on the two coarsest reassembled levels (``layer_3``, ``layer_4``) and after the two
 coarsest fusion stages (``path_4``, ``path_3``); everything after ``path_3`` is per-frame and is
-computed in chunks of frames to bound memory (same results).
+computed in chunks of frames to bound memory (same results), see :meth:`DPTHead.decode_fine_chunked`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ class DPTHeadTemporal(DPTHead):
         in_channels, features, use_bn, out_channels, use_clstoken: as :class:`DPTHead`.
         num_frames: length of the temporal positional tables (32).
         pe: positional embedding type; only ``"ape"`` (absolute sinusoidal) exists in the checkpoints.
-        frame_chunk: frames decoded at once after the last motion module (memory bound; no effect on results).
+        frame_chunk, chunk_elements: size of the frame chunks decoded at once after the last motion module
+            (see :class:`DPTHead`; memory bound only, no effect on results).
     """
 
     def __init__(
@@ -38,17 +39,17 @@ class DPTHeadTemporal(DPTHead):
         use_clstoken: bool = False,
         num_frames: int = 32,
         pe: str = "ape",
-        frame_chunk: int = 8,
+        frame_chunk: int | None = None,
+        chunk_elements: int = 1 << 25,
     ) -> None:
         super().__init__(
             in_channels, features, use_bn, out_channels=out_channels, use_clstoken=use_clstoken,
-            output_activation="relu", output_fp32=True,
+            output_activation="relu", output_fp32=True, frame_chunk=frame_chunk, chunk_elements=chunk_elements,
         )
         if num_frames <= 0:
             raise ValueError(f"num_frames must be positive, got {num_frames}")
         if pe != "ape":
             raise ValueError(f"positional embedding {pe!r} is not supported: the official checkpoints use 'ape'")
-        self.frame_chunk = int(frame_chunk)
         c = [int(v) for v in out_channels]
         self.motion_modules = nn.ModuleList(
             TemporalModule(ch, num_attention_heads=8, num_transformer_block=1, num_attention_blocks=2, temporal_max_len=num_frames)
@@ -76,16 +77,4 @@ class DPTHeadTemporal(DPTHead):
         path_3 = s.refinenet3(path_4, layer_3_rn, size=(2 * patch_h, 2 * patch_w))
         del path_4, layer_3_rn
         path_3 = mm[3].forward_frames(path_3, t)
-
-        step = max(1, self.frame_chunk)
-        out: torch.Tensor | None = None
-        for a in range(0, bt, step):
-            e = min(bt, a + step)
-            layer_1 = self.reassemble(0, tokens[0][a:e], patch_h, patch_w)
-            layer_2 = self.reassemble(1, tokens[1][a:e], patch_h, patch_w)
-            depth = self.decode_fine(path_3[a:e], layer_1, layer_2, patch_h, patch_w)
-            if out is None:
-                out = torch.empty((bt, *depth.shape[1:]), dtype=depth.dtype, device=depth.device)
-            out[a:e] = depth
-        assert out is not None
-        return out
+        return self.decode_fine_chunked(path_3, tokens[0], tokens[1], patch_h, patch_w)
