@@ -242,7 +242,8 @@ class StereoWarper:
 
         Args:
             colour: (H, W, C) uint8 (or float) image, tensor or numpy array.
-            disparity: (H, W) per-eye disparity in pixels (>= 0), see :func:`disparity_from_depth`.
+            disparity: (H, W) per-eye disparity in pixels, see :func:`disparity_from_depth`; NaN,
+                infinite and negative values are taken as 0 (infinitely far).
             return_disparity: also return the disparity seen at each output pixel.
 
         Returns:
@@ -256,6 +257,8 @@ class StereoWarper:
             raise ValueError(f"colour must be ({h}, {w}, C), got shape {tuple(c.shape)}")
         if tuple(d.shape) != (h, w):
             raise ValueError(f"disparity must be ({h}, {w}), got {tuple(d.shape)}; resize it first")
+        # Disparity must be finite and >= 0 (NaN, infinite or negative: treated as 0, i.e. far).
+        d = torch.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0).clamp_(min=0.0)
         ch = c.shape[2]
         integer = not c.is_floating_point()
         # Planar float source with one padding pixel; +0.5 so that truncation rounds to nearest.
