@@ -263,3 +263,25 @@ def test_encode_and_head_compose_to_forward(model, golden32):
         assert t.shape == (6, 16, 384) and c.shape == (6, 384)
         assert torch.allclose(t, t2, atol=1e-5) and torch.allclose(c, c2, atol=1e-5)
     assert depth.shape == (6, 56, 56) and torch.allclose(depth, ref, atol=1e-5)
+
+
+def test_linear_layers_get_contiguous_inputs(model):
+    """Performance guard: a strided 3-D input makes F.linear expand its weight into a batched matmul
+    (one weight copy per row). Every Linear of the network must see a contiguous input."""
+    seen: list[tuple[str, bool]] = []
+    handles = [
+        mod.register_forward_pre_hook(lambda m, args, name=name: seen.append((name, args[0].is_contiguous())))
+        for name, mod in model.named_modules()
+        if isinstance(mod, nn.Linear)
+    ]
+    try:
+        x = torch.randn(1, 3, 3, 28, 42)
+        with torch.inference_mode():
+            model(x)
+            with autocast_context(torch.device("cpu"), "bf16"):
+                model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(seen) > 100
+    assert [name for name, ok in seen if not ok] == []

@@ -187,7 +187,9 @@ class TemporalTransformer3DModel(nn.Module):
         step = max(1, self.max_chunk_elements // max(1, b * t * c))
         for s in range(0, hw, step):
             e = min(hw, s + step)
-            seq = frames[:, :, s:e].transpose(1, 2).reshape(b * (e - s), t, c)  # (B*positions, T, C)
+            # (B*positions, T, C), made contiguous: a strided 3-D input would make F.linear fall back to a
+            # batched matmul with one weight copy per position
+            seq = frames[:, :, s:e].transpose(1, 2).contiguous().view(b * (e - s), t, c)
             seq = self._tokens(seq)
             out[:, :, s:e] = seq.view(b, e - s, t, c).transpose(1, 2)
         return out.view(bt, h, w, c).permute(0, 3, 1, 2) + x
