@@ -164,7 +164,8 @@ _PAD = 3
 
 
 class StereoWarper:
-    """Reusable stereo renderer for frames of one size (keeps its index tables between frames).
+    """Reusable stereo renderer for frames of one size (keeps index tables and working buffers
+    between frames, so one instance renders one frame at a time; the views it returns are new).
 
     >>> warper = StereoWarper(720, 1280, device="cpu")            # doctest: +SKIP
     >>> views = warper.render(colour_hw3_uint8, disparity_hw_px)    # doctest: +SKIP
@@ -208,6 +209,7 @@ class StereoWarper:
         self.chunk_rows = max(1, min(int(chunk_rows), self.height, limit))
         self._extra_slots = int(math.ceil(1.0 + self.max_stretch)) - 2  # pixels beyond 2 per segment
         self._tables: dict[int, _ChunkTables] = {}
+        self._scratch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _tables_for(self, n: int) -> _ChunkTables:
         if n in self._tables:
@@ -237,6 +239,15 @@ class StereoWarper:
         self._tables[n] = tables
         return tables
 
+    def _scratch_for(self, channels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-frame working buffers, kept between frames (large fresh allocations page-fault)."""
+        if self._scratch is None or self._scratch[0].shape[0] != channels:
+            h, w, dev = self.height, self.width, self.device
+            self._scratch = (torch.empty((channels, h * w + 1), dtype=torch.float32, device=dev),
+                             torch.empty((2, h, w), dtype=torch.int32, device=dev),
+                             torch.empty((2, h, w), dtype=torch.float32, device=dev))
+        return self._scratch
+
     def render(self, colour, disparity, return_disparity: bool = False) -> StereoViews:
         """Render both eyes.
 
@@ -262,7 +273,7 @@ class StereoWarper:
         ch = c.shape[2]
         integer = not c.is_floating_point()
         # Planar float source with one padding pixel; +0.5 so that truncation rounds to nearest.
-        src = torch.empty((ch, h * w + 1), dtype=torch.float32, device=self.device)
+        src, p0, t = self._scratch_for(ch)
         if integer:
             torch.add(c.permute(2, 0, 1), 0.5, out=src[:, :-1].view(ch, h, w))
         else:
@@ -273,8 +284,6 @@ class StereoWarper:
             self._tables_for(min(h, r0 + self.chunk_rows) - r0)
         # Per output pixel (eye, row, column): the source pixel p0 of the surface seen and the
         # sub-pixel position t towards p0 + 1; 1 in ``hole`` where no surface lands.
-        p0 = torch.empty((2, h, w), dtype=torch.int32, device=self.device)
-        t = torch.empty((2, h, w), dtype=torch.float32, device=self.device)
         hole = torch.empty((2, h, w), dtype=torch.uint8, device=self.device)
         images = torch.empty((2, ch, h, w), dtype=c.dtype, device=self.device)
 
