@@ -311,6 +311,7 @@ def test_precision_helpers():
 def test_head_chunking_does_not_change_results(model):
     x = torch.randn(3, 3, 42, 56, generator=torch.Generator().manual_seed(0))
     head = model.depth_head
+    saved = (head.frame_chunk, head.chunk_elements)
     with torch.inference_mode():
         ref = model(x)
         assert head.fine_chunk(3, 3, 4) == 3  # small maps: one chunk under the default budget
@@ -322,5 +323,5 @@ def test_head_chunking_does_not_change_results(model):
             assert head.fine_chunk(3, 3, 4) == 2
             budget = model(x)
         finally:
-            head.frame_chunk, head.chunk_elements = None, 1 << 25
+            head.frame_chunk, head.chunk_elements = saved
     assert torch.allclose(chunked, ref, atol=1e-5) and torch.allclose(budget, ref, atol=1e-5)

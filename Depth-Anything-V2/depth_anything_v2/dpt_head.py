@@ -63,7 +63,7 @@ class DPTHead(nn.Module):
         output_activation: str = "sigmoid",
         output_fp32: bool = False,
         frame_chunk: int | None = None,
-        chunk_elements: int = 1 << 25,
+        chunk_elements: int = 1 << 23,
     ) -> None:
         super().__init__()
         if use_bn or use_clstoken:

@@ -40,7 +40,7 @@ class DPTHeadTemporal(DPTHead):
         num_frames: int = 32,
         pe: str = "ape",
         frame_chunk: int | None = None,
-        chunk_elements: int = 1 << 25,
+        chunk_elements: int = 1 << 23,
     ) -> None:
         super().__init__(
             in_channels, features, use_bn, out_channels=out_channels, use_clstoken=use_clstoken,
