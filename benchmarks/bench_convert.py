@@ -14,10 +14,15 @@ given, which does not change the speed):
    depth (target: within 2 %). ``--ablation`` also runs each change alone.
 
 The clip is ``--clip`` (looped to the needed length, e.g. the bundled sample in assets/) or a
-synthetic moving scene. Example (about 15 minutes on a 2-core machine)::
+synthetic moving scene. On a shared 2-core machine use ``--threads 1``: with 2 OpenMP threads and
+other load, small kernels slowed down by up to 10x in our runs. Examples (2-core VM, 1 thread)::
 
-    python benchmarks/bench_convert.py --threads 2
-    python benchmarks/bench_convert.py --skip_sweep --compare_size 518 --compare_frames 66
+    # sweep 60/300/600 frames at input 140 (about 11 min)
+    python benchmarks/bench_convert.py --clip assets/big_buck_bunny_3s.mp4 --skip_compare --threads 1
+    # original vs fast at input 266 with the ablations (about 8 min)
+    python benchmarks/bench_convert.py --clip assets/big_buck_bunny_3s.mp4 --skip_sweep --threads 1 --ablation
+    # original vs fast at the default input size 518 (about 15 min)
+    python benchmarks/bench_convert.py --clip assets/big_buck_bunny_3s.mp4 --skip_sweep --threads 1 --compare_size 518
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ PRESETS = {
     "fast": {"metric_every": 4, "precision": "bf16"},
     "every4_fp32": {"metric_every": 4, "precision": "fp32"},
     "every1_bf16": {"metric_every": 1, "precision": "bf16"},
+    "original_no_reuse": {"metric_every": 1, "precision": "fp32", "reuse_keyframe_features": False},
+    "fast_no_reuse": {"metric_every": 4, "precision": "bf16", "reuse_keyframe_features": False},
 }
 STAGES = ("decode", "vda", "dav2", "fit", "encode")
 
@@ -54,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare_size", type=int, default=266, help="network input size of the comparison (default 266)")
     p.add_argument("--compare_frames", type=int, default=66, help="frames of the comparison (default 66: 3 windows)")
     p.add_argument("--repeats", type=int, default=1, help="comparison rounds (each runs every configuration once)")
-    p.add_argument("--ablation", action="store_true", help="also time metric_every 4 alone and bf16 alone")
+    p.add_argument("--ablation", action="store_true",
+                   help="also time metric_every 4 alone, bf16 alone, and both configurations without the VDA "
+                        "keyframe feature reuse")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--vda_checkpoint", default=None, help="real vits checkpoint (default: procedural weights)")
@@ -251,7 +260,8 @@ def main(argv=None) -> int:
 
         if not args.skip_compare:
             models = load_models(ckpt, device)
-            presets = ["original", "fast"] + (["every4_fp32", "every1_bf16"] if args.ablation else [])
+            presets = ["original", "fast"] + (
+                ["every4_fp32", "every1_bf16", "original_no_reuse", "fast_no_reuse"] if args.ablation else [])
             runs: dict[str, list[dict]] = {p: [] for p in presets}
             for round_ in range(args.repeats):
                 order = presets if round_ % 2 == 0 else presets[::-1]
@@ -271,7 +281,8 @@ def main(argv=None) -> int:
                   f"{100 * diff['median']:.2f} % (p95 {100 * diff['p95']:.2f} %, "
                   f"{'OK' if diff['median'] <= 0.02 else 'above'} the 2 % target)", flush=True)
             for p in presets[2:]:
-                print(f"  {p}: {best['original'] / best[p]:.2f}x", flush=True)
+                print(f"  {p}: {best[p]:.3f} s/frame, {best['original'] / best[p]:.2f}x faster than original",
+                      flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
