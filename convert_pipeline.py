@@ -56,7 +56,7 @@ from depth_anything_v2.transform import network_input_size
 from depth_codec import DepthVideoWriter, depth_step
 from video_depth_anything.inference import INFER_LEN, KEYFRAMES, VideoDepthStream, video_input_size
 from video_depth_anything.video_depth import PATCH_SIZE
-from video_io import VideoDecodeError, VideoReader, ensure_writable_dir
+from video_io import VideoDecodeError, VideoReader, ensure_writable_dir, probe_video
 
 __all__ = [
     "MODELS",
@@ -817,11 +817,25 @@ def convert_batch(
     many = len(inputs) > 1
     outer = progress_bar(total=len(inputs), desc="videos", unit="video", disable=not (many and options.progress),
                          position=0)
+    # Open every input first (cheap), so that a missing or unreadable file is reported before the
+    # networks are loaded (which can take long, or fail for want of a checkpoint).
+    problems: dict[int, str] = {}
+    for k, path in enumerate(inputs):
+        if skip_existing and output_path_for(path, out_dir).exists():
+            continue
+        try:
+            probe_video(path)
+        except CliError as exc:
+            if not many:
+                raise
+            problems[k] = " ".join(str(exc).split())
     with outer:
-        for path in inputs:
+        for k, path in enumerate(inputs):
             output = output_path_for(path, out_dir)
             if skip_existing and output.exists():
                 result = VideoResult(input=Path(path), output=output, status="skipped")
+            elif k in problems:
+                result = VideoResult(input=Path(path), output=output, status="failed", error=problems[k])
             else:
                 if loaded is None:
                     loaded = models()  # type: ignore[operator]

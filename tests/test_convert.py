@@ -499,3 +499,22 @@ def test_bundled_sample_clip(tmp_path, checkpoints):
                                               "--max_len", "30", "--metric_every", "2"))
     assert code == 0
     check_depth_video(tmp_path / "big_buck_bunny_3s_depth.mkv", 30, fps, height, width, 6.0)
+
+
+def test_bad_inputs_are_reported_before_the_networks_load(tmp_path, clip24, capsys):
+    """A missing file fails at once (no checkpoint lookup, no download attempt)."""
+    calls = []
+
+    def models():
+        calls.append(1)
+        raise AssertionError("the networks must not be loaded")
+
+    options = cp.ConvertOptions(input_size=28, progress=False)
+    with pytest.raises(cp.CliError, match="no such file"):
+        cp.convert_batch([tmp_path / "missing.mp4"], tmp_path / "out", models, options)
+    assert calls == []
+    # in a batch the bad file is listed as failed and the good one is still converted
+    results = cp.convert_batch([tmp_path / "missing.mp4", clip24], tmp_path / "out",
+                               lambda: cp.Models(vda=StubVDA(), dav2=StubDAV2()), options, report=lambda _: None)
+    assert [r.status for r in results] == ["failed", "ok"]
+    assert "no such file" in results[0].error and results[1].frames == 24
