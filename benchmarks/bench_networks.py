@@ -8,7 +8,13 @@ VDA is timed on ``forward`` of one ``(1, frames, 3, S, S)`` clip; DA-V2 on ``inf
 ``--reference`` also times an *upstream-equivalent* computation written for this benchmark (same weights,
 the official computation order: explicit softmax attention, frame-major temporal rearrangements around each
 attention, upsample-then-1x1-conv fusion, whole clip in one batch) interleaved with ours, and reports the
-speed-up and the max output difference, so the comparison is made within one run on a noisy machine.
+speed-up (wall time, and process CPU time, which is less sensitive to other load) and the max output
+difference, so the comparison is made within one run on a noisy machine.
+
+On a shared CPU, ``OMP_WAIT_POLICY=PASSIVE`` in the environment keeps idle OpenMP threads from spinning and
+makes the numbers steadier. Example::
+
+    python benchmarks/bench_networks.py --models vda --encoders vits --input_size 196 --reference
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import argparse
 import ctypes
 import gc
 import json
-import math
 import statistics
 import sys
 import threading
@@ -25,7 +30,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import psutil
 import torch
 import torch.nn.functional as F
