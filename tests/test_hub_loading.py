@@ -156,8 +156,10 @@ def test_unreadable_checkpoints(tmp_path):
     torch.save([torch.zeros(1)], notdict)
     with pytest.raises(CheckpointError, match="not a state_dict"):
         read_state_dict(notdict)
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="absent.pth does not exist"):
         load_video_depth_anything("vits", checkpoint=tmp_path / "absent.pth")
+    with pytest.raises(CheckpointError, match="is not a file.*video_depth_anything_vits.pth"):
+        load_video_depth_anything("vits", checkpoint=tmp_path)
 
 
 def _isolate(monkeypatch, tmp_path, metric: bool = True, encoder: str = "vitl"):

@@ -182,7 +182,8 @@ def resolve_checkpoint(spec: CheckpointSpec, checkpoint: str | os.PathLike | Non
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
-            raise CheckpointError(f"checkpoint file {path} does not exist: pass the path of a {spec.filename} file")
+            what = "is not a file" if path.exists() else "does not exist"
+            raise CheckpointError(f"checkpoint {path} {what}: pass the path of a {spec.filename} file")
         return path
     if spec.local_path.is_file():
         return spec.local_path
