@@ -220,10 +220,8 @@ download_weights() {
 """Fetch the selected checkpoints; on failure list what is missing and how to get it by hand."""
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 PROG = "install_mvda.sh"
 repo = Path(sys.argv[1])
@@ -233,7 +231,7 @@ metric_encoders = sys.argv[4].split(",")
 metric_models = sys.argv[5].split(",")
 
 try:
-    from depth_anything_v2.hub import DAV2_METRIC_CHECKPOINTS, CheckpointError, download_checkpoint
+    from depth_anything_v2.hub import DAV2_METRIC_CHECKPOINTS, CheckpointError, download_checkpoint, hub_unreachable
     from video_depth_anything.hub import VDA_CHECKPOINTS
 except ImportError as exc:
     print(f"{PROG}: error: cannot import the project ({exc}); run bash install_mvda.sh without "
@@ -251,19 +249,6 @@ wanted += [(DAV2_METRIC_CHECKPOINTS[(m, e)], DAV2_DIR) for m in metric_models fo
 
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def hub_unreachable() -> str | None:
-    """Why the hub cannot be reached (a quick DNS + TCP check), or None when it can."""
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=10).close()
-    except OSError as exc:
-        return f"cannot reach {constants.ENDPOINT}: {exc.strerror or exc}"
-    return None
 
 
 def first_missing_dir(folder: Path) -> Path | None:

@@ -15,6 +15,7 @@ The generic helpers here (:class:`CheckpointSpec`, :func:`resolve_checkpoint`,
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,25 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def hub_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached (one quick DNS + TCP check), or None when it can.
+
+    Checked once before a download so that a machine without network fails at once with one clear
+    message instead of going through huggingface_hub's retries for every file.
+    """
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"cannot reach {constants.ENDPOINT}: {exc.strerror or exc}"
+    return None
+
+
 def _missing_message(spec: CheckpointSpec, reason: str) -> str:
     return (
         f"checkpoint {spec.filename} not found ({reason}): download it from the Hugging Face repo {spec.repo_id} "
@@ -192,12 +212,20 @@ def resolve_checkpoint(spec: CheckpointSpec, checkpoint: str | os.PathLike | Non
     from huggingface_hub import hf_hub_download
 
     offline = _offline()
+    unreachable = None if offline else hub_unreachable()
     try:
+        # Without a connection only the local Hugging Face cache is consulted (no retries).
         return Path(
-            hf_hub_download(spec.repo_id, spec.filename, cache_dir=_hub_cache_dir(), local_files_only=offline)
+            hf_hub_download(spec.repo_id, spec.filename, cache_dir=_hub_cache_dir(),
+                            local_files_only=offline or unreachable is not None)
         )
     except Exception as exc:  # network, offline mode, missing cache entry, HTTP errors: one clear message
-        reason = "offline mode and not in the Hugging Face cache" if offline else f"download failed: {type(exc).__name__}"
+        if offline:
+            reason = "offline mode and not in the Hugging Face cache"
+        elif unreachable is not None:
+            reason = f"{unreachable} and not in the Hugging Face cache"
+        else:
+            reason = f"download failed: {type(exc).__name__}"
         raise CheckpointError(_missing_message(spec, reason)) from exc
 
 
