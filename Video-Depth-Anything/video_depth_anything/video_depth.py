@@ -15,24 +15,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from depth_anything_v2.dinov2 import DINOv2
+from depth_anything_v2.dpt import INTERMEDIATE_LAYER_IDX as _DAV2_INTERMEDIATE_LAYER_IDX
+from depth_anything_v2.dpt import MODEL_CONFIGS as _DAV2_MODEL_CONFIGS
 
 from .dpt_temporal import DPTHeadTemporal
 
 __all__ = ["MODEL_CONFIGS", "INTERMEDIATE_LAYER_IDX", "VideoDepthAnything"]
 
-#: Constructor arguments of each official model size (relative and metric models share them).
-MODEL_CONFIGS: dict[str, dict] = {
-    "vits": {"encoder": "vits", "features": 64, "out_channels": [48, 96, 192, 384]},
-    "vitb": {"encoder": "vitb", "features": 128, "out_channels": [96, 192, 384, 768]},
-    "vitl": {"encoder": "vitl", "features": 256, "out_channels": [256, 512, 1024, 1024]},
-}
-
-#: Encoder blocks whose outputs feed the four DPT pyramid levels.
-INTERMEDIATE_LAYER_IDX: dict[str, list[int]] = {
-    "vits": [2, 5, 8, 11],
-    "vitb": [2, 5, 8, 11],
-    "vitl": [4, 11, 17, 23],
-}
+#: Constructor arguments of each official model size (relative and metric models share them) and the
+#: encoder blocks that feed the four DPT pyramid levels: the same table as Depth-Anything-V2's, whose
+#: encoder and head widths Video-Depth-Anything reuses.
+MODEL_CONFIGS: dict[str, dict] = _DAV2_MODEL_CONFIGS
+INTERMEDIATE_LAYER_IDX: dict[str, list[int]] = _DAV2_INTERMEDIATE_LAYER_IDX
 
 PATCH_SIZE = 14
 
