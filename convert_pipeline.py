@@ -47,15 +47,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 import depth_fit
 from cli_utils import CliError, progress_bar
 from depth_anything_v2.transform import network_input_size
 from depth_codec import DepthVideoWriter, depth_step
-from video_depth_anything.inference import INFER_LEN, KEYFRAMES, VideoDepthStream, video_input_size
-from video_depth_anything.video_depth import PATCH_SIZE
+from video_depth_anything.inference import VideoDepthStream, video_input_size
+from video_depth_anything.keyframe_cache import KeyframeFeatureCache
 from video_io import VideoDecodeError, VideoReader, ensure_writable_dir, probe_video
 
 __all__ = [
@@ -65,7 +64,6 @@ __all__ = [
     "ConvertOptions",
     "Models",
     "StageTimer",
-    "KeyframeFeatureCache",
     "VideoResult",
     "load_models",
     "collect_inputs",
@@ -265,61 +263,6 @@ class VideoResult:
         if self.clamps.near:
             text += f", raised to the near limit: {self.clamps.near} px"
         return text + f" -> {self.output}"
-
-
-class KeyframeFeatureCache(nn.Module):
-    """Video-Depth-Anything for :class:`VideoDepthStream` that encodes each input frame only once.
-
-    Every window after the first starts with the 10 *keyframe* inputs of the previous window
-    (positions :data:`KEYFRAMES`). The DINOv2 encoder works on each frame independently, so their
-    encoder features are the same as in the previous window: this wrapper keeps them and encodes only
-    the 22 new frames (32 -> 22 encoder passes per window, the encoder being most of VDA's cost). The
-    temporal head still sees all 32 frames. Reuse happens only when the first 10 inputs are equal to
-    the stored keyframe inputs (``torch.equal``), so any other caller gets ``model(x)``'s result.
-
-    The output equals ``model(x)`` up to float rounding (the encoder runs on batches of a different
-    size), and has the same ``(1, T, h, w)`` shape, ReLU and resize as
-    :meth:`VideoDepthAnything.forward`.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.metric = bool(model.metric)
-        self._inputs: torch.Tensor | None = None  # (10, 3, h, w) keyframe inputs of the last window
-        self._features: tuple | None = None  # their encoder features, per level (tokens, cls)
-        self.frames_encoded = 0
-        self.frames_reused = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, _, h, w = x.shape
-        if b != 1:
-            return self.model(x)
-        frames = x[0]
-        n = len(KEYFRAMES)
-        if (self._inputs is not None and t > n and self._inputs.shape == frames[:n].shape
-                and self._inputs.dtype == frames.dtype and torch.equal(self._inputs, frames[:n])):
-            fresh = self.model.encode(frames[n:])
-            features = tuple(
-                (torch.cat([old_t, new_t.to(old_t.dtype)]), torch.cat([old_c, new_c.to(old_c.dtype)]))
-                for (old_t, old_c), (new_t, new_c) in zip(self._features, fresh)
-            )
-            self.frames_encoded += t - n
-            self.frames_reused += n
-        else:
-            features = self.model.encode(frames)
-            self.frames_encoded += t
-        if t == INFER_LEN:
-            keep = list(KEYFRAMES)
-            self._inputs = frames[keep].clone()
-            self._features = tuple((tokens[keep], cls[keep]) for tokens, cls in features)
-        else:
-            self._inputs = self._features = None
-        depth = self.model.head(features, h // PATCH_SIZE, w // PATCH_SIZE, t)
-        del features
-        if depth.shape[-2:] != (h, w):
-            depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
-        return F.relu(depth).squeeze(1).unflatten(0, (b, t))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -469,6 +469,7 @@ def test_keyframe_feature_cache_matches_the_plain_network(checkpoints):
     """Encoding each frame once gives the plain stream's result (3 windows, keyframes reused twice)."""
     from video_depth_anything.hub import load_video_depth_anything
     from video_depth_anything.inference import VideoDepthStream
+    from video_depth_anything.keyframe_cache import KeyframeFeatureCache
 
     model = load_video_depth_anything("vits", checkpoint=checkpoints["vda"], device="cpu")
     frames = synthetic_frames(45, 24, 32, seed=11)
@@ -478,7 +479,7 @@ def test_keyframe_feature_cache_matches_the_plain_network(checkpoints):
         out = [d for f in frames for d in stream.push(f)] + stream.flush()
         return np.stack(out)
 
-    cached = cp.KeyframeFeatureCache(model)
+    cached = KeyframeFeatureCache(model)
     plain_depth, cached_depth = run(model), run(cached)
     assert cached.frames_reused == 20 and cached.frames_encoded == 3 * 32 - 20
     # outputs O(1-10); only the encoder batch sizes differ (observed: bit-identical on this CPU)

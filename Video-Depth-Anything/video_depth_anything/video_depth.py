@@ -105,14 +105,17 @@ class VideoDepthAnything(nn.Module):
         if x.dim() != 5:
             raise ValueError(f"expected input of shape (B, T, 3, H, W), got {tuple(x.shape)}")
         b, t, _, h, w = x.shape
-        patch_h, patch_w = h // PATCH_SIZE, w // PATCH_SIZE
-        features = self.encode(x.flatten(0, 1))
-        depth = self.head(features, patch_h, patch_w, t)
+        return self.decode(self.encode(x.flatten(0, 1)), b, t, h, w)
+
+    def decode(self, features: tuple, batch: int, frames: int, height: int, width: int) -> torch.Tensor:
+        """Encoder features of ``batch * frames`` images (as :meth:`encode` returns them) -> depth
+        ``(batch, frames, height, width)``: temporal head, resize to the input size, ReLU."""
+        depth = self.head(features, height // PATCH_SIZE, width // PATCH_SIZE, frames)
         del features
-        if depth.shape[-2:] != (h, w):
-            depth = F.interpolate(depth, size=(h, w), mode="bilinear", align_corners=True)
+        if depth.shape[-2:] != (height, width):
+            depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=True)
         depth = F.relu(depth)
-        return depth.squeeze(1).unflatten(0, (b, t))
+        return depth.squeeze(1).unflatten(0, (batch, frames))
 
     def infer_video_depth(
         self,
