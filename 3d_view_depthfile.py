@@ -17,20 +17,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli_utils import CliError, non_negative_int, positive_float, positive_int, run_cli
+from cli_utils import CliError, non_negative_float, non_negative_int, positive_float, positive_int, run_cli
 
 PROG = "3d_view_depthfile.py"
 RENDER_SUFFIXES = (".mp4", ".mkv", ".mov")
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (0.0 <= value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--point_cloud", action="store_true", help="draw points instead of a mesh")
     parser.add_argument("--remove_edges", action="store_true",
                         help="drop triangles that span a depth discontinuity (and flying points)")
-    parser.add_argument("--edge_threshold", type=_non_negative_float, default=None,
+    parser.add_argument("--edge_threshold", type=non_negative_float, default=None,
                         help="relative depth jump treated as a discontinuity by --remove_edges "
                              "(default 0.05: max depth > 1.05 x min depth within a triangle)")
     parser.add_argument("--max_frames", type=positive_int, default=None,
