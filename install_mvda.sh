@@ -19,7 +19,7 @@ Set up metric video depth anything in the active Python environment (activate a 
 environment first if you want one):
   1. pip install torch==2.13.0 (only when torch is not importable; on Linux x86_64 PyPI serves a
      CUDA build), then `pip install -e .` of this folder (plus the test tools with --dev), and the
-     3D viewer's open3d (open3d-cpu on Linux x86_64, open3d elsewhere; Debian's libusb-1.0-0 too);
+     3D viewer's open3d (open3d-cpu on Linux x86_64, open3d elsewhere; Debian's libusb-1.0-0 libegl1 libgl1 too);
      with --dev on Debian/Ubuntu, also the Debian packages the tests need (run as root, or it tells
      you what to install): libusb-1.0-0 libegl1 libgl1 xvfb xdotool imagemagick libvulkan1
      mesa-vulkan-drivers;
@@ -146,20 +146,27 @@ install_test_deb_packages() {
     fi
 }
 
-install_libusb() {
-    # open3d's Linux wheels link libusb-1.0.so.0 (Debian/Ubuntu package libusb-1.0-0).
+install_viewer_libs() {
+    # open3d's Linux wheels link libusb-1.0.so.0, libEGL.so.1 and libGL.so.1 (Debian/Ubuntu packages
+    # libusb-1.0-0, libegl1, libgl1), which a minimal system lacks.
     [[ "$(uname -s)" == Linux ]] || return 0
-    if ldconfig -p 2>/dev/null | grep -q 'libusb-1\.0\.so\.0'; then return 0; fi
+    local pair lib pkg missing=()
+    for pair in "libusb-1\.0\.so\.0 libusb-1.0-0" "libEGL\.so\.1 libegl1" "libGL\.so\.1 libgl1"; do
+        read -r lib pkg <<<"$pair"
+        ldconfig -p 2>/dev/null | grep -q "$lib" || missing+=("$pkg")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-        say "installing Debian package libusb-1.0-0 (needed by open3d)"
-        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1; then
+        say "installing Debian packages needed by open3d (the 3D viewer): ${missing[*]}"
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+                >/dev/null 2>&1; then
             DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || true
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null \
-                || warn "could not install libusb-1.0-0; the 3D viewer may not start"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+                >/dev/null || warn "could not install ${missing[*]}; the 3D viewer may not start"
         fi
     else
-        warn "libusb-1.0.so.0 not found: the 3D viewer (open3d) needs it; install it with" \
-             "'sudo apt-get install libusb-1.0-0' (Debian/Ubuntu) or your system's package manager"
+        warn "the 3D viewer (open3d) needs ${missing[*]} (Debian/Ubuntu package names): install them with" \
+             "'sudo apt-get install ${missing[*]}' or your system's package manager"
     fi
 }
 
@@ -186,12 +193,12 @@ install_packages() {
     local target="$REPO"
     if [[ $DEV == 1 ]]; then
         target="$REPO[test]"
-        install_test_deb_packages  # first, so that install_libusb finds libusb-1.0-0 in place
+        install_test_deb_packages  # first, so that install_viewer_libs finds its libraries in place
     fi
     say "installing this project (pip install -e '$target')"
     pip_install --quiet -e "$target"
 
-    install_libusb
+    install_viewer_libs
     local viewer="open3d"
     [[ "$(uname -s)/$(uname -m)" == Linux/x86_64 ]] && viewer="open3d-cpu"
     if installed open3d-cpu open3d; then

@@ -169,6 +169,7 @@ def test_readme_main_job_uses_the_bundled_clip():
 # --------------------------------------------------------------------------------------------------
 # --dev: the tests' Debian packages (fake apt-get / dpkg-query / id / ldconfig, recorded pip)
 # --------------------------------------------------------------------------------------------------
+VIEWER_LIBS = ["libusb-1.0.so.0", "libEGL.so.1", "libGL.so.1"]  # linked by open3d's Linux wheels
 TEST_DEBS = ["libusb-1.0-0", "libegl1", "libgl1", "xvfb", "xdotool", "imagemagick", "libvulkan1",
              "mesa-vulkan-drivers"]
 FAKES = {
@@ -183,7 +184,8 @@ FAKES = {
                '    echo "$a" >> "$FAKE_DPKG_DB"; fi\n'
                'done\n',
     "id": 'echo "$FAKE_UID"\n',
-    "ldconfig": 'echo "libusb-1.0.so.0 (libc6,x86-64) => /usr/lib/libusb-1.0.so.0"\n',
+    # ldconfig -p: the shared libraries listed in $FAKE_LDCONFIG
+    "ldconfig": 'cat "$FAKE_LDCONFIG"\n',
 }
 
 
@@ -208,9 +210,11 @@ def fake_system(tmp_path_factory) -> dict[str, str]:
     state.mkdir()
     for name in ("dpkg_db", "apt.log", "pip.log"):
         (state / name).write_text("")
+    (state / "ldconfig").write_text("".join(f"\t{lib} (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/{lib}\n"
+                                            for lib in VIEWER_LIBS))
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHON": str(python),
             "FAKE_DPKG_DB": str(state / "dpkg_db"), "FAKE_APT_LOG": str(state / "apt.log"),
-            "FAKE_PIP_LOG": str(state / "pip.log"), "FAKE_UID": "0"}
+            "FAKE_PIP_LOG": str(state / "pip.log"), "FAKE_UID": "0", "FAKE_LDCONFIG": str(state / "ldconfig")}
 
 
 def read_lines(path: str) -> list[str]:
@@ -249,3 +253,21 @@ def test_without_dev_no_test_debian_packages(repo, fake_system):
     assert read_lines(fake_system["FAKE_APT_LOG"]) == []
     assert "Debian packages" not in result.stdout + result.stderr
     assert any(line.endswith(f"-e {repo}") for line in read_lines(fake_system["FAKE_PIP_LOG"]))
+
+
+def test_without_dev_installs_missing_viewer_libraries_as_root(repo, fake_system):
+    Path(fake_system["FAKE_LDCONFIG"]).write_text(
+        "\tlibusb-1.0.so.0 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libusb-1.0.so.0\n")
+    result = run(["--no-weights"], repo, **fake_system)
+    assert result.returncode == 0, result.stderr
+    assert read_lines(fake_system["FAKE_APT_LOG"]) == ["install -y -qq --no-install-recommends libegl1 libgl1"]
+    assert "installing Debian packages needed by open3d (the 3D viewer): libegl1 libgl1" in result.stdout
+
+
+def test_without_dev_names_missing_viewer_libraries_to_a_user(repo, fake_system):
+    Path(fake_system["FAKE_LDCONFIG"]).write_text("")
+    result = run(["--no-weights"], repo, **dict(fake_system, FAKE_UID="1000"))
+    assert result.returncode == 0, result.stderr
+    assert read_lines(fake_system["FAKE_APT_LOG"]) == []
+    (hint,) = [line for line in result.stderr.splitlines() if "open3d" in line]
+    assert "sudo apt-get install libusb-1.0-0 libegl1 libgl1" in hint
