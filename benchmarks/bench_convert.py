@@ -60,7 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input_size", type=int, default=140, help="network input size of the sweep (default 140)")
     p.add_argument("--compare_size", type=int, default=266, help="network input size of the comparison (default 266)")
     p.add_argument("--compare_frames", type=int, default=66, help="frames of the comparison (default 66: 3 windows)")
+    p.add_argument("--encoder", default="vits", choices=["vits", "vitb", "vitl"],
+                   help="VDA encoder of the sweep (default vits)")
+    p.add_argument("--metric_encoder", default="vits", choices=["vits", "vitb", "vitl"],
+                   help="DA-V2 metric encoder of the sweep (default vits)")
+    p.add_argument("--compare_encoder", default=None, choices=["vits", "vitb", "vitl"],
+                   help="VDA encoder of the comparison (default: --encoder; the original tool used vitl)")
+    p.add_argument("--compare_metric_encoder", default=None, choices=["vits", "vitb", "vitl"],
+                   help="DA-V2 metric encoder of the comparison (default: --metric_encoder; the original used vitl)")
     p.add_argument("--repeats", type=int, default=1, help="comparison rounds (each runs every configuration once)")
+    p.add_argument("--presets", nargs="+", default=None, choices=sorted(PRESETS),
+                   help="configurations to compare (default: original fast, plus the ablations with --ablation)")
     p.add_argument("--ablation", action="store_true",
                    help="also time metric_every 4 alone, bf16 alone, and both configurations without the VDA "
                         "keyframe feature reuse")
@@ -126,7 +136,8 @@ def make_clip(path: Path, frames: int, args: argparse.Namespace) -> Path:
     return path
 
 
-def make_checkpoints(folder: Path) -> dict[str, Path]:
+def make_checkpoints(folder: Path, encoder: str, metric_encoder: str) -> dict[str, Path]:
+    """Procedural (pf-v1) checkpoints of the two networks in ``folder`` (reused when present)."""
     import torch
 
     from depth_anything_v2.dpt import MODEL_CONFIGS as DC
@@ -135,15 +146,15 @@ def make_checkpoints(folder: Path) -> dict[str, Path]:
     from video_depth_anything.video_depth import MODEL_CONFIGS as VC
     from video_depth_anything.video_depth import VideoDepthAnything
 
-    vda, dav2 = folder / "vda_vits.pth", folder / "dav2_vits.pth"
+    vda, dav2 = folder / f"vda_{encoder}.pth", folder / f"dav2_{metric_encoder}.pth"
     with torch.device("meta"):  # only the architecture is needed: no memory, no random init
-        vda_model = VideoDepthAnything(**VC["vits"])
-        dav2_model = DepthAnythingV2(**DC["vits"], max_depth=20.0)
+        vda_model = VideoDepthAnything(**VC[encoder])
+        dav2_model = DepthAnythingV2(**DC[metric_encoder], max_depth=20.0)
     if not vda.exists():
         write_procedural_checkpoint(vda_model, vda)
     if not dav2.exists():
         write_procedural_checkpoint(dav2_model, dav2)
-    return {"vda": vda, "dav2": dav2}
+    return {"vda": vda, "dav2": dav2, "encoder": encoder, "metric_encoder": metric_encoder}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -167,10 +178,10 @@ def run_conversion(models, clip: Path, out_dir: Path, input_size: int, preset: s
     }
 
 
-def load_models(ckpt: dict[str, Path], device):
+def load_models(ckpt: dict, device):
     import convert_pipeline as cp
 
-    return cp.load_models("vda+dav2", "vits", "vits", "hypersim", device,
+    return cp.load_models("vda+dav2", ckpt["encoder"], ckpt["metric_encoder"], "hypersim", device,
                           vda_checkpoint=ckpt["vda"], metric_checkpoint=ckpt["dav2"])
 
 
@@ -183,7 +194,7 @@ def child_main(config: dict) -> None:
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
     device = resolve_device(config["device"])
-    models = load_models({k: Path(v) for k, v in config["checkpoints"].items()}, device)
+    models = load_models(config["checkpoints"], device)
     rss_models = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     res = run_conversion(models, Path(config["clip"]), Path(config["out_dir"]), config["input_size"],
                          config["preset"], device, max_len=config["max_len"])
@@ -225,16 +236,20 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_convert_") as tmp:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        ckpt = make_checkpoints(work)
-        if args.vda_checkpoint:
-            ckpt["vda"] = Path(args.vda_checkpoint)
-        if args.metric_checkpoint:
-            ckpt["dav2"] = Path(args.metric_checkpoint)
+        def checkpoints(encoder: str, metric_encoder: str) -> dict:
+            ckpt = make_checkpoints(work, encoder, metric_encoder)
+            if args.vda_checkpoint:
+                ckpt["vda"] = Path(args.vda_checkpoint)
+            if args.metric_checkpoint:
+                ckpt["dav2"] = Path(args.metric_checkpoint)
+            return ckpt
         longest = max(args.lengths + [args.compare_frames])
         clip = make_clip(work / f"clip_{longest}.mp4", longest, args)
         print(f"clip {clip.name}: {longest} frames; device {device}, {torch.get_num_threads()} threads", flush=True)
 
         if not args.skip_sweep:
+            ckpt = checkpoints(args.encoder, args.metric_encoder)
+            print(f"sweep: VDA {args.encoder}, DA-V2 {args.metric_encoder}", flush=True)
             sweep = []
             for length in args.lengths:
                 config = {"clip": str(clip), "out_dir": str(work / f"sweep_{length}"), "input_size": args.input_size,
@@ -259,9 +274,14 @@ def main(argv=None) -> int:
                   f"({'OK' if ratio <= 1.25 else 'FAIL'}: limit 1.25x)", flush=True)
 
         if not args.skip_compare:
-            models = load_models(ckpt, device)
-            presets = ["original", "fast"] + (
-                ["every4_fp32", "every1_bf16", "original_no_reuse", "fast_no_reuse"] if args.ablation else [])
+            enc = args.compare_encoder or args.encoder
+            menc = args.compare_metric_encoder or args.metric_encoder
+            models = load_models(checkpoints(enc, menc), device)
+            report["compare_models"] = {"encoder": enc, "metric_encoder": menc}
+            print(f"comparison: VDA {enc}, DA-V2 {menc}", flush=True)
+            extra = ["every4_fp32", "every1_bf16", "original_no_reuse", "fast_no_reuse"] if args.ablation else []
+            presets = ["original", "fast"] + [p for p in (args.presets or []) + extra if p not in ("original", "fast")]
+            presets = list(dict.fromkeys(presets))
             runs: dict[str, list[dict]] = {p: [] for p in presets}
             for round_ in range(args.repeats):
                 order = presets if round_ % 2 == 0 else presets[::-1]
