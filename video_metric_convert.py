@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> ConvertOptions:
     """Resolve device and precision and build the :class:`ConvertOptions` (raises CliError)."""
-    from depth_anything_v2.device import default_precision, resolve_device
+    from depth_anything_v2.device import default_precision, precision_warning, resolve_device
 
     try:
         device = resolve_device(args.device)
@@ -82,6 +82,9 @@ def options_from_args(args: argparse.Namespace) -> ConvertOptions:
         precision = "fp32"
     else:
         precision = args.precision or default_precision(device)
+    slow = precision_warning(device, precision)
+    if slow:
+        log.warning(slow)
     if args.model == "vda-metric" and args.fit != "rolling":
         log.warning("--fit is ignored with --model vda-metric (its output is already metric)")
     if args.metric_every != 1 and (args.model == "vda-metric" or args.fit == "global"):

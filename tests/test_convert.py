@@ -519,3 +519,21 @@ def test_bad_inputs_are_reported_before_the_networks_load(tmp_path, clip24, caps
                                lambda: cp.Models(vda=StubVDA(), dav2=StubDAV2()), options, report=lambda _: None)
     assert [r.status for r in results] == ["failed", "ok"]
     assert "no such file" in results[0].error and results[1].frames == 24
+
+
+def test_emulated_cpu_precision_is_warned_about(checkpoints, monkeypatch, caplog):
+    import depth_anything_v2.device as device_helpers
+
+    parser = video_metric_convert.build_parser()
+    monkeypatch.setattr(device_helpers, "cpu_has_native", lambda name: name != "bf16")  # a CPU without bf16
+    with caplog.at_level("WARNING"):
+        options = video_metric_convert.options_from_args(
+            parser.parse_args(cli_args(checkpoints, "--input_video", "x.mp4", "--precision", "bf16")))
+    assert options.precision == "bf16"
+    assert [r.getMessage() for r in caplog.records if "no native bf16 support" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        video_metric_convert.options_from_args(
+            parser.parse_args(cli_args(checkpoints, "--input_video", "x.mp4", "--precision", "fp16")))
+        video_metric_convert.options_from_args(parser.parse_args(cli_args(checkpoints, "--input_video", "x.mp4")))
+    assert not [r for r in caplog.records if "native" in r.getMessage()]

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from depth_anything_v2 import DepthAnythingV2, MODEL_CONFIGS
 from depth_anything_v2.blocks import FeatureFusionBlock
-from depth_anything_v2.device import autocast_context, default_precision, precision_dtype, resolve_device
+from depth_anything_v2.device import (autocast_context, cpu_has_native, default_precision, precision_dtype,
+                                     precision_warning, resolve_device)
 from depth_anything_v2.hub import load_strict
 from depth_anything_v2.testing import procedural_state_dict, procedural_tensor, fill_problems, layout_problems, read_manifests
 from depth_anything_v2.transform import network_input_size, prepare_images
@@ -306,6 +307,24 @@ def test_precision_helpers():
         assert (a @ b).dtype == torch.float32
     with autocast_context(torch.device("cpu"), "bf16"):
         assert (a @ b).dtype == torch.bfloat16
+
+
+def test_precision_warning_only_for_emulated_cpu_precisions():
+    assert cpu_has_native("fp32")
+    with pytest.raises(ValueError, match="unknown precision"):
+        cpu_has_native("int8")
+    calls = []
+
+    def native(name):  # a CPU with bf16 but without fp16
+        calls.append(name)
+        return name == "bf16"
+
+    assert precision_warning("cpu", "fp32", native) is None
+    assert precision_warning("cpu", "bf16", native) is None
+    msg = precision_warning(torch.device("cpu"), "fp16", native)
+    assert msg is not None and "no native fp16 support" in msg and "slower than fp32" in msg
+    assert precision_warning("cuda", "fp16", native) is None  # only CPUs are checked
+    assert calls == ["bf16", "fp16"]
 
 
 def test_head_chunking_does_not_change_results(model):

@@ -7,11 +7,20 @@ Autocast always uses ``device.type``; nothing here hard-codes ``"cuda"``.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import ContextManager
 
 import torch
 
-__all__ = ["PRECISIONS", "resolve_device", "autocast_context", "default_precision", "precision_dtype"]
+__all__ = [
+    "PRECISIONS",
+    "resolve_device",
+    "autocast_context",
+    "default_precision",
+    "precision_dtype",
+    "cpu_has_native",
+    "precision_warning",
+]
 
 #: Accepted precision names and the autocast dtype each one selects (``None``: no autocast).
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -79,6 +88,35 @@ def default_precision(device: torch.device | str) -> str:
     """Default compute precision for a device: ``"fp16"`` on CUDA (as the official code), else ``"fp32"``."""
     dev = torch.device(device) if not isinstance(device, torch.device) else device
     return "fp16" if dev.type == "cuda" else "fp32"
+
+
+def cpu_has_native(precision: str) -> bool:
+    """Whether this CPU computes ``precision`` natively (oneDNN's check: AVX-512 BF16 / AMX for bf16,
+    AVX-512 FP16 / AMX-FP16 for fp16). Without it, reduced precision is emulated and usually slower
+    than fp32. ``"fp32"`` is always native."""
+    key = str(precision).strip().lower()
+    precision_dtype(key)  # validates the name
+    if key == "fp32":
+        return True
+    mkldnn = torch.ops.mkldnn
+    check = {"bf16": "_is_mkldnn_bf16_supported", "fp16": "_is_mkldnn_fp16_supported"}[key]
+    return bool(getattr(mkldnn, check)())
+
+
+def precision_warning(
+    device: torch.device | str, precision: str, native: Callable[[str], bool] | None = None
+) -> str | None:
+    """A warning for a precision that will run slowly on ``device``, else ``None``.
+
+    Only the CPU is checked: bf16 or fp16 autocast on a CPU without native support (``native``,
+    :func:`cpu_has_native` by default) is emulated and usually slower than fp32.
+    """
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    key = str(precision).strip().lower()
+    if dev.type != "cpu" or key == "fp32" or (native or cpu_has_native)(key):
+        return None
+    return (f"this CPU has no native {key} support (AVX-512 {key.upper()} or AMX): --precision {key} is "
+            "emulated and likely slower than fp32")
 
 
 def precision_dtype(precision: str) -> torch.dtype | None:
