@@ -300,9 +300,11 @@ def main(argv=None) -> int:
                   f"({'OK' if speedup >= 3 else 'below'} the 3x target); decoded depth median relative difference "
                   f"{100 * diff['median']:.2f} % (p95 {100 * diff['p95']:.2f} %, "
                   f"{'OK' if diff['median'] <= 0.02 else 'above'} the 2 % target)", flush=True)
+            report["compare"]["relative_difference_per_preset"] = per_preset = {}
             for p in presets[2:]:
-                print(f"  {p}: {best[p]:.3f} s/frame, {best['original'] / best[p]:.2f}x faster than original",
-                      flush=True)
+                d = per_preset[p] = median_relative_difference(runs["original"][-1]["output"], runs[p][-1]["output"])
+                print(f"  {p}: {best[p]:.3f} s/frame, {best['original'] / best[p]:.2f}x faster than original; "
+                      f"median relative difference {100 * d['median']:.2f} % (p95 {100 * d['p95']:.2f} %)", flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
