@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli_utils import CliError, non_negative_float, non_negative_int, positive_float, positive_int, run_cli
+from mvda.errors import UserError
+from mvda.cli import non_negative_float, non_negative_int, positive_float, positive_int, run_cli
 
 PROG = "3d_view_depthfile.py"
 RENDER_SUFFIXES = (".mp4", ".mkv", ".mov")
@@ -64,36 +65,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import depth_mesh
-    import depth_viewer
-    from geometry import intrinsics_from_fov
+    from mvda.ops import depth_mesh
+    import mvda.apps.view as depth_viewer
+    from mvda.ops.geometry import intrinsics_from_fov
 
     if args.xfov is None and args.yfov is None:
-        raise CliError("give the camera's field of view with --xfov or --yfov (degrees)")
+        raise UserError("give the camera's field of view with --xfov or --yfov (degrees)")
     if args.edge_threshold is not None and not args.remove_edges:
-        raise CliError("--edge_threshold only applies with --remove_edges")
+        raise UserError("--edge_threshold only applies with --remove_edges")
     if args.render is not None:
         out = Path(args.render)
         if out.suffix.lower() not in RENDER_SUFFIXES:
-            raise CliError(f"--render {out}: use a .mp4, .mkv or .mov file name")
+            raise UserError(f"--render {out}: use a .mp4, .mkv or .mov file name")
         for given in (args.video, args.color_video):
             if given is not None and Path(given).exists() and out.exists() and out.samefile(given):
-                raise CliError(f"--render {out} would overwrite an input video; choose another name")
+                raise UserError(f"--render {out} would overwrite an input video; choose another name")
 
     with depth_viewer.FrameSource(args.video, args.color_video, max_depth=args.max_depth,
                                   max_frames=args.max_frames) as source:
         if args.render is None:
             problem = depth_viewer.display_problem()
             if problem is not None:
-                raise CliError(problem)
+                raise UserError(problem)
         try:
             intr = intrinsics_from_fov(source.width, source.height, args.xfov, args.yfov)
         except ValueError as exc:
-            raise CliError(str(exc)) from None
+            raise UserError(str(exc)) from None
         start = args.draw_frame or 0
         first = source.get(start)
         if first is None:
-            raise CliError(f"--draw_frame {start} is past the end of the video ({source.num_frames} frames)")
+            raise UserError(f"--draw_frame {start} is past the end of the video ({source.num_frames} frames)")
         pose = depth_viewer.resolve_pose(first.depth, args.x, args.y, args.z, args.tx, args.ty, args.tz)
         threshold = args.edge_threshold if args.edge_threshold is not None else depth_mesh.DEFAULT_EDGE_THRESHOLD
         builder = depth_viewer.GeometryBuilder(intr, source.max_depth, point_cloud=args.point_cloud,

@@ -32,8 +32,8 @@ from typing import Iterator
 
 import numpy as np
 
-from cli_utils import CliError
-from video_io import VideoReader, VideoWriter
+from mvda.errors import UserError
+from mvda.io.video import VideoReader, VideoWriter
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
@@ -242,10 +242,10 @@ class DepthVideoWriter:
         metadata: dict[str, str] | None = None,
     ) -> None:
         if not max_depth > 0:
-            raise CliError(f"--max_depth must be > 0, got {max_depth}")
+            raise UserError(f"--max_depth must be > 0, got {max_depth}")
         self.path = Path(path)
         if self.path.suffix.lower() != ".mkv":
-            raise CliError(f"depth videos are written as .mkv (FFV1), got {self.path.name}")
+            raise UserError(f"depth videos are written as .mkv (FFV1), got {self.path.name}")
         self.max_depth = float(max_depth)
         self.stats = DepthStats()
         tags = {TAG_MAX_DEPTH: repr(self.max_depth), TAG_ENCODING: ENCODING_NAME}
@@ -292,7 +292,7 @@ class DepthVideoReader:
     """Stream metric depth frames, (H, W) float32 metres, from an RGB-packed depth video.
 
     ``max_depth`` comes from ``max_depth_flag`` when given, else the file's tag, else 6 m (see
-    :func:`resolve_max_depth`). A colour video passed by mistake (R != G) raises :class:`CliError`
+    :func:`resolve_max_depth`). A colour video passed by mistake (R != G) raises :class:`UserError`
     on the first frame.
     """
 
@@ -304,13 +304,13 @@ class DepthVideoReader:
         encoding = self.info.tag(TAG_ENCODING)
         if (encoding or "").startswith("grey") or self.info.pix_fmt in GREY_PIX_FMTS:
             self._reader.close()
-            raise CliError(
+            raise UserError(
                 f"{self.path}: is a greyscale depth video ({encoding or self.info.pix_fmt}), not an "
                 "RGB-packed metric depth video; pass the *_depth.mkv written by video_metric_convert.py"
             )
         if encoding is not None and encoding != ENCODING_NAME:
             self._reader.close()
-            raise CliError(f"{self.path}: unknown depth encoding {encoding!r} (this version reads "
+            raise UserError(f"{self.path}: unknown depth encoding {encoding!r} (this version reads "
                            f"{ENCODING_NAME!r}); update metric video depth anything")
         self.tagged = self.info.tag(TAG_MAX_DEPTH) is not None
         self.max_depth = resolve_max_depth(self.info.tag(TAG_MAX_DEPTH), max_depth, str(self.path.name))
@@ -336,7 +336,7 @@ class DepthVideoReader:
         """The raw (H, W, 3) uint8 RGB frames, after checking the first one looks like packed depth."""
         for rgb in self._reader:
             if self.frames_read == 0 and not looks_like_packed_depth(rgb):
-                raise CliError(
+                raise UserError(
                     f"{self.path}: does not look like an RGB-packed depth video (its R and G channels "
                     "differ); pass the *_depth.mkv written by video_metric_convert.py"
                 )

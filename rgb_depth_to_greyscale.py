@@ -22,7 +22,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from cli_utils import CliError, positive_float, positive_int, progress_bar, run_cli
+from mvda.errors import UserError
+from mvda.cli import positive_float, positive_int, progress_bar, run_cli
 from depth_codec import (
     GREY8_FULL_SCALE,
     GREY16_FULL_SCALE,
@@ -31,7 +32,7 @@ from depth_codec import (
     DepthVideoReader,
     depth_to_grey,
 )
-from video_io import VideoWriter, ensure_writable_dir
+from mvda.io.video import VideoWriter, ensure_writable_dir
 
 PROG = "rgb_depth_to_greyscale.py"
 OUTPUT_SUFFIX = "_grey_depth.mkv"
@@ -82,7 +83,7 @@ class _PngSequence:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-            raise CliError(f"--png16 folder {directory} already exists and is not empty; remove it or "
+            raise UserError(f"--png16 folder {directory} already exists and is not empty; remove it or "
                            "choose a new folder")
         ensure_writable_dir(directory.parent)
         self.tmp = directory.with_name(f".{directory.name}.partial-{os.getpid()}-{secrets.token_hex(3)}")
@@ -122,10 +123,10 @@ def convert_to_grey(
     out_path = Path(output) if output is not None else (None if png_path else default_output_path(video))
     if out_path is not None:
         if out_path.suffix.lower() != ".mkv":
-            raise CliError(f"greyscale depth is written losslessly as FFV1 in .mkv; give an --output "
+            raise UserError(f"greyscale depth is written losslessly as FFV1 in .mkv; give an --output "
                            f"ending in .mkv, not {out_path.name}")
         if out_path.exists() and video.exists() and out_path.resolve() == video.resolve():
-            raise CliError(f"--output {out_path} is the input video; choose another name")
+            raise UserError(f"--output {out_path} is the input video; choose another name")
     with DepthVideoReader(video, max_depth=max_depth, max_frames=max_frames) as reader:
         writer = pngs = None
         try:

@@ -33,11 +33,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from cli_utils import CliError, non_negative_int, positive_float, positive_int, progress_bar, run_cli
+from mvda.errors import UserError
+from mvda.cli import non_negative_int, positive_float, positive_int, progress_bar, run_cli
 from depth_codec import DepthVideoReader, unpack_depth
-from geometry import intrinsics_from_fov
-from stereo_warp import FORMATS, StereoWarper, disparity_from_depth, pack_stereo, packed_size, resize_depth
-from video_io import VideoReader, VideoWriter
+from mvda.ops.geometry import intrinsics_from_fov
+from mvda.ops.stereo_warp import FORMATS, StereoWarper, disparity_from_depth, pack_stereo, packed_size, resize_depth
+from mvda.io.video import VideoReader, VideoWriter
 
 PROG = "stero_rerender.py"
 DEFAULT_IPD_MM = 63.0
@@ -149,36 +150,36 @@ def default_outputs(depth_video: Path, output: str | None, lossless: bool, infil
     else:
         out = Path(output)
         if lossless and out.suffix.lower() != ".mkv":
-            raise CliError(f"--lossless writes FFV1, which goes into .mkv files; got --output {out.name}")
+            raise UserError(f"--lossless writes FFV1, which goes into .mkv files; got --output {out.name}")
         if not lossless and out.suffix.lower() not in (".mp4", ".mkv", ".mov"):
-            raise CliError(f"--output {out.name}: use a .mp4, .mkv or .mov file name for H.264")
+            raise UserError(f"--output {out.name}: use a .mp4, .mkv or .mov file name for H.264")
     mask = out.with_name(out.stem + "_mask" + out.suffix) if infill_mask else None
     return out, mask
 
 
 def job_from_args(args: argparse.Namespace) -> StereoJob:
-    """Check the flags and paths that can be checked before decoding anything (raises CliError)."""
+    """Check the flags and paths that can be checked before decoding anything (raises UserError)."""
     from depth_anything_v2.device import resolve_device
 
     if args.xfov is None and args.yfov is None:
-        raise CliError("give the camera's field of view with --xfov (horizontal) or --yfov (vertical), in degrees")
+        raise UserError("give the camera's field of view with --xfov (horizontal) or --yfov (vertical), in degrees")
     for flag, fov in (("--xfov", args.xfov), ("--yfov", args.yfov)):
         if fov is not None and not 0.0 < fov < 180.0:
-            raise CliError(f"{flag} {fov:g} is not a field of view: give degrees between 0 and 180 (exclusive)")
+            raise UserError(f"{flag} {fov:g} is not a field of view: give degrees between 0 and 180 (exclusive)")
     try:
         device = resolve_device(args.device)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     depth = Path(args.video)
     color = Path(args.color_video) if args.color_video else None
     for path, flag in ((depth, "--video"), (color, "--color_video")):
         if path is not None and not path.is_file():
-            raise CliError(f"{flag} {path}: no such file" if not path.exists() else f"{flag} {path}: not a file")
+            raise UserError(f"{flag} {path}: no such file" if not path.exists() else f"{flag} {path}: not a file")
     output, mask = default_outputs(depth, args.output, args.lossless, args.infill_mask)
     inputs = {depth.resolve()} | ({color.resolve()} if color else set())
     for out in (output, mask):
         if out is not None and out.resolve() in inputs:
-            raise CliError(f"output {out} would overwrite an input; choose another --output")
+            raise UserError(f"output {out} would overwrite an input; choose another --output")
     return StereoJob(
         depth_video=depth, color_video=color, output=output, mask_output=mask, xfov=args.xfov, yfov=args.yfov,
         max_depth=args.max_depth, ipd_mm=args.pupillary_distance, max_frames=args.max_frames, fmt=args.format,
@@ -259,7 +260,7 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
     try:
         intr = intrinsics_from_fov(w, h, job.xfov, job.yfov)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     if colour_reader is not None:
         _check_alignment(depth_reader, colour_reader)
     fps: Fraction = colour_info.fps
@@ -267,7 +268,7 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
     pairs = _frame_pairs(depth_reader, colour_reader)
     first = next(pairs, None)  # decode errors and "not a depth video" surface before any output exists
     if first is None:
-        raise CliError(f"{job.depth_video}: no frames to render")
+        raise UserError(f"{job.depth_video}: no frames to render")
 
     out_w, out_h = packed_size(w, h, job.fmt)
     enc_w, enc_h = out_w, out_h
@@ -318,7 +319,7 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
                         resized_warned = True
                     z = resize_depth(z, h, w)
                 if rgb.shape[:2] != (h, w):
-                    raise CliError(f"colour frame {bar.n} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h}; "
+                    raise UserError(f"colour frame {bar.n} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h}; "
                                    "variable frame sizes are not supported")
                 disp = disparity_from_depth(z, intr.fx, ipd_m, far_m=far)
                 views = warper.render(torch.from_numpy(rgb).to(job.device), disp)

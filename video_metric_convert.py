@@ -14,8 +14,9 @@ import logging
 import sys
 from pathlib import Path
 
-from cli_utils import CliError, positive_float, positive_int, run_cli
-from convert_pipeline import FITS, MODELS, ConvertOptions, collect_inputs, convert_batch, load_models
+from mvda.errors import UserError
+from mvda.cli import positive_float, positive_int, run_cli
+from mvda.apps.convert import FITS, MODELS, ConvertOptions, collect_inputs, convert_batch, load_models
 
 PROG = "video_metric_convert.py"
 ENCODERS = ("vits", "vitb", "vitl")
@@ -69,13 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> ConvertOptions:
-    """Resolve device and precision and build the :class:`ConvertOptions` (raises CliError)."""
+    """Resolve device and precision and build the :class:`ConvertOptions` (raises UserError)."""
     from depth_anything_v2.device import default_precision, precision_warning, resolve_device
 
     try:
         device = resolve_device(args.device)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise UserError(str(exc)) from None
     if args.fp32:
         if args.precision not in (None, "fp32"):
             log.warning("--fp32 overrides --precision %s", args.precision)

@@ -107,7 +107,7 @@ def synthetic_frame(i: int, height: int, width: int) -> np.ndarray:
 
 def make_clip(path: Path, frames: int, args: argparse.Namespace) -> Path:
     """Write ``frames`` frames (H.264, crf 18) from ``--clip`` looped, or synthetic ones."""
-    from video_io import VideoReader, VideoWriter
+    from mvda.io.video import VideoReader, VideoWriter
 
     if path.exists():
         return path
@@ -162,7 +162,7 @@ def make_checkpoints(folder: Path, encoder: str, metric_encoder: str) -> dict[st
 
 
 def run_conversion(models, clip: Path, out_dir: Path, input_size: int, preset: str, device, max_len: int = -1) -> dict:
-    import convert_pipeline as cp
+    import mvda.apps.convert as cp
 
     options = cp.ConvertOptions(input_size=input_size, device=device, progress=False, max_len=max_len,
                                 dav2_batch=4 if device.type == "cuda" else 1, **PRESETS[preset])
@@ -179,7 +179,7 @@ def run_conversion(models, clip: Path, out_dir: Path, input_size: int, preset: s
 
 
 def load_models(ckpt: dict, device):
-    import convert_pipeline as cp
+    import mvda.apps.convert as cp
 
     return cp.load_models("vda+dav2", ckpt["encoder"], ckpt["metric_encoder"], "hypersim", device,
                           vda_checkpoint=ckpt["vda"], metric_checkpoint=ckpt["dav2"])

@@ -28,9 +28,9 @@ import torch
 
 import stero_rerender
 from depth_codec import DepthVideoWriter
-from geometry import intrinsics_from_fov
-from stereo_warp import StereoWarper, disparity_from_depth, pack_stereo
-from video_io import VideoWriter
+from mvda.ops.geometry import intrinsics_from_fov
+from mvda.ops.stereo_warp import StereoWarper, disparity_from_depth, pack_stereo
+from mvda.io.video import VideoWriter
 
 
 def synthetic_scene(width: int, height: int, i: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-import depth_mesh
-import depth_viewer
+from mvda.ops import depth_mesh
+import mvda.apps.view as depth_viewer
 from depth_codec import DepthVideoWriter
-from geometry import intrinsics_from_fov
-from video_io import VideoWriter
+from mvda.ops.geometry import intrinsics_from_fov
+from mvda.io.video import VideoWriter
 
 
 def timed(fn, repeat: int) -> float:

@@ -7,21 +7,13 @@ import logging
 
 import pytest
 
-from cli_utils import (
-    EXIT_INTERRUPTED,
-    EXIT_USER_ERROR,
-    CliError,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    progress_bar,
-    run_cli,
-)
+from mvda.errors import UserError
+from mvda.cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, non_negative_int, positive_float, positive_int, progress_bar, run_cli
 
 
 def test_run_cli_maps_user_error_to_one_line(capsys):
     def body():
-        raise CliError("input.mp4: no such file;\n  check the path")
+        raise UserError("input.mp4: no such file;\n  check the path")
 
     assert run_cli("tool.py", body) == EXIT_USER_ERROR == 2
     err = capsys.readouterr().err

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import convert_pipeline as cp
+import mvda.apps.convert as cp
 import video_metric_convert
 from depth_anything_v2.dpt import MODEL_CONFIGS as DAV2_CONFIGS
 from depth_anything_v2.dpt import DepthAnythingV2
@@ -31,7 +31,7 @@ from depth_codec import DepthVideoReader, depth_step
 from video_depth_anything.inference import infer_video_depth
 from video_depth_anything.video_depth import MODEL_CONFIGS as VDA_CONFIGS
 from video_depth_anything.video_depth import VideoDepthAnything
-from video_io import VideoReader, VideoWriter
+from mvda.io.video import VideoReader, VideoWriter
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 36, 48
@@ -445,10 +445,10 @@ def test_collect_inputs_rejects_colliding_names_and_empty_folders(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "x.mp4").write_bytes(b"")
     (tmp_path / "b" / "x.mkv").write_bytes(b"")
-    with pytest.raises(cp.CliError, match="x_depth.mkv"):
+    with pytest.raises(cp.UserError, match="x_depth.mkv"):
         cp.collect_inputs([tmp_path / "a", tmp_path / "b"])
     (tmp_path / "c").mkdir()
-    with pytest.raises(cp.CliError, match="no video files"):
+    with pytest.raises(cp.UserError, match="no video files"):
         cp.collect_inputs([tmp_path / "c"])
     assert cp.collect_inputs([tmp_path / "a" / "x.mp4", tmp_path / "a"]) == [tmp_path / "a" / "x.mp4"]
 
@@ -511,7 +511,7 @@ def test_bad_inputs_are_reported_before_the_networks_load(tmp_path, clip24, caps
         raise AssertionError("the networks must not be loaded")
 
     options = cp.ConvertOptions(input_size=28, progress=False)
-    with pytest.raises(cp.CliError, match="no such file"):
+    with pytest.raises(cp.UserError, match="no such file"):
         cp.convert_batch([tmp_path / "missing.mp4"], tmp_path / "out", models, options)
     assert calls == []
     # in a batch the bad file is listed as failed and the good one is still converted

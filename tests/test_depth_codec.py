@@ -15,7 +15,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from cli_utils import CliError
+from mvda.errors import UserError
 from depth_codec import (
     DEFAULT_MAX_DEPTH,
     ENCODING_NAME,
@@ -30,7 +30,7 @@ from depth_codec import (
     sanitize_depth,
     unpack_depth,
 )
-from video_io import VideoWriter, probe_video
+from mvda.io.video import VideoWriter, probe_video
 
 
 # --- an independent re-implementation of the original tool's formula, from the issue text ---------
@@ -314,7 +314,7 @@ def test_colour_video_passed_as_depth_raises(tmp_path):
     path = tmp_path / "colour.mkv"
     write_original_file(path, [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)])
     with DepthVideoReader(path) as reader:
-        with pytest.raises(CliError, match="does not look like an RGB-packed depth video"):
+        with pytest.raises(UserError, match="does not look like an RGB-packed depth video"):
             next(iter(reader))
 
 
@@ -322,7 +322,7 @@ def test_greyscale_video_passed_as_depth_raises(tmp_path):
     path = tmp_path / "grey.mkv"
     with VideoWriter(path, 8, 8, 10, codec="ffv1", pix_fmt="gray16le", input_format="gray16le") as w:
         w.write(np.zeros((8, 8), np.uint16))
-    with pytest.raises(CliError, match="greyscale depth video"):
+    with pytest.raises(UserError, match="greyscale depth video"):
         DepthVideoReader(path)
 
 
@@ -348,14 +348,14 @@ def test_keyboard_interrupt_inside_writer_leaves_nothing(tmp_path):
 def test_writer_to_unwritable_folder_raises_cli_error(tmp_path):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a file where the output folder should be")
-    with pytest.raises(CliError, match="cannot create output folder"):
+    with pytest.raises(UserError, match="cannot create output folder"):
         DepthVideoWriter(blocker / "out_depth.mkv", 4, 4, 10)
     assert listdir(tmp_path) == ["not_a_folder"]
 
 
 def test_writer_rejects_bad_arguments(tmp_path):
-    with pytest.raises(CliError, match=r"\.mkv"):
+    with pytest.raises(UserError, match=r"\.mkv"):
         DepthVideoWriter(tmp_path / "depth.mp4", 4, 4, 10)
-    with pytest.raises(CliError, match="max_depth"):
+    with pytest.raises(UserError, match="max_depth"):
         DepthVideoWriter(tmp_path / "depth.mkv", 4, 4, 10, max_depth=0.0)
     assert listdir(tmp_path) == []

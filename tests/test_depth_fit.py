@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from depth_fit import (
+from mvda.ops.depth_fit import (
     AffineFit,
     FitEntry,
     MapStats,

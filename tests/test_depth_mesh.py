@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-import depth_mesh as dm
-from geometry import Intrinsics, intrinsics_from_fov
+from mvda.ops import depth_mesh as dm
+from mvda.ops.geometry import Intrinsics, intrinsics_from_fov
 
 
 def test_triangle_indices_by_hand_on_a_2x3_grid():

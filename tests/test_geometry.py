@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from geometry import (
+from mvda.ops.geometry import (
     Intrinsics,
     backproject,
     focal_from_fov,

@@ -19,7 +19,7 @@ import pytest
 
 import rgb_depth_to_greyscale as tool
 from depth_codec import DepthVideoWriter, pack_depth
-from video_io import VideoReader, VideoWriter, probe_video
+from mvda.io.video import VideoReader, VideoWriter, probe_video
 
 # (R, G, B) codes and their greyscale values (see the module docstring for the rule):
 CODES = [

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from geometry import intrinsics_from_fov
-from stereo_warp import (
+from mvda.ops.geometry import intrinsics_from_fov
+from mvda.ops.stereo_warp import (
     FORMATS,
     _fill_from_background,
     StereoWarper,

@@ -11,9 +11,9 @@ import torch
 
 import stero_rerender
 from depth_codec import DepthVideoWriter
-from geometry import intrinsics_from_fov
-from stereo_warp import disparity_from_depth, pack_stereo, render_stereo
-from video_io import VideoReader, VideoWriter, probe_video
+from mvda.ops.geometry import intrinsics_from_fov
+from mvda.ops.stereo_warp import disparity_from_depth, pack_stereo, render_stereo
+from mvda.io.video import VideoReader, VideoWriter, probe_video
 
 SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "big_buck_bunny_3s.mp4"
 
@@ -282,7 +282,7 @@ def test_failure_mid_video_leaves_no_output(tmp_path, capsys, monkeypatch):
     def failing_pack(*args, **kwargs):
         calls["pack"] += 1
         if calls["pack"] == 3:
-            raise stero_rerender.CliError("simulated render failure")
+            raise stero_rerender.UserError("simulated render failure")
         return real_pack(*args, **kwargs)
 
     monkeypatch.setattr(stero_rerender, "pack_stereo", failing_pack)
@@ -296,7 +296,7 @@ def test_failure_mid_video_leaves_no_output(tmp_path, capsys, monkeypatch):
     def failing_write(self, frame):
         calls["write"] += 1
         if calls["write"] == 3:
-            raise stero_rerender.CliError("simulated disk full")
+            raise stero_rerender.UserError("simulated disk full")
         return real_write(self, frame)
 
     monkeypatch.setattr(VideoWriter, "write", failing_write)

@@ -12,8 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from cli_utils import CliError
-from video_io import (
+from mvda.errors import UserError
+from mvda.io.video import (
     VideoDecodeError,
     VideoReader,
     VideoWriter,
@@ -212,7 +212,7 @@ def test_source_without_audio_writes_video_only(tmp_path):
     assert not probe_video(dst).has_audio
 
 
-# --- errors: one line, a CliError, never a traceback ----------------------------------------------
+# --- errors: one line, a UserError, never a traceback ----------------------------------------------
 def test_missing_file(tmp_path):
     with pytest.raises(VideoDecodeError, match="no such file; check the path"):
         VideoReader(tmp_path / "nope.mp4")
@@ -228,7 +228,7 @@ def test_not_a_video(tmp_path):
     path.write_text("these are not the frames you are looking for\n" * 20)
     with pytest.raises(VideoDecodeError, match="not a readable video"):
         VideoReader(path)
-    assert issubclass(VideoDecodeError, CliError)
+    assert issubclass(VideoDecodeError, UserError)
 
 
 def test_audio_only_file(tmp_path):
@@ -336,13 +336,13 @@ def test_atomic_output_path(tmp_path):
 
 
 def test_writer_argument_errors(tmp_path):
-    with pytest.raises(CliError, match="needs even frame sizes"):
+    with pytest.raises(UserError, match="needs even frame sizes"):
         VideoWriter(tmp_path / "odd.mp4", 63, 48, 25)
-    with pytest.raises(CliError, match="frame rate must be > 0"):
+    with pytest.raises(UserError, match="frame rate must be > 0"):
         VideoWriter(tmp_path / "z.mkv", 64, 48, 0)
-    with pytest.raises(CliError, match="is a folder"):
+    with pytest.raises(UserError, match="is a folder"):
         VideoWriter(tmp_path, 64, 48, 25)
-    with pytest.raises(CliError, match="cannot write"):
+    with pytest.raises(UserError, match="cannot write"):
         VideoWriter(tmp_path / "x.mp4", 64, 48, 25, options={"preset": "no-such-preset"})
     assert os.listdir(tmp_path) == []
 
@@ -351,7 +351,7 @@ def test_bad_encoder_option_with_audio_is_one_error_without_audio_warning(tmp_pa
     src = tmp_path / "src.mp4"
     make_av_source(src, "aac", seconds=0.2)
     with caplog.at_level(logging.WARNING, logger="mvda"):
-        with pytest.raises(CliError, match="cannot write"):
+        with pytest.raises(UserError, match="cannot write"):
             VideoWriter(tmp_path / "x.mp4", 64, 48, 25, options={"preset": "no-such-preset"}, audio_from=src)
     assert "audio" not in caplog.text
     assert sorted(os.listdir(tmp_path)) == ["src.mp4"]
@@ -359,8 +359,8 @@ def test_bad_encoder_option_with_audio_is_one_error_without_audio_warning(tmp_pa
 
 def test_unwritable_output_folder(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(CliError, match="cannot create output folder"):
+    with pytest.raises(UserError, match="cannot create output folder"):
         VideoWriter(tmp_path / "file" / "out.mp4", 64, 48, 25)
-    with pytest.raises(CliError, match="cannot create output folder"):
+    with pytest.raises(UserError, match="cannot create output folder"):
         ensure_writable_dir(tmp_path / "file" / "deeper")
     assert ensure_writable_dir(tmp_path / "new" / "folder").is_dir()

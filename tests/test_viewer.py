@@ -23,12 +23,12 @@ import av
 import numpy as np
 import pytest
 
-import depth_mesh
-import depth_viewer
-from cli_utils import CliError
+from mvda.ops import depth_mesh
+import mvda.apps.view as depth_viewer
+from mvda.errors import UserError
 from depth_codec import DepthVideoWriter
-from geometry import intrinsics_from_fov
-from video_io import VideoReader, VideoWriter
+from mvda.ops.geometry import intrinsics_from_fov
+from mvda.io.video import VideoReader, VideoWriter
 
 viewer_cli = importlib.import_module("3d_view_depthfile")
 
@@ -98,7 +98,7 @@ def test_colour_size_rules():
     assert depth_viewer.check_color_match((64, 48), (64, 48), "c.mkv") is False
     assert depth_viewer.check_color_match((1280, 720), (1920, 1080), "c.mkv") is True
     assert depth_viewer.check_color_match((1280, 720), (854, 480), "c.mkv") is True  # 0.06 % off
-    with pytest.raises(CliError, match="aspect"):
+    with pytest.raises(UserError, match="aspect"):
         depth_viewer.check_color_match((1280, 720), (640, 480), "c.mkv")
 
 
@@ -141,7 +141,7 @@ def test_default_pose_is_behind_and_above_looking_at_the_median_depth():
     custom = depth_viewer.resolve_pose(depth, x=1.0, tz=5.0)
     np.testing.assert_allclose(custom.eye, [1.0, 1.0, 2.0])
     np.testing.assert_allclose(custom.target, [0.0, 0.0, -5.0])
-    with pytest.raises(CliError, match="camera pose"):
+    with pytest.raises(UserError, match="camera pose"):
         depth_viewer.resolve_pose(depth, x=0.0, y=0.0, z=3.0)  # eye == target
 
 

@@ -33,7 +33,7 @@ import functools
 
 import numpy as np
 
-from geometry import Intrinsics, backproject
+from mvda.ops.geometry import Intrinsics, backproject
 
 __all__ = [
     "DEFAULT_EDGE_THRESHOLD",

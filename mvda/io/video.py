@@ -9,7 +9,7 @@
   error or Ctrl-C never leaves a file that looks complete.
 
 Errors a user can fix (missing file, not a video, corrupt stream, unwritable folder) are raised as
-:class:`cli_utils.CliError` with a one-line message.
+:class:`mvda.errors.UserError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Iterator, Mapping
 import av
 import numpy as np
 
-from cli_utils import CliError
+from mvda.errors import UserError
 
 __all__ = [
     "VideoInfo",
@@ -53,7 +53,7 @@ _AUDIO_COPY_CODECS = {
 }
 
 
-class VideoDecodeError(CliError):
+class VideoDecodeError(UserError):
     """The video could not be opened or a frame could not be decoded."""
 
 
@@ -231,16 +231,16 @@ class VideoReader:
 
 
 def ensure_writable_dir(directory: str | os.PathLike) -> Path:
-    """Create ``directory`` if needed and check that files can be created in it (raises CliError)."""
+    """Create ``directory`` if needed and check that files can be created in it (raises UserError)."""
     d = Path(directory)
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CliError(f"cannot create output folder {d}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot create output folder {d}: {exc.strerror or exc}") from None
     if not d.is_dir():
-        raise CliError(f"output folder {d} is not a folder")
+        raise UserError(f"output folder {d} is not a folder")
     if not os.access(d, os.W_OK | os.X_OK):
-        raise CliError(f"output folder {d} is not writable; choose another output location")
+        raise UserError(f"output folder {d} is not writable; choose another output location")
     return d
 
 
@@ -256,12 +256,12 @@ def _discard(tmp: Path) -> None:
 
 
 def _finalise(tmp: Path, final: Path) -> None:
-    """Move a finished temporary file into place (raises CliError, removing ``tmp``, on failure)."""
+    """Move a finished temporary file into place (raises UserError, removing ``tmp``, on failure)."""
     try:
         os.replace(tmp, final)
     except OSError as exc:
         _discard(tmp)
-        raise CliError(f"cannot write {final}: {exc.strerror or exc}") from None
+        raise UserError(f"cannot write {final}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
@@ -269,12 +269,12 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it to ``path`` only if the block succeeds.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and ``path`` is left
-    untouched. Raises :class:`CliError` when the folder cannot be written or the final move fails.
+    untouched. Raises :class:`UserError` when the folder cannot be written or the final move fails.
     """
     final = Path(path)
     ensure_writable_dir(final.parent)
     if final.is_dir():
-        raise CliError(f"output {final} is a folder; give a file name")
+        raise UserError(f"output {final} is a folder; give a file name")
     tmp = _temp_path_for(final)
     try:
         yield tmp
@@ -310,7 +310,7 @@ class VideoWriter:
 
     The file is encoded into a hidden temporary file next to ``path`` and moved into place by
     :meth:`close`; :meth:`abort` (or an exception inside ``with``) removes it. Errors a user can fix
-    (unwritable folder, bad size or options) raise :class:`CliError`.
+    (unwritable folder, bad size or options) raise :class:`UserError`.
     """
 
     def __init__(
@@ -330,11 +330,11 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.fps = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001 * 1000)
         if not self.fps > 0:
-            raise CliError(f"frame rate must be > 0, got {fps}")
+            raise UserError(f"frame rate must be > 0, got {fps}")
         if self.width <= 0 or self.height <= 0:
-            raise CliError(f"frame size must be positive, got {self.width}x{self.height}")
+            raise UserError(f"frame size must be positive, got {self.width}x{self.height}")
         if _needs_even_size(codec, pix_fmt) and (self.width % 2 or self.height % 2):
-            raise CliError(
+            raise UserError(
                 f"{codec} ({pix_fmt}) needs even frame sizes, got {self.width}x{self.height}; "
                 "use a lossless output or crop/resize the input"
             )
@@ -351,7 +351,7 @@ class VideoWriter:
         self._pending_audio: av.Packet | None = None
         self._audio_offset = 0.0
         if self.path.is_dir():
-            raise CliError(f"output {self.path} is a folder; give a file name")
+            raise UserError(f"output {self.path} is a folder; give a file name")
         ensure_writable_dir(self.path.parent)
         self.temp_path = _temp_path_for(self.path)
         try:
@@ -367,14 +367,14 @@ class VideoWriter:
             self._open_container(audio_source)
         except (av.error.FFmpegError, ValueError) as exc:
             if audio_source is None:
-                raise CliError(f"cannot write {self.path}: {_short(exc)}") from None
+                raise UserError(f"cannot write {self.path}: {_short(exc)}") from None
             # Perhaps the audio codec does not go into this container: try the video alone.
             self._close_containers()
             _discard(self.temp_path)
             try:
                 self._open_container(None)
             except (av.error.FFmpegError, ValueError) as exc2:
-                raise CliError(f"cannot write {self.path}: {_short(exc2)}") from None
+                raise UserError(f"cannot write {self.path}: {_short(exc2)}") from None
             log.warning("audio of %s cannot be copied into a %s file (%s); writing video only",
                         audio_from, self.path.suffix or "this", _short(exc))
 
@@ -403,7 +403,7 @@ class VideoWriter:
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             if audio_source is not None:
                 audio_source.close()
-            raise CliError(f"cannot write {self.path}: {_short(exc)}") from None
+            raise UserError(f"cannot write {self.path}: {_short(exc)}") from None
         for key, value in self._metadata.items():
             self._out.metadata[key] = value
         try:
@@ -411,7 +411,7 @@ class VideoWriter:
         except (av.error.FFmpegError, ValueError) as exc:
             if audio_source is not None:
                 audio_source.close()
-            raise CliError(f"cannot encode {self.codec} into {self.path.name}: {_short(exc)}") from None
+            raise UserError(f"cannot encode {self.codec} into {self.path.name}: {_short(exc)}") from None
         self._stream.width = self.width
         self._stream.height = self.height
         self._stream.pix_fmt = self.pix_fmt
@@ -487,7 +487,7 @@ class VideoWriter:
                 self._mux_audio_until(self.frames_written / float(self.fps))
         except av.error.FFmpegError as exc:  # e.g. disk full
             self._fail()
-            raise CliError(f"cannot write {self.path}: {_short(exc)}") from None
+            raise UserError(f"cannot write {self.path}: {_short(exc)}") from None
 
     def close(self) -> Path:
         """Flush the encoder, finish the audio, close the file and move it into place."""
@@ -502,7 +502,7 @@ class VideoWriter:
             self._close_containers()
         except av.error.FFmpegError as exc:
             self._fail()
-            raise CliError(f"cannot finish writing {self.path}: {_short(exc)}") from None
+            raise UserError(f"cannot finish writing {self.path}: {_short(exc)}") from None
         except BaseException:
             self._fail()
             raise

@@ -6,7 +6,7 @@ Every script follows the same shape::
         args = build_parser().parse_args(argv)
         return run_cli("script.py", lambda: _run(args))
 
-`run_cli` turns the errors a user can fix (:class:`CliError`, missing/bad checkpoints, Ctrl-C) into one
+`run_cli` turns the errors a user can fix (:class:`UserError`, missing/bad checkpoints, Ctrl-C) into one
 line on stderr and a non-zero exit code, without a traceback. Anything else is a bug and keeps its
 traceback.
 """
@@ -20,8 +20,9 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from mvda.errors import UserError
+
 __all__ = [
-    "CliError",
     "run_cli",
     "progress_bar",
     "positive_int",
@@ -38,18 +39,14 @@ EXIT_INTERRUPTED = 130
 log = logging.getLogger("mvda")
 
 
-class CliError(Exception):
-    """An error caused by the user's input or environment, reported as one line (no traceback)."""
-
-
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    """CliError plus the networks' checkpoint errors (missing or mismatched weights are user errors).
+    """UserError plus the networks' checkpoint errors (missing or mismatched weights are user errors).
 
     Evaluated when an exception reaches :func:`run_cli`; a checkpoint error can only have been raised
     if its module was imported, so it is looked up in ``sys.modules`` and scripts that never load a
     network do not pay for importing torch.
     """
-    types: list[type[BaseException]] = [CliError]
+    types: list[type[BaseException]] = [UserError]
     for name in ("depth_anything_v2.hub", "video_depth_anything.hub"):
         error = getattr(sys.modules.get(name), "CheckpointError", None)
         if isinstance(error, type) and issubclass(error, BaseException) and error not in types:
@@ -81,7 +78,7 @@ def configure_logging(prog: str, verbose: bool = False) -> None:
 def run_cli(prog: str, body: Callable[[], int | None], verbose: bool = False) -> int:
     """Run ``body`` and map user errors to a one-line message and exit code.
 
-    Returns ``body``'s exit code (0 when it returns None), 2 for a :class:`CliError` or checkpoint
+    Returns ``body``'s exit code (0 when it returns None), 2 for a :class:`UserError` or checkpoint
     error, 130 for Ctrl-C.
     """
     # Restore the logger afterwards so that a script's main() called from Python (tests, notebooks)

@@ -37,11 +37,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-import depth_mesh
-from cli_utils import CliError, progress_bar
+from mvda.ops import depth_mesh
+from mvda.errors import UserError
+from mvda.cli import progress_bar
 from depth_codec import DepthVideoReader
-from geometry import Intrinsics
-from video_io import VideoReader, VideoWriter, probe_video
+from mvda.ops.geometry import Intrinsics
+from mvda.io.video import VideoReader, VideoWriter, probe_video
 
 __all__ = [
     "NO_DISPLAY_MESSAGE",
@@ -110,13 +111,13 @@ def check_color_match(depth_size: tuple[int, int], color_size: tuple[int, int], 
 
     Returns:
         False when the sizes are equal; True when the colour frames must be resized (same aspect
-        ratio within 1 %, a warning is logged). Raises CliError for a different aspect ratio.
+        ratio within 1 %, a warning is logged). Raises UserError for a different aspect ratio.
     """
     (dw, dh), (cw, ch) = depth_size, color_size
     if (dw, dh) == (cw, ch):
         return False
     if abs((cw / ch) / (dw / dh) - 1.0) > ASPECT_TOLERANCE:
-        raise CliError(
+        raise UserError(
             f"{color_path}: colour video is {cw}x{ch} but the depth video is {dw}x{dh} (another aspect "
             "ratio); pass the colour video the depth video was made from"
         )
@@ -151,7 +152,7 @@ class FrameSource:
         info = probe_video(self.depth_path)
         self.width, self.height, self.fps = info.width, info.height, info.fps
         if self.width < 2 or self.height < 2:
-            raise CliError(f"{self.depth_path}: a {self.width}x{self.height} video is too small to view")
+            raise UserError(f"{self.depth_path}: a {self.width}x{self.height} video is too small to view")
         self._resize_color = False
         if self.color_path is not None:
             cinfo = probe_video(self.color_path)
@@ -270,7 +271,7 @@ def resolve_pose(depth: np.ndarray, x=None, y=None, z=None, tx=None, ty=None, tz
     try:
         pose.extrinsic()
     except ValueError as exc:
-        raise CliError(f"bad camera pose --x/--y/--z {eye} --tx/--ty/--tz {target}: {exc}") from None
+        raise UserError(f"bad camera pose --x/--y/--z {eye} --tx/--ty/--tz {target}: {exc}") from None
     return pose
 
 
@@ -465,7 +466,7 @@ def _apply_camera(view_control, intr: Intrinsics, extrinsic: np.ndarray) -> None
                                                          intr.cx, intr.cy)
     params.extrinsic = extrinsic
     if not view_control.convert_from_pinhole_camera_parameters(params, allow_arbitrary=True):
-        raise CliError(f"Open3D refused the camera for a {intr.width}x{intr.height} view")
+        raise UserError(f"Open3D refused the camera for a {intr.width}x{intr.height} view")
 
 
 def _set_clip_planes(view_control, pose: CameraPose, max_depth: float) -> None:
@@ -486,7 +487,7 @@ class LegacyRenderer:
         self.point_size = point_size
         self._vis = o3d.visualization.Visualizer()
         if not self._vis.create_window(window_name="render", width=width, height=height, visible=False):
-            raise CliError("Open3D cannot create an offscreen OpenGL context (install Mesa's EGL/GL "
+            raise UserError("Open3D cannot create an offscreen OpenGL context (install Mesa's EGL/GL "
                            "drivers or a GPU driver)")
         self._geometry = None
 
@@ -545,12 +546,12 @@ def open_renderer(width: int, height: int, backend: str = "auto", point_size: fl
     if backend in ("auto", "legacy"):
         try:
             return LegacyRenderer(width, height, point_size)
-        except CliError:
+        except UserError:
             if backend == "legacy":
                 raise
             log.warning("the legacy Open3D renderer is not available; trying the Filament renderer")
     if not probe_offscreen_renderer():
-        raise CliError("Open3D's offscreen renderer does not work here (no usable OpenGL/EGL or Vulkan "
+        raise UserError("Open3D's offscreen renderer does not work here (no usable OpenGL/EGL or Vulkan "
                        "driver); install Mesa (libegl1, libgl1-mesa-dri, mesa-vulkan-drivers)")
     return FilamentRenderer(width, height, point_size)
 
@@ -560,7 +561,7 @@ def render_video(source: FrameSource, builder: GeometryBuilder, pose: CameraPose
     """Render frames ``start_frame ..`` of ``source`` to ``out_path`` (H.264, atomic). Returns the count."""
     first = source.get(start_frame)
     if first is None:
-        raise CliError(f"--draw_frame {start_frame} is past the end of the video "
+        raise UserError(f"--draw_frame {start_frame} is past the end of the video "
                        f"({source.num_frames} frames)")
     width, height = render_size(source.width, source.height)
     renderer = open_renderer(width, height, backend, point_size)
@@ -607,17 +608,17 @@ def run_viewer(source: FrameSource, builder: GeometryBuilder, pose: CameraPose, 
     """Open the interactive window and play ``source`` until the user quits. Returns 0."""
     problem = display_problem()
     if problem is not None:
-        raise CliError(problem)
+        raise UserError(problem)
     first = source.get(start_frame)
     if first is None:
-        raise CliError(f"--draw_frame {start_frame} is past the end of the video "
+        raise UserError(f"--draw_frame {start_frame} is past the end of the video "
                        f"({source.num_frames} frames)")
     o3d = _open3d()
 
     width, height = window_size(source.width, source.height)
     vis = o3d.visualization.VisualizerWithKeyCallback()
     if not vis.create_window(window_name=title, width=width, height=height, visible=True):
-        raise CliError(f"cannot open a window on display {os.environ.get('DISPLAY', '')!r}: "
+        raise UserError(f"cannot open a window on display {os.environ.get('DISPLAY', '')!r}: "
                        "use --render out.mp4 or run under xvfb-run")
     state = _ViewerState(index=start_frame, playing=not paused)
     view_intr = _view_intrinsics(builder.intr, width, height)

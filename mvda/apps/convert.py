@@ -49,13 +49,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import depth_fit
-from cli_utils import CliError, progress_bar
+from mvda.ops import depth_fit
+from mvda.errors import UserError
+from mvda.cli import progress_bar
 from depth_anything_v2.transform import network_input_size
 from depth_codec import DepthVideoWriter, depth_step
 from video_depth_anything.inference import VideoDepthStream, video_input_size
 from video_depth_anything.keyframe_cache import KeyframeFeatureCache
-from video_io import VideoDecodeError, VideoReader, ensure_writable_dir, probe_video
+from mvda.io.video import VideoDecodeError, VideoReader, ensure_writable_dir, probe_video
 
 __all__ = [
     "MODELS",
@@ -137,17 +138,17 @@ class ConvertOptions:
     progress: bool = True
 
     def validate(self) -> None:
-        """Raise :class:`CliError` for impossible combinations."""
+        """Raise :class:`UserError` for impossible combinations."""
         if self.model not in MODELS:
-            raise CliError(f"unknown --model {self.model!r}: use one of {', '.join(MODELS)}")
+            raise UserError(f"unknown --model {self.model!r}: use one of {', '.join(MODELS)}")
         if self.fit not in FITS:
-            raise CliError(f"unknown --fit {self.fit!r}: use one of {', '.join(FITS)}")
+            raise UserError(f"unknown --fit {self.fit!r}: use one of {', '.join(FITS)}")
         if self.input_size < 14:
-            raise CliError(f"--input_size must be at least 14 (one patch), got {self.input_size}")
+            raise UserError(f"--input_size must be at least 14 (one patch), got {self.input_size}")
         if not self.max_depth > 0 or not math.isfinite(self.max_depth):
-            raise CliError(f"--max_depth must be a finite number > 0, got {self.max_depth}")
+            raise UserError(f"--max_depth must be a finite number > 0, got {self.max_depth}")
         if self.metric_every < 1:
-            raise CliError(f"--metric_every must be >= 1, got {self.metric_every}")
+            raise UserError(f"--metric_every must be >= 1, got {self.metric_every}")
 
 
 @dataclass
@@ -353,11 +354,11 @@ def collect_inputs(items: Sequence[str | os.PathLike]) -> list[Path]:
     extension, sorted, not recursive, skipping hidden files and ``*_depth.mkv`` outputs).
 
     Raises:
-        CliError: nothing given, a folder without videos, or two inputs that would write the same
+        UserError: nothing given, a folder without videos, or two inputs that would write the same
             output name.
     """
     if not items:
-        raise CliError("no --input_video given")
+        raise UserError("no --input_video given")
     paths: list[Path] = []
     for item in items:
         p = Path(item)
@@ -368,7 +369,7 @@ def collect_inputs(items: Sequence[str | os.PathLike]) -> list[Path]:
                 and not c.name.startswith(".") and not c.name.endswith(OUTPUT_SUFFIX)
             )
             if not found:
-                raise CliError(f"folder {p} contains no video files ({', '.join(sorted(VIDEO_EXTENSIONS))})")
+                raise UserError(f"folder {p} contains no video files ({', '.join(sorted(VIDEO_EXTENSIONS))})")
             paths.extend(found)
         else:
             paths.append(p)
@@ -376,7 +377,7 @@ def collect_inputs(items: Sequence[str | os.PathLike]) -> list[Path]:
     for p in paths:
         key = output_path_for(p, Path(".")).name
         if key in seen and seen[key].resolve() != p.resolve():
-            raise CliError(f"{seen[key]} and {p} would both be written to {key}; convert them separately")
+            raise UserError(f"{seen[key]} and {p} would both be written to {key}; convert them separately")
         seen[key] = p
     unique: list[Path] = []
     for p in paths:  # the same file given twice is converted once
@@ -616,7 +617,7 @@ class _Converter:
                     np.concatenate([metric_samples[i] for i in frames]),
                 )
             except ValueError as exc:
-                raise CliError(f"{source.reader.path}: the global fit failed ({exc}); try --fit rolling") from None
+                raise UserError(f"{source.reader.path}: the global fit failed ({exc}); try --fit rolling") from None
         log.info("%s: global fit inverse = %.6g * r + %.6g over %d frames, %d of %d samples kept",
                  name, fit.scale, fit.shift, len(frames), int(inliers.sum()), inliers.size)
         self.global_fit = fit
@@ -627,7 +628,7 @@ class _Converter:
             for _ in range(written):
                 with self.timer.stage("store"):
                     if store.readinto(buffer) != buffer.nbytes:
-                        raise CliError(f"temporary file {temp_path} is truncated; is the disk full?")
+                        raise UserError(f"temporary file {temp_path} is truncated; is the disk full?")
                     r = torch.from_numpy(buffer).to(self.options.device).view(1, 1, *net).to(torch.float32)
                 with self.timer.stage("fit"):
                     if tuple(out_size) != tuple(net):
@@ -683,7 +684,7 @@ def convert_video(
     """Convert one video to ``output_dir/{stem}_depth.mkv`` and return its :class:`VideoResult`.
 
     Raises:
-        CliError (including :class:`video_io.VideoDecodeError`): unreadable input, zero frames, a
+        UserError (including :class:`mvda.io.video.VideoDecodeError`): unreadable input, zero frames, a
             decode error mid-stream, an unwritable output; the output file is then not created.
     """
     options.validate()
@@ -710,7 +711,7 @@ def convert_video(
                 else:
                     frames = converter.run_streaming(source, writer, (out_h, out_w), input_path.name)
                 if frames == 0:
-                    raise CliError(f"{input_path}: no frames decoded (empty video, or --max_len / --target_fps leave none)")
+                    raise UserError(f"{input_path}: no frames decoded (empty video, or --max_len / --target_fps leave none)")
                 stats = writer.stats
         finally:
             if temp_store is not None:
@@ -749,7 +750,7 @@ def convert_batch(
         One :class:`VideoResult` per input, in order.
 
     Raises:
-        CliError / CheckpointError: problems that concern the whole batch (output folder, models)
+        UserError / CheckpointError: problems that concern the whole batch (output folder, models)
             and, when there is a single input, its own error.
     """
     options.validate()
@@ -768,7 +769,7 @@ def convert_batch(
             continue
         try:
             probe_video(path)
-        except CliError as exc:
+        except UserError as exc:
             if not many:
                 raise
             problems[k] = " ".join(str(exc).split())
@@ -784,7 +785,7 @@ def convert_batch(
                     loaded = models()  # type: ignore[operator]
                 try:
                     result = convert_video(path, out_dir, loaded, options, timer=timer)
-                except CliError as exc:
+                except UserError as exc:
                     if not many:
                         raise
                     result = VideoResult(input=Path(path), output=output, status="failed",

@@ -1,0 +1,1 @@
+"""The four jobs behind the scripts: convert, stereo, grey, view."""

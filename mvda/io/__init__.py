@@ -1,0 +1,1 @@
+"""PyAV video reading and writing."""

@@ -1,0 +1,1 @@
+"""Pure functions on arrays and tensors: camera geometry, depth fits, stereo warp, meshes."""
