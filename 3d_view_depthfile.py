@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
             if problem is not None:
                 raise UserError(problem)
         try:
-            intr = intrinsics_from_fov(source.width, source.height, args.xfov, args.yfov)
+            intr = intrinsics_from_fov(source.height, source.width, args.xfov, args.yfov)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         start = args.draw_frame or 0

@@ -258,7 +258,7 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
     colour_info = colour_reader.info if colour_reader is not None else depth_reader.info
     w, h = colour_info.width, colour_info.height
     try:
-        intr = intrinsics_from_fov(w, h, job.xfov, job.yfov)
+        intr = intrinsics_from_fov(h, w, job.xfov, job.yfov)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if colour_reader is not None:

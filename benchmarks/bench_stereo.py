@@ -46,7 +46,7 @@ def synthetic_scene(width: int, height: int, i: int = 0) -> tuple[np.ndarray, np
 
 def bench_render(width: int, height: int, device: torch.device, repeat: int, workers: int | None) -> dict:
     rgb, depth = synthetic_scene(width, height)
-    fx = intrinsics_from_fov(width, height, xfov=60.0).fx
+    fx = intrinsics_from_fov(height, width, xfov=60.0).fx
     warper = StereoWarper(height, width, device=device, workers=workers)
     colour_t = torch.from_numpy(rgb).to(device)
     depth_t = torch.from_numpy(depth).to(device)

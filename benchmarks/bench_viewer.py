@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="also time offscreen rendering")
     args = parser.parse_args()
     w, h, repeat = args.width, args.height, args.repeat
-    intr = intrinsics_from_fov(w, h, xfov=60.0)
+    intr = intrinsics_from_fov(h, w, xfov=60.0)
     frame = synthetic_frame(w, h)
     n = w * h
     print(f"{w}x{h}: {n} vertices, {depth_mesh.num_grid_triangles(h, w)} triangles")

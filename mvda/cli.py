@@ -79,14 +79,18 @@ def run_cli(prog: str, body: Callable[[], int | None], verbose: bool = False) ->
     """Run ``body`` and map user errors to a one-line message and exit code.
 
     Returns ``body``'s exit code (0 when it returns None), 2 for a :class:`UserError` or checkpoint
-    error, 130 for Ctrl-C.
+    error, 130 for Ctrl-C, 143 for SIGTERM and 129 for SIGHUP (temporary outputs are
+    removed by whatever was writing them: the frame loop, ``with`` blocks).
     """
     # Restore the logger afterwards so that a script's main() called from Python (tests, notebooks)
     # leaves logging as it found it.
     saved = (list(log.handlers), log.level, log.propagate)
     configure_logging(prog, verbose)
+    from mvda.frames import Interrupted, signals_raise
+
     try:
-        code = body()
+        with signals_raise():
+            code = body()
     except _user_error_types() as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
@@ -94,6 +98,9 @@ def run_cli(prog: str, body: Callable[[], int | None], verbose: bool = False) ->
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; no output was finalised", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Interrupted as exc:
+        print(f"{prog}: terminated by {exc}; no output was finalised", file=sys.stderr)
+        return exc.exit_code
     finally:
         log.handlers[:] = saved[0]
         log.setLevel(saved[1])
@@ -151,3 +158,69 @@ def non_negative_float(text: str) -> float:
     if not (0.0 <= value < float("inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared flags: each declared (and validated) once, added to the scripts' parsers by these helpers.
+# --------------------------------------------------------------------------------------------------
+def fov_degrees(text: str) -> float:
+    """argparse type: a field of view in degrees, strictly between 0 and 180."""
+    value = positive_float(text)
+    if not value < 180.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 180 degrees (exclusive), got {text}")
+    return value
+
+
+def frame_limit(text: str) -> int | None:
+    """argparse type for ``--max_frames`` / ``--max_len``: N > 0 frames, or -1 for all (the original's value)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value == -1:
+        return None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (or -1 for all frames), got {value}")
+    return value
+
+
+def add_fov_args(parser: argparse.ArgumentParser, required_note: str = "") -> None:
+    """``--xfov`` / ``--yfov`` (degrees; with one of them the other follows from the aspect ratio)."""
+    parser.add_argument("--xfov", type=fov_degrees, default=None,
+                        help="horizontal field of view of the camera in degrees (fractions allowed)" + required_note)
+    parser.add_argument("--yfov", type=fov_degrees, default=None,
+                        help="vertical field of view in degrees; with only one of the two, the other follows "
+                             "from the aspect ratio")
+
+
+def add_max_depth_arg(parser: argparse.ArgumentParser, reader: bool = True, default: float = 6.0) -> None:
+    """``--max_depth`` (metres): a reader's decode scale (default: the file's tag) or a writer's full scale."""
+    if reader:
+        parser.add_argument("--max_depth", type=positive_float, default=None, metavar="M",
+                            help="full scale of the depth video in metres (default: its max_depth tag, else 6)")
+    else:
+        parser.add_argument("--max_depth", type=positive_float, default=default, metavar="M",
+                            help=f"full scale of the packed output in metres; farther depth is clipped "
+                                 f"(default {default:g})")
+
+
+def add_frame_limit_arg(parser: argparse.ArgumentParser, alias: str | None = None) -> None:
+    """``--max_frames N`` (and an alias such as the converter's original ``--max_len``); -1: all frames."""
+    names = ["--max_frames"] + ([alias] if alias else [])
+    parser.add_argument(*names, dest="max_frames", type=frame_limit, default=None, metavar="N",
+                        help="use at most the first N frames (default: all; -1 also means all)")
+
+
+def add_device_args(parser: argparse.ArgumentParser, precision: bool = True) -> None:
+    """``--device`` (and ``--precision`` / ``--fp32`` for the scripts that run networks)."""
+    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cuda, cuda:N, mps or cpu")
+    if precision:
+        parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
+                            help="network precision (default: fp16 on CUDA, fp32 elsewhere)")
+        parser.add_argument("--fp32", action="store_true", help="run the networks in float32 (overrides --precision)")
+
+
+def add_report_args(parser: argparse.ArgumentParser) -> None:
+    """``--no_progress`` and ``--verbose``, the same in every script."""
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")

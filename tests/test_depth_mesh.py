@@ -39,7 +39,7 @@ def test_triangles_are_cached_per_resolution_and_read_only():
 
 
 def test_vertices_in_viewer_frame_and_normals_face_the_camera():
-    intr = intrinsics_from_fov(5, 3, xfov=60.0)
+    intr = intrinsics_from_fov(3, 5, xfov=60.0)
     depth = np.full((3, 5), 2.0, dtype=np.float32)
     depth[0, 0] = 2.5  # not planar, still facing the camera
     verts = dm.mesh_vertices(depth, intr)
@@ -56,7 +56,7 @@ def test_vertices_in_viewer_frame_and_normals_face_the_camera():
 
 
 def test_mesh_vertices_fills_the_given_buffer():
-    intr = intrinsics_from_fov(4, 2, xfov=60.0)
+    intr = intrinsics_from_fov(2, 4, xfov=60.0)
     out = np.zeros((8, 3))
     res = dm.mesh_vertices(np.ones((2, 4), np.float32), intr, out=out)
     assert res is out and np.all(out[:, 2] == -1.0)

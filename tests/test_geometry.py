@@ -38,26 +38,26 @@ def test_fov_out_of_range_raises(bad):
 
 
 def test_intrinsics_from_one_fov_gives_square_pixels():
-    intr = intrinsics_from_fov(1280, 720, xfov=90.0)
+    intr = intrinsics_from_fov(720, 1280, xfov=90.0)
     assert intr.fx == pytest.approx(640.0) and intr.fy == pytest.approx(640.0)
     assert (intr.cx, intr.cy) == (639.5, 359.5)
     # the vertical FOV follows from the aspect ratio: 2 atan(360 / 640)
     assert intr.yfov == pytest.approx(math.degrees(2 * math.atan(360 / 640)), rel=1e-12)
-    same = intrinsics_from_fov(1280, 720, yfov=intr.yfov)
+    same = intrinsics_from_fov(720, 1280, yfov=intr.yfov)
     assert same.fx == pytest.approx(intr.fx, rel=1e-12)
 
 
 def test_intrinsics_from_both_fovs_and_errors():
-    intr = intrinsics_from_fov(200, 100, xfov=90.0, yfov=90.0)
+    intr = intrinsics_from_fov(100, 200, xfov=90.0, yfov=90.0)
     assert (intr.fx, intr.fy) == (pytest.approx(100.0), pytest.approx(50.0))
     with pytest.raises(ValueError, match="--xfov"):
         intrinsics_from_fov(200, 100)
     with pytest.raises(ValueError):
-        intrinsics_from_fov(0, 100, xfov=40)
+        intrinsics_from_fov(100, 0, xfov=40)
 
 
 def test_principal_point_lands_on_the_optical_axis():
-    intr = intrinsics_from_fov(5, 3, xfov=48.0)  # principal point is pixel (2, 1)
+    intr = intrinsics_from_fov(3, 5, xfov=48.0)  # principal point is pixel (2, 1)
     depth = np.full((3, 5), 7.5, dtype=np.float32)
     pts = backproject(depth, intr)
     assert pts.shape == (3, 5, 3) and pts.dtype == np.float32
@@ -79,14 +79,14 @@ def test_backproject_hand_computed_and_project_inverse():
 
 
 def test_backproject_rejects_size_mismatch():
-    intr = intrinsics_from_fov(4, 2, xfov=60)
+    intr = intrinsics_from_fov(2, 4, xfov=60)
     with pytest.raises(ValueError, match="4x2"):
         backproject(np.ones((4, 2), np.float32), intr)
 
 
 def test_scaled_keeps_fov():
-    intr = intrinsics_from_fov(1280, 720, xfov=48.0)
-    small = intr.scaled(640, 360)
+    intr = intrinsics_from_fov(720, 1280, xfov=48.0)
+    small = intr.scaled(360, 640)
     assert small.xfov == pytest.approx(48.0, rel=1e-12)
     assert small.yfov == pytest.approx(intr.yfov, rel=1e-12)
     assert (small.cx, small.cy) == (319.5, 179.5)

@@ -312,7 +312,7 @@ def test_pack_tensors_stay_tensors():
 # analytic scenes: exact left / right views by ray casting
 # ------------------------------------------------------------------------------------------------
 H, W = 60, 120
-INTR = intrinsics_from_fov(W, H, xfov=60.0)
+INTR = intrinsics_from_fov(H, W, xfov=60.0)
 IPD = 0.30  # a wide baseline so that the tiny test images get shifts of several pixels
 
 

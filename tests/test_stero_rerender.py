@@ -56,7 +56,7 @@ def read_all(path: Path, pix_fmt: str = "rgb24") -> list[np.ndarray]:
 def expected_views(colour: np.ndarray, depth_m: np.ndarray, xfov: float, ipd_mm: float = 63.0, far: float = 6.0):
     """The eyes the CLI should render for one frame (depth decoded from the 6 m packed format)."""
     h, w = colour.shape[:2]
-    fx = intrinsics_from_fov(w, h, xfov=xfov).fx
+    fx = intrinsics_from_fov(h, w, xfov=xfov).fx
     disp = disparity_from_depth(torch.from_numpy(depth_m.astype(np.float32)), fx, ipd_mm / 1000, far)
     return render_stereo(colour, disp.numpy())
 

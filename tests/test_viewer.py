@@ -187,7 +187,7 @@ def test_frame_source_resizes_same_aspect_colour(tmp_path):
 # geometry
 # --------------------------------------------------------------------------------------------------
 def test_geometry_builder_mesh_point_cloud_and_depth_colours(scene):
-    intr = intrinsics_from_fov(W, H, xfov=60.0)
+    intr = intrinsics_from_fov(H, W, xfov=60.0)
     with depth_viewer.FrameSource(scene[0], scene[1]) as source:
         frame = source.get(0)
     full = depth_viewer.GeometryBuilder(intr, 6.0)
@@ -211,7 +211,7 @@ def test_geometry_builder_mesh_point_cloud_and_depth_colours(scene):
 
 
 def test_geometry_builder_point_cloud_skips_invalid_pixels_and_follows_the_count():
-    intr = intrinsics_from_fov(W, H, xfov=60.0)
+    intr = intrinsics_from_fov(H, W, xfov=60.0)
     builder = depth_viewer.GeometryBuilder(intr, 6.0, point_cloud=True)
     depth, rgb = scene_frame(0)
     depth = depth.astype(np.float32)

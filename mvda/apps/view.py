@@ -294,7 +294,7 @@ def _view_intrinsics(intr: Intrinsics, width: int, height: int) -> Intrinsics:
     (Open3D's legacy view control uses one field of view; the vertical one is kept.)
     """
     fy = intr.fy * height / intr.height
-    return Intrinsics(width, height, fy, fy, (width - 1) / 2.0, (height - 1) / 2.0)
+    return Intrinsics(height, width, fy, fy, (width - 1) / 2.0, (height - 1) / 2.0)
 
 
 def _x11_reachable(display: str) -> bool:

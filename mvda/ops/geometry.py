@@ -25,10 +25,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Intrinsics:
-    """Pinhole intrinsics in pixels: focal lengths (fx, fy) and principal point (cx, cy)."""
+    """Pinhole intrinsics of an image of ``(height, width)`` pixels: focal lengths (fx, fy) and principal
+    point (cx, cy), in pixels."""
 
-    width: int
     height: int
+    width: int
     fx: float
     fy: float
     cx: float
@@ -48,10 +49,10 @@ class Intrinsics:
         """(3, 3) float64 camera matrix K."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
-    def scaled(self, width: int, height: int) -> "Intrinsics":
-        """The same camera (same fields of view) for an image resized to ``width`` x ``height``."""
+    def scaled(self, height: int, width: int) -> "Intrinsics":
+        """The same camera (same fields of view) for an image resized to ``(height, width)`` pixels."""
         sx, sy = width / self.width, height / self.height
-        return Intrinsics(width, height, self.fx * sx, self.fy * sy, (width - 1) / 2, (height - 1) / 2)
+        return Intrinsics(height, width, self.fx * sx, self.fy * sy, (width - 1) / 2, (height - 1) / 2)
 
 
 def _check_fov(fov_deg: float, name: str) -> float:
@@ -77,7 +78,7 @@ def fov_from_focal(size_px: float, focal_px: float) -> float:
     return math.degrees(2.0 * math.atan((size_px / 2.0) / focal_px))
 
 
-def intrinsics_from_fov(width: int, height: int, xfov: float | None = None,
+def intrinsics_from_fov(height: int, width: int, xfov: float | None = None,
                         yfov: float | None = None) -> Intrinsics:
     """Pinhole intrinsics from a horizontal and/or vertical field of view (degrees).
 
@@ -93,7 +94,7 @@ def intrinsics_from_fov(width: int, height: int, xfov: float | None = None,
     fy = focal_from_fov(height, _check_fov(yfov, "--yfov")) if yfov is not None else None
     fx = fx if fx is not None else fy
     fy = fy if fy is not None else fx
-    return Intrinsics(int(width), int(height), float(fx), float(fy), (width - 1) / 2.0, (height - 1) / 2.0)
+    return Intrinsics(int(height), int(width), float(fx), float(fy), (width - 1) / 2.0, (height - 1) / 2.0)
 
 
 def pixel_grid(height: int, width: int, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
