@@ -159,7 +159,7 @@ def default_outputs(depth_video: Path, output: str | None, lossless: bool, infil
 
 def job_from_args(args: argparse.Namespace) -> StereoJob:
     """Check the flags and paths that can be checked before decoding anything (raises UserError)."""
-    from depth_anything_v2.device import resolve_device
+    from mvda.device import resolve_device
 
     if args.xfov is None and args.yfov is None:
         raise UserError("give the camera's field of view with --xfov (horizontal) or --yfov (vertical), in degrees")

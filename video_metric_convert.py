@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> ConvertOptions:
     """Resolve device and precision and build the :class:`ConvertOptions` (raises UserError)."""
-    from depth_anything_v2.device import default_precision, precision_warning, resolve_device
+    from mvda.device import default_precision, precision_warning, resolve_device
 
     try:
         device = resolve_device(args.device)

@@ -18,11 +18,11 @@ synthetic moving scene. On a shared 2-core machine use ``--threads 1``: with 2 O
 other load, small kernels slowed down by up to 10x in our runs. Examples (2-core VM, 1 thread)::
 
     # sweep 60/300/600 frames at input 140 (about 11 min)
-    python benchmarks/bench_convert.py --clip assets/big_buck_bunny_3s.mp4 --skip_compare --threads 1
+    python -m benchmarks.bench_convert --clip assets/big_buck_bunny_3s.mp4 --skip_compare --threads 1
     # original vs fast at input 266 with the ablations (about 8 min)
-    python benchmarks/bench_convert.py --clip assets/big_buck_bunny_3s.mp4 --skip_sweep --threads 1 --ablation
+    python -m benchmarks.bench_convert --clip assets/big_buck_bunny_3s.mp4 --skip_sweep --threads 1 --ablation
     # original vs fast at the default input size 518 (about 15 min)
-    python benchmarks/bench_convert.py --clip assets/big_buck_bunny_3s.mp4 --skip_sweep --threads 1 --compare_size 518
+    python -m benchmarks.bench_convert --clip assets/big_buck_bunny_3s.mp4 --skip_sweep --threads 1 --compare_size 518
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
 
 PRESETS = {
     "original": {"metric_every": 1, "precision": "fp32"},
@@ -142,7 +144,7 @@ def make_checkpoints(folder: Path, encoder: str, metric_encoder: str) -> dict[st
 
     from depth_anything_v2.dpt import MODEL_CONFIGS as DC
     from depth_anything_v2.dpt import DepthAnythingV2
-    from depth_anything_v2.testing import write_procedural_checkpoint
+    from tests.procedural import write_procedural_checkpoint
     from video_depth_anything.video_depth import MODEL_CONFIGS as VC
     from video_depth_anything.video_depth import VideoDepthAnything
 
@@ -189,7 +191,7 @@ def child_main(config: dict) -> None:
     """Run one conversion in this fresh process and print its result (with peak RSS) as JSON."""
     import torch
 
-    from depth_anything_v2.device import resolve_device
+    from mvda.device import resolve_device
 
     if config.get("threads"):
         torch.set_num_threads(int(config["threads"]))
@@ -227,7 +229,7 @@ def main(argv=None) -> int:
         return 0
     import torch
 
-    from depth_anything_v2.device import resolve_device
+    from mvda.device import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -255,8 +257,8 @@ def main(argv=None) -> int:
                 config = {"clip": str(clip), "out_dir": str(work / f"sweep_{length}"), "input_size": args.input_size,
                           "preset": "original", "device": args.device, "max_len": length,
                           "checkpoints": {k: str(v) for k, v in ckpt.items()}, "threads": args.threads}
-                proc = subprocess.run([sys.executable, __file__, "--_child", json.dumps(config)],
-                                      capture_output=True, text=True)
+                proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_convert", "--_child", json.dumps(config)],
+                                      cwd=REPO, capture_output=True, text=True)
                 lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
                 if proc.returncode != 0 or not lines:
                     print(proc.stderr[-3000:], file=sys.stderr)

@@ -14,7 +14,7 @@ difference, so the comparison is made within one run on a noisy machine.
 On a shared CPU, ``OMP_WAIT_POLICY=PASSIVE`` in the environment keeps idle OpenMP threads from spinning and
 makes the numbers steadier. Example::
 
-    python benchmarks/bench_networks.py --models vda --encoders vits --input_size 196 --reference
+    python -m benchmarks.bench_networks --models vda --encoders vits --input_size 196 --reference
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import torch.nn.functional as F
 
 from depth_anything_v2 import DepthAnythingV2
 from depth_anything_v2 import MODEL_CONFIGS as DAV2_CONFIGS
-from depth_anything_v2.device import autocast_context, resolve_device
-from depth_anything_v2.testing import load_procedural_weights
+from mvda.device import autocast_context, resolve_device
+from tests.procedural import load_procedural_weights
 from video_depth_anything import MODEL_CONFIGS as VDA_CONFIGS
 from video_depth_anything import VideoDepthAnything
 

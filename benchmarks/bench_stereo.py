@@ -11,7 +11,7 @@ Measures, per size and device:
 The machine's load average is printed too: on a shared machine other processes take CPU time and
 the wall-clock figures drop accordingly.
 
-Run: python benchmarks/bench_stereo.py [--io] [--device cpu|cuda|auto] [--sizes 1280x720,1920x1080]
+Run: python -m benchmarks.bench_stereo [--io] [--device cpu|cuda|auto] [--sizes 1280x720,1920x1080]
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30, help="frames of the generated clip for --io")
     parser.add_argument("--preset", default="fast", help="x264 preset for --io (default fast, as the script)")
     args = parser.parse_args()
-    from depth_anything_v2.device import resolve_device
+    from mvda.device import resolve_device
 
     device = resolve_device(args.device)
     threads = torch.get_num_threads()

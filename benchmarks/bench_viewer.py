@@ -8,7 +8,7 @@ Measures (median of --repeat runs, milliseconds):
   * decode: FrameSource.get of the next frame (FFV1 depth + H.264 colour, unpacking)
   * render (with --render): one offscreen frame with the legacy renderer (software GL here)
 
-Run: python benchmarks/bench_viewer.py [--render]
+Run: python -m benchmarks.bench_viewer [--render]
 """
 
 from __future__ import annotations

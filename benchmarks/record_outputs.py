@@ -6,8 +6,8 @@ interface), with small procedural-weight checkpoints at ``--input_size 28``. For
 JSON holds the SHA-256 of each decoded video frame and audio frame (in decode order) and the frame
 timestamps, so a change in any pixel, sample or time shows up.
 
-    python benchmarks/record_outputs.py --checkpoints /tmp/ckpt --record /tmp/before.json
-    python benchmarks/record_outputs.py --checkpoints /tmp/ckpt --check /tmp/before.json
+    python -m benchmarks.record_outputs --checkpoints /tmp/ckpt --record /tmp/before.json
+    python -m benchmarks.record_outputs --checkpoints /tmp/ckpt --check /tmp/before.json
 
 ``--checkpoints DIR`` must hold ``vda_vits.pth``, ``vda_metric_vits.pth`` and ``dav2_metric_vits.pth``
 (procedural weights; ``tests/procedural.py`` writes them with ``--make_checkpoints``).

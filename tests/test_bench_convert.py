@@ -8,15 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_convert.py"
+REPO = Path(__file__).resolve().parents[1]
+MODULE = ["-m", "benchmarks.bench_convert"]  # run from the repo root: it imports tests.procedural
 
 
 def test_bench_convert_sweep_and_comparison(tmp_path):
     out = tmp_path / "report.json"
-    cmd = [sys.executable, str(SCRIPT), "--height", "36", "--width", "48", "--lengths", "4", "6",
+    cmd = [sys.executable, *MODULE, "--height", "36", "--width", "48", "--lengths", "4", "6",
            "--input_size", "28", "--compare_frames", "5", "--compare_size", "28", "--presets", "every4_fp32",
            "--threads", "1", "--workdir", str(tmp_path / "work"), "--json", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert [r["frames"] for r in report["sweep"]] == [4, 6]

@@ -8,14 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_networks.py"
+REPO = Path(__file__).resolve().parents[1]
+MODULE = ["-m", "benchmarks.bench_networks"]  # run from the repo root: it imports tests.procedural
 
 
 def test_bench_networks_runs_and_matches_reference(tmp_path):
     out = tmp_path / "rows.json"
-    cmd = [sys.executable, str(SCRIPT), "--models", "vda,dav2", "--encoders", "vits", "--input_size", "42",
+    cmd = [sys.executable, *MODULE, "--models", "vda,dav2", "--encoders", "vits", "--input_size", "42",
            "--frames", "3", "--repeat", "1", "--warmup", "0", "--device", "cpu", "--reference", "--json", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())
     assert [(r["model"], r["impl"]) for r in rows] == [
@@ -29,5 +30,5 @@ def test_bench_networks_runs_and_matches_reference(tmp_path):
 
 
 def test_bench_networks_rejects_bad_sizes():
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--input_size", "50"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, *MODULE, "--input_size", "50"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "multiples of 14" in proc.stderr

@@ -26,7 +26,7 @@ import mvda.apps.convert as cp
 import video_metric_convert
 from depth_anything_v2.dpt import MODEL_CONFIGS as DAV2_CONFIGS
 from depth_anything_v2.dpt import DepthAnythingV2
-from depth_anything_v2.testing import write_procedural_checkpoint
+from tests.procedural import write_procedural_checkpoint
 from depth_codec import DepthVideoReader, depth_step
 from video_depth_anything.inference import infer_video_depth
 from video_depth_anything.video_depth import MODEL_CONFIGS as VDA_CONFIGS
@@ -522,7 +522,7 @@ def test_bad_inputs_are_reported_before_the_networks_load(tmp_path, clip24, caps
 
 
 def test_emulated_cpu_precision_is_warned_about(checkpoints, monkeypatch, caplog):
-    import depth_anything_v2.device as device_helpers
+    import mvda.device as device_helpers
 
     parser = video_metric_convert.build_parser()
     monkeypatch.setattr(device_helpers, "cpu_has_native", lambda name: name != "bf16")  # a CPU without bf16

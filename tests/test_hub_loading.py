@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mvda.device import resolve_device
+
 import depth_anything_v2
 import depth_anything_v2.hub as dav2_hub
 import video_depth_anything
@@ -19,7 +21,7 @@ import video_depth_anything.hub as vda_hub
 from depth_anything_v2 import DepthAnythingV2
 from depth_anything_v2.dpt import MODEL_CONFIGS as DAV2_CONFIGS
 from depth_anything_v2.hub import CheckpointError, load_depth_anything_v2_metric, read_state_dict, resolve_checkpoint
-from depth_anything_v2.testing import procedural_state_dict, write_procedural_checkpoint
+from tests.procedural import procedural_state_dict, write_procedural_checkpoint
 from video_depth_anything import VideoDepthAnything, load_video_depth_anything
 from video_depth_anything.video_depth import MODEL_CONFIGS as VDA_CONFIGS
 
@@ -216,7 +218,7 @@ def test_offline_mode_uses_the_hf_home_cache(tmp_path, monkeypatch, vda_vits_sta
 
 
 def test_loaded_model_runs(vda_vits_ckpt):
-    model = load_video_depth_anything("vits", checkpoint=vda_vits_ckpt, device="auto")
+    model = load_video_depth_anything("vits", checkpoint=vda_vits_ckpt, device=resolve_device("auto"))
     x = torch.zeros(1, 2, 3, 28, 28, device=model.device)
     with torch.inference_mode():
         out = model(x)

@@ -290,7 +290,7 @@ def test_stitching_hand_computed(metric):
 @pytest.fixture(scope="module")
 def vda_vits_pf():
     """Relative and metric VideoDepthAnything vits with the same pf-v1 weights."""
-    from depth_anything_v2.testing import procedural_state_dict
+    from tests.procedural import procedural_state_dict
     from video_depth_anything.video_depth import VideoDepthAnything
 
     models = {}

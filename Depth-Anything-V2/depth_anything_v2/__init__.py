@@ -1,6 +1,6 @@
 """Depth-Anything-V2 (metric) network: our implementation, state-dict compatible with the official checkpoints."""
 
-from .device import autocast_context, default_precision, precision_dtype, resolve_device
+from .precision import autocast_context, default_precision, precision_dtype
 from .dinov2 import DINOv2, DinoVisionTransformer
 from .dpt import INTERMEDIATE_LAYER_IDX, MODEL_CONFIGS, DepthAnythingV2
 from .hub import (
@@ -25,7 +25,6 @@ __all__ = [
     "checkpoint_spec",
     "download_checkpoint",
     "load_depth_anything_v2_metric",
-    "resolve_device",
     "autocast_context",
     "default_precision",
     "precision_dtype",

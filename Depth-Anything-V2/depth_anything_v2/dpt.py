@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .device import autocast_context
+from .precision import autocast_context
 from .dinov2 import DINOv2
 from .dpt_head import DPTHead
 from .transform import network_input_size, prepare_images

@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .device import resolve_device
 
 __all__ = [
     "CheckpointError",
@@ -347,7 +346,7 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str
 def build_from_checkpoint(factory, state: Mapping[str, torch.Tensor], source: str, device: str | torch.device = "cpu") -> nn.Module:
     """Build ``factory()`` on the ``meta`` device (no random init), load ``state`` strictly by assignment,
     move to ``device`` and switch to eval mode."""
-    dev = resolve_device(device)
+    dev = torch.device(device)
     with torch.device("meta"):
         model = factory()
     load_strict(model, state, source=source, assign=True)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from depth_anything_v2.device import autocast_context, default_precision, precision_dtype, resolve_device
+from depth_anything_v2.precision import autocast_context, default_precision, precision_dtype
 from depth_anything_v2.transform import network_input_size, prepare_images
 
 __all__ = [
@@ -272,7 +272,7 @@ class VideoDepthStream:
         if device is None:
             dev = model_device if model_device is not None else torch.device("cpu")
         else:
-            dev = resolve_device(device)
+            dev = torch.device(device)
         if model_device is not None and (
             model_device.type != dev.type
             or (dev.index is not None and model_device.index is not None and dev.index != model_device.index)

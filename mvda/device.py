@@ -1,4 +1,8 @@
-"""Device and precision helpers shared by the networks and the command-line tools.
+"""Device and precision choice for the scripts: ``--device`` and ``--precision`` resolved and checked.
+
+The networks (``depth_anything_v2``, ``video_depth_anything``) take the resolved device and a precision
+name; their own :mod:`depth_anything_v2.precision` holds the names, the autocast context and the
+network default (fp16 on CUDA), re-exported here for the applications.
 
 The device is always a parameter: ``"auto"`` picks CUDA, then Apple MPS, then the CPU.
 Autocast always uses ``device.type``; nothing here hard-codes ``"cuda"``.
@@ -6,11 +10,11 @@ Autocast always uses ``device.type``; nothing here hard-codes ``"cuda"``.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
-from typing import ContextManager
 
 import torch
+
+from depth_anything_v2.precision import PRECISIONS, autocast_context, default_precision, precision_dtype
 
 __all__ = [
     "PRECISIONS",
@@ -21,14 +25,6 @@ __all__ = [
     "cpu_has_native",
     "precision_warning",
 ]
-
-#: Accepted precision names and the autocast dtype each one selects (``None``: no autocast).
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "fp32": None,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-}
-
 
 def _mps_available() -> bool:
     mps = getattr(torch.backends, "mps", None)
@@ -84,12 +80,6 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     raise ValueError(f"unsupported device {name!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
 
 
-def default_precision(device: torch.device | str) -> str:
-    """Default compute precision for a device: ``"fp16"`` on CUDA (as the official code), else ``"fp32"``."""
-    dev = torch.device(device) if not isinstance(device, torch.device) else device
-    return "fp16" if dev.type == "cuda" else "fp32"
-
-
 def cpu_has_native(precision: str) -> bool:
     """Whether this CPU computes ``precision`` natively (oneDNN's check: AVX-512 BF16 / AMX for bf16,
     AVX-512 FP16 / AMX-FP16 for fp16). Without it, reduced precision is emulated and usually slower
@@ -117,32 +107,3 @@ def precision_warning(
         return None
     return (f"this CPU has no native {key} support (AVX-512 {key.upper()} or AMX): --precision {key} is "
             "emulated and likely slower than fp32")
-
-
-def precision_dtype(precision: str) -> torch.dtype | None:
-    """Autocast dtype for a precision name (``None`` for ``"fp32"``).
-
-    Raises:
-        ValueError: unknown precision name.
-    """
-    key = str(precision).strip().lower()
-    if key not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    return PRECISIONS[key]
-
-
-def autocast_context(device: torch.device | str, precision: str) -> ContextManager:
-    """Context manager running the enclosed code in ``precision`` on ``device``.
-
-    Args:
-        device: the device the computation runs on (its ``type`` selects the autocast backend).
-        precision: ``"fp32"`` (no autocast), ``"fp16"`` or ``"bf16"``.
-
-    Returns:
-        ``contextlib.nullcontext()`` for fp32, else ``torch.autocast(device_type=device.type, dtype=...)``.
-    """
-    dtype = precision_dtype(precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    dev = torch.device(device) if not isinstance(device, torch.device) else device
-    return torch.autocast(device_type=dev.type, dtype=dtype)
