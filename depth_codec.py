@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 
 from mvda.errors import UserError
-from mvda.io.video import VideoReader, VideoWriter
+from mvda.io.video import VideoReader, VideoWriter, ffv1_settings
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
@@ -251,8 +251,8 @@ class DepthVideoWriter:
         tags = {TAG_MAX_DEPTH: repr(self.max_depth), TAG_ENCODING: ENCODING_NAME}
         tags.update(metadata or {})
         self._writer = VideoWriter(
-            self.path, width, height, fps, codec="ffv1", pix_fmt="bgr0", input_format="rgb24",
-            options={"level": "3", "slicecrc": "1"}, metadata=tags,
+            self.path, width, height, fps, input_format="rgb24", metadata=tags,
+            **ffv1_settings("bgr0"),
         )
 
     def write(self, depth_m: np.ndarray) -> None:

@@ -32,7 +32,7 @@ from depth_codec import (
     DepthVideoReader,
     depth_to_grey,
 )
-from mvda.io.video import VideoWriter, ensure_writable_dir
+from mvda.io.video import VideoWriter, ensure_writable_dir, ffv1_settings
 
 PROG = "rgb_depth_to_greyscale.py"
 OUTPUT_SUFFIX = "_grey_depth.mkv"
@@ -134,8 +134,8 @@ def convert_to_grey(
                 fmt = "gray16le" if bit16 else "gray"
                 tags = {TAG_MAX_DEPTH: repr(reader.max_depth), TAG_ENCODING: grey_encoding_name(bit16, inverse),
                         "grey_full_scale": str(GREY16_FULL_SCALE if bit16 else GREY8_FULL_SCALE)}
-                writer = VideoWriter(out_path, reader.width, reader.height, reader.fps, codec="ffv1",
-                                     pix_fmt=fmt, input_format=fmt, options={"level": "3", "slicecrc": "1"},
+                writer = VideoWriter(out_path, reader.width, reader.height, reader.fps, input_format=fmt,
+                                     **ffv1_settings(fmt),
                                      metadata=tags)
             if png_path is not None:
                 pngs = _PngSequence(png_path)

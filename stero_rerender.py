@@ -38,7 +38,7 @@ from mvda.cli import non_negative_int, positive_float, positive_int, progress_ba
 from depth_codec import DepthVideoReader, unpack_depth
 from mvda.ops.geometry import intrinsics_from_fov
 from mvda.ops.stereo_warp import FORMATS, StereoWarper, disparity_from_depth, pack_stereo, packed_size, resize_depth
-from mvda.io.video import VideoReader, VideoWriter
+from mvda.io.video import VideoReader, VideoWriter, ffv1_settings
 
 PROG = "stero_rerender.py"
 DEFAULT_IPD_MM = 63.0
@@ -232,7 +232,7 @@ def _mask_frame(left: torch.Tensor, right: torch.Tensor, fmt: str) -> np.ndarray
 
 def _writer_settings(job: StereoJob, mask: bool) -> dict:
     if job.lossless:
-        return {"codec": "ffv1", "pix_fmt": "gray" if mask else "bgr0", "options": {"level": "3"}}
+        return ffv1_settings("gray" if mask else "bgr0")
     if mask:  # qp 0: lossless luma, so the mask stays exactly black and white
         return {"codec": "libx264", "pix_fmt": "yuv420p", "options": {"qp": "0", "preset": job.preset}}
     return {"codec": "libx264", "pix_fmt": "yuv420p", "options": {"crf": str(job.crf), "preset": job.preset}}

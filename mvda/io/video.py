@@ -284,6 +284,17 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
     _finalise(tmp, final)
 
 
+#: Encoder options of every lossless output (depth, greyscale, lossless stereo, masks): FFV1 version 3
+#: with per-slice CRCs, so that damage to a file can be detected when it is read.
+FFV1_OPTIONS: dict[str, str] = {"level": "3", "slicecrc": "1"}
+
+
+def ffv1_settings(pix_fmt: str) -> dict:
+    """``VideoWriter`` keyword arguments for a lossless FFV1 stream in ``pix_fmt`` ("bgr0", "gray",
+    "gray16le"): codec, pixel format and :data:`FFV1_OPTIONS`."""
+    return {"codec": "ffv1", "pix_fmt": pix_fmt, "options": dict(FFV1_OPTIONS)}
+
+
 def _needs_even_size(codec: str, pix_fmt: str) -> bool:
     return codec in ("libx264", "libx265", "h264", "hevc") or pix_fmt in (
         "yuv420p", "yuvj420p", "nv12", "nv21", "yuv420p10le", "yuv422p", "yuvj422p"
