@@ -46,6 +46,7 @@ __all__ = [
     "sanitize_depth",
     "depth_step",
     "looks_like_packed_depth",
+    "check_packed_depth_samples",
     "resolve_max_depth",
     "DepthStats",
     "DepthVideoWriter",
@@ -179,6 +180,30 @@ def looks_like_packed_depth(rgb: np.ndarray, tolerance: int = 4, max_fraction: f
     return float((diff > tolerance).mean()) <= max_fraction
 
 
+def check_packed_depth_samples(frames: list[np.ndarray], source: os.PathLike | str = "") -> None:
+    """Judge from frames spread over a file (see ``VideoReader.sample_frames``) whether it holds packed
+    depth; raise :class:`UserError` when it does not.
+
+    Uniform frames (a black fade-in) say nothing and are passed over. A frame whose R and G differ is
+    colour; one whose B equals R and G too is a monochrome (greyscale) picture: in packed depth B is
+    the low byte, which almost never equals the high byte.
+    """
+    for rgb in frames:
+        rgb = np.asarray(rgb)
+        if rgb.size == 0 or int(rgb.max()) == int(rgb.min()):
+            continue
+        if not looks_like_packed_depth(rgb):
+            raise UserError(
+                f"{source}: does not look like an RGB-packed depth video (its R and G channels differ); pass "
+                "the *_depth.mkv written by video_metric_convert.py"
+            )
+        if looks_like_packed_depth(rgb[..., [0, 2]], tolerance=2, max_fraction=0.02):
+            raise UserError(
+                f"{source}: is a monochrome (greyscale) video, not an RGB-packed depth video (B equals R and G); "
+                "pass the *_depth.mkv written by video_metric_convert.py"
+            )
+
+
 def resolve_max_depth(tag_value: str | None, flag_value: float | None, source: str = "") -> float:
     """Choose the ``max_depth`` for decoding.
 
@@ -297,8 +322,9 @@ class DepthVideoReader:
     """
 
     def __init__(self, path: str | os.PathLike, max_depth: float | None = None,
-                 max_frames: int | None = None) -> None:
-        self._reader = VideoReader(path, pix_fmt="rgb24", max_frames=max_frames)
+                 max_frames: int | None = None, skip_damaged: bool = False) -> None:
+        self._reader = VideoReader(path, pix_fmt="rgb24", max_frames=max_frames,
+                                   damaged="skip" if skip_damaged else "error")
         self.info = self._reader.info
         self.path = self._reader.path
         encoding = self.info.tag(TAG_ENCODING)
@@ -313,6 +339,14 @@ class DepthVideoReader:
             raise UserError(f"{self.path}: unknown depth encoding {encoding!r} (this version reads "
                            f"{ENCODING_NAME!r}); update metric video depth anything")
         self.tagged = self.info.tag(TAG_MAX_DEPTH) is not None
+        # Our files declare their length exactly; the original tool's are only checked for damage.
+        self._reader.strict_length = self.tagged and not skip_damaged
+        if encoding is None:
+            try:
+                check_packed_depth_samples(self._reader.sample_frames(), self.path)
+            except UserError:
+                self._reader.close()
+                raise
         self.max_depth = resolve_max_depth(self.info.tag(TAG_MAX_DEPTH), max_depth, str(self.path.name))
         self.frames_read = 0
 
@@ -332,15 +366,25 @@ class DepthVideoReader:
     def num_frames(self) -> int | None:
         return self._reader.num_frames
 
-    def packed_frames(self) -> Iterator[np.ndarray]:
-        """The raw (H, W, 3) uint8 RGB frames, after checking the first one looks like packed depth."""
-        for rgb in self._reader:
+    @property
+    def damaged_frames(self) -> list[int]:
+        """Indices of the damaged frames left out (with ``skip_damaged``)."""
+        return self._reader.damaged_frames
+
+    def indexed_packed_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index in the file, packed frame)``: indices skip the damaged frames left out."""
+        for index, rgb in self._reader.indexed():
             if self.frames_read == 0 and not looks_like_packed_depth(rgb):
                 raise UserError(
                     f"{self.path}: does not look like an RGB-packed depth video (its R and G channels "
                     "differ); pass the *_depth.mkv written by video_metric_convert.py"
                 )
             self.frames_read += 1
+            yield index, rgb
+
+    def packed_frames(self) -> Iterator[np.ndarray]:
+        """The raw (H, W, 3) uint8 RGB frames, after checking the first one looks like packed depth."""
+        for _, rgb in self.indexed_packed_frames():
             yield rgb
 
     def __iter__(self) -> Iterator[np.ndarray]:

@@ -313,9 +313,8 @@ def test_colour_video_passed_as_depth_raises(tmp_path):
     rng = np.random.default_rng(6)
     path = tmp_path / "colour.mkv"
     write_original_file(path, [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)])
-    with DepthVideoReader(path) as reader:
-        with pytest.raises(UserError, match="does not look like an RGB-packed depth video"):
-            next(iter(reader))
+    with pytest.raises(UserError, match="does not look like an RGB-packed depth video"):
+        DepthVideoReader(path)  # judged when opened, before any output exists
 
 
 def test_greyscale_video_passed_as_depth_raises(tmp_path):
@@ -359,3 +358,72 @@ def test_writer_rejects_bad_arguments(tmp_path):
     with pytest.raises(UserError, match="max_depth"):
         DepthVideoWriter(tmp_path / "depth.mkv", 4, 4, 10, max_depth=0.0)
     assert listdir(tmp_path) == []
+
+
+# --- damaged files, colour judged over the whole file (issue 12) -------------------------------------
+def _ramp_depth(i: int, h: int = 48, w: int = 64) -> np.ndarray:
+    return (np.linspace(0.5, 5.0, h * w, dtype=np.float32).reshape(h, w) + 0.05 * i).astype(np.float32)
+
+
+def _damaged_copy(src, dst, flips: int = 8) -> None:
+    data = bytearray(open(src, "rb").read())
+    for k in range(flips):  # bytes in the middle of the file: inside a frame's slices, not the header
+        data[len(data) // 2 + 13 * k] ^= 0xFF
+    open(dst, "wb").write(bytes(data))
+
+
+def test_damaged_depth_file_fails_naming_the_frame(tmp_path):
+    good, bad = tmp_path / "good_depth.mkv", tmp_path / "bad_depth.mkv"
+    with DepthVideoWriter(good, 64, 48, 10, max_depth=6.0) as writer:
+        for i in range(10):
+            writer.write(_ramp_depth(i))
+    _damaged_copy(good, bad)
+    with DepthVideoReader(bad) as reader:
+        with pytest.raises(UserError, match=r"frame \d+ is damaged"):
+            list(reader)
+    # --skip_damaged: the damaged frame is left out and counted; every other frame decodes exactly.
+    with DepthVideoReader(bad, skip_damaged=True) as reader:
+        indexed = list(reader.indexed_packed_frames())
+        assert len(reader.damaged_frames) >= 1
+    kept = [i for i, _ in indexed]
+    assert len(kept) + len(reader.damaged_frames) == 10 and not set(kept) & set(reader.damaged_frames)
+    with DepthVideoReader(good) as reader:
+        clean = list(reader.packed_frames())
+    for i, rgb in indexed:
+        assert np.array_equal(rgb, clean[i])
+
+
+def test_truncated_depth_file_is_an_error(tmp_path):
+    good, cut = tmp_path / "good_depth.mkv", tmp_path / "cut_depth.mkv"
+    with DepthVideoWriter(good, 64, 48, 10, max_depth=6.0) as writer:
+        for i in range(20):
+            writer.write(_ramp_depth(i))
+    data = open(good, "rb").read()
+    open(cut, "wb").write(data[: len(data) * 6 // 10])
+    with DepthVideoReader(cut) as reader:
+        with pytest.raises(UserError, match="frames its container declares|damaged|decode error"):
+            list(reader)
+
+
+def test_colour_video_with_a_black_first_frame_is_refused(tmp_path):
+    rng = np.random.default_rng(7)
+    frames = [np.zeros((16, 16, 3), np.uint8)] * 3 + [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)] * 7
+    path = tmp_path / "fade_in.mkv"
+    write_original_file(path, frames)
+    with pytest.raises(UserError, match="does not look like an RGB-packed depth video"):
+        DepthVideoReader(path)
+
+
+def test_monochrome_h264_is_refused_and_a_real_original_file_accepted(tmp_path):
+    yy, xx = np.mgrid[0:32, 0:32]
+    grey = [np.repeat(((xx * 8 + i) % 256).astype(np.uint8)[..., None], 3, axis=2) for i in range(6)]
+    mono = tmp_path / "mono.mp4"
+    with VideoWriter(mono, 32, 32, 10, codec="libx264", pix_fmt="yuv420p") as writer:
+        for frame in grey:
+            writer.write(frame)
+    with pytest.raises(UserError, match="monochrome"):
+        DepthVideoReader(mono)
+    original = tmp_path / "original_depth.mkv"
+    write_original_file(original, [pack_depth(_ramp_depth(i, 32, 32)) for i in range(6)])
+    with DepthVideoReader(original) as reader:
+        assert len(list(reader)) == 6

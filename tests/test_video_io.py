@@ -364,3 +364,73 @@ def test_unwritable_output_folder(tmp_path):
     with pytest.raises(UserError, match="cannot create output folder"):
         ensure_writable_dir(tmp_path / "file" / "deeper")
     assert ensure_writable_dir(tmp_path / "new" / "folder").is_dir()
+
+
+def test_display_rotation_is_applied_on_decode(tmp_path):
+    """A phone's portrait video: landscape frames plus a display matrix; frames come out as displayed."""
+    import av
+
+    path = tmp_path / "portrait.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(-90)  # what phones write for portrait: show it turned 90 degrees clockwise
+        for i in range(3):
+            stored = np.zeros((32, 64, 3), np.uint8)
+            stored[:, :16] = 255  # white on the left of the stored frame
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    info = probe_video(path)
+    assert (info.rotation, info.height, info.width) == (-90, 64, 32)
+    with VideoReader(path) as reader:
+        frames = list(reader)
+    assert frames[0].shape == (64, 32, 3)
+    # Turned clockwise, the stored left edge is at the top.
+    assert frames[0][:12].mean() > 200 and frames[0][-40:].mean() < 40
+
+
+def write_vfr_clip(path, size=(32, 48)) -> list[float]:
+    """30 frames at 30 fps, then 10 frames at 5 fps (as phones record), H.264 in MP4; returns the times."""
+    import av
+
+    h, w = size
+    times = [i / 30 for i in range(30)] + [1.0 + i / 5 for i in range(10)]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 90000)
+        for i, t in enumerate(times):
+            rgb = np.full((h, w, 3), (i * 6) % 256, np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = round(t * 90000), Fraction(1, 90000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return times
+
+
+def test_variable_frame_rate_is_detected_and_kept(tmp_path):
+    src = tmp_path / "vfr.mp4"
+    times = write_vfr_clip(src)
+    assert probe_video(src).vfr
+    with VideoReader(src) as reader:
+        frames = list(reader)
+        read_times = reader.times
+    assert len(frames) == 40 and np.allclose(read_times, times, atol=1e-3)
+    assert read_times[30] == pytest.approx(1.0, abs=1e-3)
+    # A vfr writer puts every frame at the time it is given.
+    out = tmp_path / "out.mkv"
+    with VideoWriter(out, 48, 32, probe_video(src).fps, codec="ffv1", pix_fmt="bgr0", vfr=True) as writer:
+        for frame, t in zip(frames, read_times):
+            writer.write(frame, time=t)
+    with VideoReader(out) as reader:
+        list(reader)
+        assert np.allclose(reader.times, times, atol=1.5e-3)  # Matroska stores milliseconds
+    assert not probe_video(tmp_path / "out.mkv").vfr  # only MP4/MOV sample tables are read
+    sample = Path(__file__).resolve().parents[1] / "assets" / "big_buck_bunny_3s.mp4"
+    assert probe_video(sample).vfr is False  # constant rate, B-frames (decode order) included

@@ -33,6 +33,7 @@ __all__ = [
     "VideoReader",
     "VideoWriter",
     "VideoDecodeError",
+    "DamagedVideoError",
     "probe_video",
     "atomic_output_path",
     "ensure_writable_dir",
@@ -57,13 +58,81 @@ class VideoDecodeError(UserError):
     """The video could not be opened or a frame could not be decoded."""
 
 
+class DamagedVideoError(VideoDecodeError):
+    """A frame failed its checksum (FFV1 slice CRC), or the file ends before its declared length."""
+
+
+class _DamageLog:
+    """Collect the times of frames FFmpeg reports as damaged while decoding.
+
+    FFV1 reports a slice CRC mismatch only as a log message ("slice CRC mismatch", then "at T
+    seconds") and conceals the damage; PyAV raises nothing. The capture is process-wide (the decoder
+    runs on FFmpeg's threads), so messages of other decoders could be seen too: only FFV1's CRC
+    messages are taken. A message arrives before the damaged frame is returned by the decoder.
+    """
+
+    _MARKERS = ("crc mismatch", "checksum mismatch", "slice damaged")
+
+    def __enter__(self) -> "_DamageLog":
+        import av.logging as avlog
+
+        if avlog.get_level() is None or avlog.get_level() > avlog.ERROR:
+            avlog.set_level(avlog.ERROR)
+        self._capture = avlog.Capture(local=False)
+        self._logs = self._capture.__enter__()
+        self._seen = 0
+        self._pending = False
+        self.times: list[float] = []
+        self.untimed = 0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._capture.__exit__(*exc)
+
+    def _scan(self) -> None:
+        logs = self._logs
+        while self._seen < len(logs):
+            _level, name, message = logs[self._seen]
+            self._seen += 1
+            text = str(message).strip().lower()
+            if name == "ffv1" and any(m in text for m in self._MARKERS):
+                if self._pending:
+                    self.untimed += 1
+                self._pending = True
+            elif self._pending and text.startswith("at ") and text.endswith("seconds"):
+                with contextlib.suppress(ValueError):
+                    self.times.append(float(text[3:-7]))
+                    self._pending = False
+
+    def damaged_at(self, time: float, tolerance: float) -> bool:
+        """True when a damage report names ``time`` (within ``tolerance`` seconds), or one without a
+        time is waiting (then it is taken for this frame)."""
+        self._scan()
+        for k, t in enumerate(self.times):
+            if abs(t - time) <= tolerance:
+                del self.times[k]
+                return True
+        if self.untimed:
+            self.untimed -= 1
+            return True
+        return False
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What is known about a video file before decoding it.
 
     ``num_frames`` is the container's frame count, or an estimate from duration × fps when the
-    container does not store one (Matroska); ``None`` when neither is known. Use it for progress bars,
-    never for correctness.
+    container does not store one (Matroska); ``None`` when neither is known. Use it for progress bars
+    and to detect truncated files, never to size buffers.
+
+    ``rotation``: the display rotation of the stream in degrees counter-clockwise (0, 90, 180 or -90;
+    phones record portrait video as landscape frames plus such a display matrix). ``width`` and
+    ``height`` are the size as displayed, i.e. after that rotation, which :class:`VideoReader` applies.
+
+    ``vfr``: the frames are not evenly spaced in time (phones record variable frame rate). Read from
+    the MP4/MOV sample table (every frame's time is in the header, so nothing is decoded); other
+    containers are taken as constant-rate. Frame times while decoding: :attr:`VideoReader.times`.
     """
 
     path: Path
@@ -75,6 +144,8 @@ class VideoInfo:
     pix_fmt: str | None
     has_audio: bool
     metadata: Mapping[str, str] = field(default_factory=dict)
+    rotation: int = 0
+    vfr: bool = False
 
     def tag(self, name: str) -> str | None:
         """Container metadata tag ``name`` (case-insensitive), or None."""
@@ -113,6 +184,51 @@ def _stream_fps(stream: av.video.stream.VideoStream) -> Fraction:
     return Fraction(rate).limit_denominator(1001 * 1000)
 
 
+#: Demuxers that can carry a display matrix (MP4/MOV family, including phones' files).
+_ROTATING_FORMATS = ("mov", "mp4", "3gp", "3g2", "mj2")
+
+
+def _display_rotation(path: Path, container: av.container.InputContainer) -> int:
+    """The stream's display rotation (degrees counter-clockwise, a multiple of 90), read from the first
+    decoded frame's display matrix; 0 for containers that cannot carry one."""
+    names = set((container.format.name or "").split(","))
+    if not names & set(_ROTATING_FORMATS):
+        return 0
+    try:
+        with av.open(str(path), mode="r") as probe:
+            for frame in probe.decode(probe.streams.video[0]):
+                angle = float(getattr(frame, "rotation", 0) or 0)
+                break
+            else:
+                return 0
+    except (av.error.FFmpegError, OSError):
+        return 0
+    quarter = round(angle / 90.0) % 4
+    if abs(angle - round(angle / 90.0) * 90.0) > 1.0:
+        log.warning("%s: display rotation of %.1f degrees is not a multiple of 90; ignored", path.name, angle)
+        return 0
+    return {0: 0, 1: 90, 2: 180, 3: -90}[quarter]
+
+
+def _is_vfr(container: av.container.InputContainer) -> bool:
+    """True when the stream's sample table shows frame durations that differ by more than 25 %."""
+    names = set((container.format.name or "").split(","))
+    if not names & set(_ROTATING_FORMATS):
+        return False
+    try:
+        stamps = sorted(e.timestamp for e in container.streams.video[0].index_entries)
+    except (AttributeError, av.error.FFmpegError):
+        return False
+    if len(stamps) < 3:
+        return False
+    steps = np.diff(np.asarray(stamps, dtype=np.int64))
+    steps = steps[steps > 0]
+    if steps.size < 2:
+        return False
+    typical = float(np.median(steps))
+    return bool(np.abs(steps - typical).max() > 0.25 * typical)
+
+
 def _info_from(container: av.container.InputContainer, path: Path) -> VideoInfo:
     stream = container.streams.video[0]
     fps = _stream_fps(stream)
@@ -126,16 +242,22 @@ def _info_from(container: av.container.InputContainer, path: Path) -> VideoInfo:
         if seconds:
             num = max(1, round(seconds * float(fps)))
     ctx = stream.codec_context
+    rotation = _display_rotation(path, container)
+    width, height = int(ctx.width), int(ctx.height)
+    if rotation in (90, -90):
+        width, height = height, width
     return VideoInfo(
         path=path,
-        width=int(ctx.width),
-        height=int(ctx.height),
+        width=width,
+        height=height,
         fps=fps,
         num_frames=num,
         codec=ctx.name,
         pix_fmt=ctx.pix_fmt,
         has_audio=bool(container.streams.audio),
         metadata=dict(container.metadata),
+        rotation=rotation,
+        vfr=_is_vfr(container),
     )
 
 
@@ -156,16 +278,35 @@ class VideoReader:
     ...         ...
 
     ``pix_fmt`` is any PyAV ndarray format ("rgb24", "gray16le", ...). ``max_frames`` stops early.
-    A decode error in the middle of the stream raises :class:`VideoDecodeError` naming the frame.
+    Frames come out as displayed: a display rotation (phones' portrait video) is applied, so
+    ``(height, width)`` are the displayed size. A decode error in the middle of the stream raises
+    :class:`VideoDecodeError` naming the frame. After iteration, :attr:`times` holds each yielded
+    frame's presentation time in seconds from the first frame (variable frame rate kept).
+
+    ``damaged``: what to do with frames the decoder reports as damaged (FFV1 slice CRC mismatches,
+    which FFmpeg only logs and conceals by copying the previous frame): ``"ignore"`` (default, as any
+    player), ``"error"`` (raise :class:`DamagedVideoError` naming the first damaged frame; a file that
+    ends before the frame count its container declares is an error too) or ``"skip"`` (leave those
+    frames out and count them in :attr:`damaged_frames`; :meth:`indexed` gives each frame's index in
+    the file so that paired videos can skip the same frame).
     """
 
-    def __init__(self, path: str | os.PathLike, pix_fmt: str = "rgb24", max_frames: int | None = None):
+    def __init__(self, path: str | os.PathLike, pix_fmt: str = "rgb24", max_frames: int | None = None,
+                 damaged: str = "ignore", strict_length: bool | None = None):
+        if damaged not in ("ignore", "error", "skip"):
+            raise ValueError(f"damaged must be 'ignore', 'error' or 'skip', got {damaged!r}")
         self.path = Path(path)
         self.pix_fmt = pix_fmt
         self.max_frames = max_frames
+        self.damaged = damaged
+        #: a file that ends before its declared length is an error (default: with ``damaged="error"``)
+        self.strict_length = damaged == "error" if strict_length is None else bool(strict_length)
         self._container = _open_input(self.path)
         self.info = _info_from(self._container, self.path)
-        self.frames_read = 0
+        self.frames_read = 0  # frames yielded
+        self.frames_decoded = 0  # frames decoded, damaged ones included
+        self.damaged_frames: list[int] = []
+        self.times: list[float] = []
 
     # -- convenience accessors -------------------------------------------------------------------
     @property
@@ -193,32 +334,105 @@ class VideoReader:
 
         Raises :class:`VideoDecodeError` when the decoder fails or when the file yields no frame at
         all; logs a warning when it ends well before the frame count its container declares
-        (a truncated file).
+        (a truncated file; an error with ``damaged="error"``).
         """
+        for _, array in self.indexed():
+            yield array
+
+    def indexed(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Like iterating, but yields ``(index in the file, frame)``; indices skip damaged frames."""
         if self.max_frames is not None and self.frames_read >= self.max_frames:
             return
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
+        watch = self.damaged != "ignore"
+        capture = _DamageLog() if watch else contextlib.nullcontext()
+        start: float | None = None
+        tainted = False
+        quarter = {0: 0, 90: 1, 180: 2, -90: 3}[self.info.rotation]
         try:
-            for frame in self._container.decode(stream):
-                array = frame.to_ndarray(format=self.pix_fmt)
-                self.frames_read += 1
-                yield array
-                if self.max_frames is not None and self.frames_read >= self.max_frames:
-                    return
+            with capture:
+                for frame in self._container.decode(stream):
+                    index = self.frames_decoded
+                    self.frames_decoded += 1
+                    time = float(frame.time) if frame.time is not None else index / float(self.fps)
+                    if start is None:
+                        start = time
+                    if watch:
+                        # After a damaged frame, FFV1's non-key frames decode from a spoilt coder state
+                        # (their own checksums still pass): damaged too, up to the next key frame.
+                        if capture.damaged_at(time, 0.5 / float(self.fps)):
+                            tainted = True
+                        elif tainted and frame.key_frame:
+                            tainted = False
+                        if tainted:
+                            self._damaged(index)
+                            continue
+                    array = frame.to_ndarray(format=self.pix_fmt)
+                    if quarter:
+                        array = np.ascontiguousarray(np.rot90(array, quarter))
+                    self.frames_read += 1
+                    self.times.append(time - start)
+                    yield index, array
+                    if self.max_frames is not None and self.frames_read >= self.max_frames:
+                        return
         except av.error.FFmpegError as exc:
             raise VideoDecodeError(
-                f"{self.path}: decode error after frame {self.frames_read} ({_short(exc)}); "
+                f"{self.path}: decode error after frame {self.frames_decoded} ({_short(exc)}); "
                 "the file may be truncated or corrupt"
             ) from None
-        if self.frames_read == 0:
+        if self.frames_read == 0 and not self.damaged_frames:
             raise VideoDecodeError(
                 f"{self.path}: no frame could be decoded; the file may be truncated or corrupt"
             )
         expected = self.info.num_frames
-        if expected is not None and self.frames_read < expected - max(2, 0.05 * expected):
+        if self.strict_length and expected is not None and self.frames_decoded < expected - 1:
+            raise DamagedVideoError(
+                f"{self.path}: the video ends after {self.frames_decoded} of the {expected} frames its container "
+                f"declares (frame {self.frames_decoded} is the first missing one); the file is truncated"
+            )
+        if expected is not None and self.frames_decoded < expected - max(2, 0.05 * expected):
             log.warning("%s: the video ended after %d of the %d frames its container declares; the "
-                        "file may be truncated", self.path.name, self.frames_read, expected)
+                        "file may be truncated", self.path.name, self.frames_decoded, expected)
+        if self.damaged_frames:
+            log.warning("%s: left out %d damaged frame(s) (first: frame %d)", self.path.name,
+                        len(self.damaged_frames), self.damaged_frames[0])
+
+    def _damaged(self, index: int) -> None:
+        if self.damaged == "error":
+            raise DamagedVideoError(
+                f"{self.path}: frame {index} is damaged (checksum mismatch); the file is corrupt: re-create it, "
+                "or pass --skip_damaged to leave out damaged frames"
+            )
+        self.damaged_frames.append(index)
+
+    def sample_frames(self, count: int = 5) -> list[np.ndarray]:
+        """Up to ``count`` frames spread over the whole file (by seeking a second decoder), as displayed.
+
+        For judging what a file holds without decoding all of it; does not disturb iteration.
+        """
+        frames: list[np.ndarray] = []
+        quarter = {0: 0, 90: 1, 180: 2, -90: 3}[self.info.rotation]
+        try:
+            with av.open(str(self.path), mode="r") as probe:
+                stream = probe.streams.video[0]
+                duration = None
+                if stream.duration is not None and stream.time_base is not None:
+                    duration = float(stream.duration * stream.time_base)
+                elif probe.duration is not None:
+                    duration = probe.duration / av.time_base
+                points = [0.0] if not duration else [duration * k / count for k in range(count)]
+                for t in points:
+                    if t > 0:
+                        probe.seek(int(t / float(stream.time_base)), stream=stream, backward=True)
+                    for frame in probe.decode(stream):
+                        if frame.time is None or frame.time + 1e-6 >= t:
+                            array = frame.to_ndarray(format=self.pix_fmt)
+                            frames.append(np.ascontiguousarray(np.rot90(array, quarter)) if quarter else array)
+                            break
+        except av.error.FFmpegError:
+            pass  # judged by what could be read; iteration reports decode errors itself
+        return frames
 
     def close(self) -> None:
         self._container.close()
@@ -285,14 +499,20 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 #: Encoder options of every lossless output (depth, greyscale, lossless stereo, masks): FFV1 version 3
-#: with per-slice CRCs, so that damage to a file can be detected when it is read.
-FFV1_OPTIONS: dict[str, str] = {"level": "3", "slicecrc": "1"}
+#: with per-slice CRCs, so that damage to a file can be detected when it is read, and every frame a
+#: key frame (``g=1``): FFV1's non-key frames continue the previous frame's coder state, so one damaged
+#: frame would silently spoil every frame up to the next key frame.
+FFV1_OPTIONS: dict[str, str] = {"level": "3", "slicecrc": "1", "g": "1"}
 
 
 def ffv1_settings(pix_fmt: str) -> dict:
     """``VideoWriter`` keyword arguments for a lossless FFV1 stream in ``pix_fmt`` ("bgr0", "gray",
     "gray16le"): codec, pixel format and :data:`FFV1_OPTIONS`."""
     return {"codec": "ffv1", "pix_fmt": pix_fmt, "options": dict(FFV1_OPTIONS)}
+
+
+#: Time base (Hz) of variable-frame-rate outputs: MPEG's 90 kHz clock.
+VFR_TIME_BASE_HZ = 90000
 
 
 def _needs_even_size(codec: str, pix_fmt: str) -> bool:
@@ -318,6 +538,9 @@ class VideoWriter:
     audio_from:   a media file whose first audio stream is copied (no re-encode) alongside the video,
                   up to the end of the written video. When the audio codec cannot go into the output
                   container (e.g. PCM into .mp4), a warning is logged and the video is written alone.
+    vfr:          variable frame rate: each :meth:`write` gives the frame's time in seconds (kept to
+                  1/90000 s), so a phone's uneven timing and its audio stay in sync. Default: constant
+                  rate, frame i at i / fps.
 
     The file is encoded into a hidden temporary file next to ``path`` and moved into place by
     :meth:`close`; :meth:`abort` (or an exception inside ``with``) removes it. Errors a user can fix
@@ -336,8 +559,10 @@ class VideoWriter:
         options: Mapping[str, str] | None = None,
         metadata: Mapping[str, str] | None = None,
         audio_from: str | os.PathLike | None = None,
+        vfr: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.vfr = bool(vfr)
         self.width, self.height = int(width), int(height)
         self.fps = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001 * 1000)
         if not self.fps > 0:
@@ -355,7 +580,11 @@ class VideoWriter:
         self._closed = False
         self._options = {str(k): str(v) for k, v in (options or {}).items()}
         self._metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
-        self._frame_time_base = Fraction(1, 1) / self.fps
+        # Constant rate: frame i at pts i in 1/fps. Variable rate: each frame at the time given to
+        # write(), in 1/VFR_TIME_BASE_HZ seconds.
+        self._frame_time_base = Fraction(1, VFR_TIME_BASE_HZ) if self.vfr else Fraction(1, 1) / self.fps
+        self._last_pts = -1
+        self._last_time = 0.0
         self._out = None
         self._audio_in: av.container.InputContainer | None = None
         self._audio_packets: Iterator[av.Packet] | None = None
@@ -428,6 +657,8 @@ class VideoWriter:
         self._stream.pix_fmt = self.pix_fmt
         if self._options:
             self._stream.options = dict(self._options)
+        if self.vfr:
+            self._stream.codec_context.time_base = self._frame_time_base
         if audio_source is not None:
             self._audio_in = audio_source
             in_stream = audio_source.streams.audio[0]
@@ -479,8 +710,12 @@ class VideoWriter:
             self._out.mux(packet)
 
     # -- video ---------------------------------------------------------------------------------------
-    def write(self, frame: np.ndarray) -> None:
-        """Encode one frame (an ndarray in ``input_format``, shape (H, W[, C]))."""
+    def write(self, frame: np.ndarray, time: float | None = None) -> None:
+        """Encode one frame (an ndarray in ``input_format``, shape (H, W[, C])).
+
+        ``time``: the frame's presentation time in seconds from the start; used by a ``vfr`` writer
+        (required there, and must increase), ignored by a constant-rate one (frame i is at i / fps).
+        """
         if self._closed:
             raise ValueError(f"{self.path}: write() after close()")
         if frame.shape[0] != self.height or frame.shape[1] != self.width:
@@ -488,17 +723,31 @@ class VideoWriter:
                 f"frame is {frame.shape[1]}x{frame.shape[0]}, writer expects {self.width}x{self.height}"
             )
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format=self.input_format)
-        vf.pts = self.frames_written
+        if self.vfr:
+            if time is None:
+                raise ValueError(f"{self.path}: a variable-frame-rate writer needs each frame's time")
+            pts = max(round(time * VFR_TIME_BASE_HZ), self._last_pts + 1)
+            self._last_time = pts / VFR_TIME_BASE_HZ
+        else:
+            pts = self.frames_written
+        self._last_pts = pts
+        vf.pts = pts
         vf.time_base = self._frame_time_base
         try:
             for packet in self._stream.encode(vf):
                 self._out.mux(packet)
             self.frames_written += 1
             if self._audio_packets is not None:
-                self._mux_audio_until(self.frames_written / float(self.fps))
+                self._mux_audio_until(self._video_end())
         except av.error.FFmpegError as exc:  # e.g. disk full
             self._fail()
             raise UserError(f"cannot write {self.path}: {_short(exc)}") from None
+
+    def _video_end(self) -> float:
+        """Seconds of video written so far (the last frame shown for one nominal frame duration)."""
+        if self.vfr:
+            return self._last_time + 1.0 / float(self.fps)
+        return self.frames_written / float(self.fps)
 
     def close(self) -> Path:
         """Flush the encoder, finish the audio, close the file and move it into place."""
@@ -507,7 +756,7 @@ class VideoWriter:
         try:
             for packet in self._stream.encode(None):
                 self._out.mux(packet)
-            self._mux_audio_until(self.frames_written / float(self.fps))
+            self._mux_audio_until(self._video_end())
             out, self._out = self._out, None
             out.close()
             self._close_containers()
