@@ -193,15 +193,20 @@ def add_fov_args(parser: argparse.ArgumentParser, required_note: str = "") -> No
                              "from the aspect ratio")
 
 
-def add_max_depth_arg(parser: argparse.ArgumentParser, reader: bool = True, default: float = 6.0) -> None:
-    """``--max_depth`` (metres): a reader's decode scale (default: the file's tag) or a writer's full scale."""
+def add_max_depth_arg(parser: argparse.ArgumentParser, reader: bool = True, default: float = 6.0,
+                      note: str = "") -> None:
+    """``--max_depth`` (metres): a reader's decode scale (default: the file's tag) or a writer's full scale.
+
+    ``note`` is appended to the help text (what else the value means to this script).
+    """
     if reader:
         parser.add_argument("--max_depth", type=positive_float, default=None, metavar="M",
-                            help="full scale of the depth video in metres (default: its max_depth tag, else 6)")
+                            help="full scale of the depth video in metres (default: its max_depth tag, "
+                                 "else 6)" + note)
     else:
         parser.add_argument("--max_depth", type=positive_float, default=default, metavar="M",
                             help=f"full scale of the packed output in metres; farther depth is clipped "
-                                 f"(default {default:g})")
+                                 f"(default {default:g})" + note)
 
 
 def add_frame_limit_arg(parser: argparse.ArgumentParser, alias: str | None = None) -> None:

@@ -1,4 +1,5 @@
-"""rgb_depth_to_greyscale.py: values of the 8-bit, 16-bit, inverse and PNG outputs, and its errors.
+"""rgb_depth_to_greyscale.py (mvda.apps.grey): values of the 8-bit, 16-bit, inverse and PNG outputs, its
+errors, and interruptions (SIGTERM / SIGHUP leave nothing behind).
 
 Hand computation: a packed pixel decodes to depth = code / (255**4 / max_depth) with
 code = high << 24 | B << 16, so max_depth cancels in the greyscale value:
@@ -10,6 +11,7 @@ code = high << 24 | B << 16, so max_depth cancels in the greyscale value:
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 
 import rgb_depth_to_greyscale as tool
 from depth_codec import DepthVideoWriter, pack_depth
+from mvda.apps import grey
 from mvda.io.video import VideoReader, VideoWriter, probe_video
 
 # (R, G, B) codes and their greyscale values (see the module docstring for the rule):
@@ -112,13 +115,13 @@ def read_png16(path: Path) -> np.ndarray:
 
 
 def test_default_output_path():
-    assert tool.default_output_path("outputs/clip_depth.mkv") == Path("outputs/clip_depth_grey_depth.mkv")
-    assert tool.default_output_path("/a/b/x.mkv") == Path("/a/b/x_grey_depth.mkv")
+    assert grey.default_output_path("outputs/clip_depth.mkv") == Path("outputs/clip_depth_grey_depth.mkv")
+    assert grey.default_output_path("/a/b/x.mkv") == Path("/a/b/x_grey_depth.mkv")
 
 
 def test_encode_png16_round_trip(tmp_path):
     image = np.array([[0, 1, 256, 65025], [513, 4000, 65535, 7]], np.uint16)
-    (tmp_path / "p.png").write_bytes(tool.encode_png16(image))
+    (tmp_path / "p.png").write_bytes(grey.encode_png16(image))
     np.testing.assert_array_equal(read_png16(tmp_path / "p.png"), image)
 
 
@@ -283,3 +286,54 @@ def test_bad_flag_values_exit_non_zero(capsys):
         tool.main(["--video", "x.mkv", "--max_depth", "-1"])
     assert exit_info.value.code == 2
     assert "must be a finite number > 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_signal_mid_run_leaves_nothing(tmp_path, monkeypatch, capsys, signum, code):
+    """A signal on frame 2 (in the step): exit 128 + signum, no video, no hidden partial file, no PNG folder."""
+    src = write_ours(tmp_path / "c_depth.mkv", n=5)
+    real, calls = grey.depth_to_grey, []
+
+    def depth_to_grey(depth, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2 * 2 + 1:  # frame 2 (two conversions per frame: video and PNGs)
+            os.kill(os.getpid(), signum)
+        return real(depth, *args, **kwargs)
+
+    monkeypatch.setattr(grey, "depth_to_grey", depth_to_grey)
+    argv = ["--video", str(src), "--output", str(tmp_path / "g.mkv"), "--png16", str(tmp_path / "p")]
+    assert tool.main(argv) == code
+    err = capsys.readouterr().err
+    assert f"terminated by {signal.Signals(signum).name}; no output was finalised" in err
+    assert "Traceback" not in err
+    assert 2 * 2 + 1 <= len(calls) < 5 * 2  # stopped mid-run
+    assert os.listdir(tmp_path) == ["c_depth.mkv"]  # also no .g.partial-*.mkv, no .p.partial-* folder
+    assert signal.getsignal(signum) is signal.SIG_DFL  # handlers restored
+
+
+def test_no_progress_prints_no_bar(tmp_path, capsys):
+    src = write_ours(tmp_path / "c_depth.mkv", n=2)
+    assert tool.main(["--video", str(src), "--output", str(tmp_path / "a.mkv")]) == 0
+    assert "greyscale" in capsys.readouterr().err  # the bar, by default
+    assert tool.main(["--video", str(src), "--output", str(tmp_path / "b.mkv"), "--no_progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "b.mkv (2 frames, max_depth 6 m)" in captured.out
+
+
+def test_png_folder_abort_removes_partial_folder(tmp_path):
+    pngs = grey.PngSequence(tmp_path / "p")
+    pngs.write(np.zeros((2, 3), np.uint16))
+    (partial,) = [p for p in tmp_path.iterdir()]
+    assert partial.name.startswith(".p.partial-") and partial.is_dir()
+    pngs.abort()
+    assert os.listdir(tmp_path) == []
+
+
+def test_png_folder_replaces_an_empty_folder(tmp_path):
+    (tmp_path / "p").mkdir()
+    pngs = grey.PngSequence(tmp_path / "p")
+    pngs.write(np.full((2, 3), 7, np.uint16))
+    assert pngs.close() == tmp_path / "p"
+    assert os.listdir(tmp_path) == ["p"] and os.listdir(tmp_path / "p") == ["frame_000000.png"]
+    np.testing.assert_array_equal(read_png16(tmp_path / "p" / "frame_000000.png"), np.full((2, 3), 7))

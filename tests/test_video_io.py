@@ -14,6 +14,7 @@ import pytest
 
 from mvda.errors import UserError
 from mvda.io.video import (
+    AtomicFolder,
     VideoDecodeError,
     VideoReader,
     VideoWriter,
@@ -333,6 +334,30 @@ def test_atomic_output_path(tmp_path):
             tmp.write_text("half")
             raise RuntimeError
     assert target.read_text() == "done" and os.listdir(target.parent) == ["out.txt"]
+
+
+def test_atomic_folder(tmp_path):
+    """Folders follow the files' rule: hidden ``.NAME.partial-...`` next to the target, moved or removed."""
+    target = tmp_path / "sub" / "frames"
+    with AtomicFolder(target) as folder:
+        assert folder.temp_path.parent == target.parent and folder.temp_path.name.startswith(".frames.partial-")
+        (folder.temp_path / "a.txt").write_text("done")
+        assert not target.exists()
+    assert os.listdir(target.parent) == ["frames"] and (target / "a.txt").read_text() == "done"
+    with pytest.raises(UserError, match="frames folder .* already exists and is not empty"):
+        AtomicFolder(target, label="frames folder")
+    with pytest.raises(KeyboardInterrupt):
+        with AtomicFolder(tmp_path / "other") as folder:
+            (folder.temp_path / "nested").mkdir()
+            (folder.temp_path / "nested" / "b.txt").write_text("half")
+            raise KeyboardInterrupt
+    assert sorted(os.listdir(tmp_path)) == ["sub"]
+    (tmp_path / "empty").mkdir()  # an existing empty folder is replaced
+    folder = AtomicFolder(tmp_path / "empty")
+    (folder.temp_path / "c.txt").write_text("x")
+    assert folder.close() == tmp_path / "empty" and os.listdir(tmp_path / "empty") == ["c.txt"]
+    folder.abort()  # after close: nothing to do
+    assert os.listdir(tmp_path / "empty") == ["c.txt"]
 
 
 def test_writer_argument_errors(tmp_path):

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -36,6 +37,7 @@ __all__ = [
     "DamagedVideoError",
     "probe_video",
     "atomic_output_path",
+    "AtomicFolder",
     "ensure_writable_dir",
 ]
 
@@ -459,19 +461,28 @@ def ensure_writable_dir(directory: str | os.PathLike) -> Path:
 
 
 def _temp_path_for(path: Path) -> Path:
-    # Keep the extension so that tools (and PyAV) recognise the format; hide and mark the file. The
-    # random part keeps two writers of one process (or a retry after a failure) apart.
+    # Keep the extension so that tools (and PyAV) recognise the format; hide and mark the file (or
+    # folder). The random part keeps two writers of one process (or a retry after a failure) apart.
     return path.with_name(f".{path.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{path.suffix}")
 
 
 def _discard(tmp: Path) -> None:
+    """Remove a temporary output, file or folder (with what it holds); missing is fine."""
+    if tmp.is_dir() and not tmp.is_symlink():
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
         tmp.unlink()
 
 
 def _finalise(tmp: Path, final: Path) -> None:
-    """Move a finished temporary file into place (raises UserError, removing ``tmp``, on failure)."""
+    """Move a finished temporary file or folder into place (raises UserError, removing ``tmp``, on failure).
+
+    A folder replaces an existing *empty* folder ``final`` (callers check that it is empty).
+    """
     try:
+        if tmp.is_dir() and final.is_dir():
+            final.rmdir()  # os.replace of a folder onto an existing one is POSIX-only
         os.replace(tmp, final)
     except OSError as exc:
         _discard(tmp)
@@ -496,6 +507,55 @@ def atomic_output_path(path: str | os.PathLike) -> Iterator[Path]:
         _discard(tmp)
         raise
     _finalise(tmp, final)
+
+
+class AtomicFolder:
+    """An output folder (a PNG sequence, ...) built under a hidden temporary name, like the files.
+
+    The folder ``temp_path`` (named as the temporary files are: ``.NAME.partial-PID-RANDOM`` next to
+    ``path``) is created at once; fill it, then :meth:`close` moves it to ``path`` and :meth:`abort`
+    removes it with everything in it, so a failure or an interruption never leaves a folder that
+    looks complete. ``path`` may exist only as an empty folder (it is replaced).
+
+    Raises :class:`UserError` when ``path`` exists and is not an empty folder (the message names it as
+    ``label``, e.g. "--png16 folder"), when its parent cannot be written, or when the final move fails.
+    Also a context manager: closed when the block succeeds, aborted when it raises.
+    """
+
+    def __init__(self, path: str | os.PathLike, label: str = "output folder") -> None:
+        self.path = Path(path)
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise UserError(f"{label} {self.path} already exists and is not empty; remove it or "
+                            "choose a new folder")
+        ensure_writable_dir(self.path.parent)
+        self.temp_path = _temp_path_for(self.path)
+        try:
+            self.temp_path.mkdir()
+        except OSError as exc:
+            raise UserError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        self._done = False
+
+    def close(self) -> Path:
+        """Move the finished folder into place (once)."""
+        if not self._done:
+            self._done = True
+            _finalise(self.temp_path, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Remove the temporary folder and its contents; ``path`` is left as it was."""
+        if not self._done:
+            self._done = True
+            _discard(self.temp_path)
+
+    def __enter__(self) -> "AtomicFolder":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 #: Encoder options of every lossless output (depth, greyscale, lossless stereo, masks): FFV1 version 3
