@@ -87,10 +87,13 @@ def run_cli(prog: str, body: Callable[[], int | None], verbose: bool = False) ->
     saved = (list(log.handlers), log.level, log.propagate)
     configure_logging(prog, verbose)
     from mvda.frames import Interrupted, signals_raise
+    from mvda.io.video import discard_temporaries
 
+    finished = False
     try:
         with signals_raise():
             code = body()
+            finished = True
     except _user_error_types() as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
@@ -102,6 +105,8 @@ def run_cli(prog: str, body: Callable[[], int | None], verbose: bool = False) ->
         print(f"{prog}: terminated by {exc}; no output was finalised", file=sys.stderr)
         return exc.exit_code
     finally:
+        if not finished:
+            discard_temporaries()  # a signal between creating a temporary file and guarding it
         log.handlers[:] = saved[0]
         log.setLevel(saved[1])
         log.propagate = saved[2]

@@ -63,6 +63,9 @@ def signals_raise(signums: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> I
         return
 
     def handler(signum, _frame):
+        for other in previous:  # one is enough: further signals must not interrupt the clean-up
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(other, signal.SIG_IGN)
         raise Interrupted(signum)
 
     previous = {}

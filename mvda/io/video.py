@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import secrets
+import threading
 import shutil
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -460,14 +461,69 @@ def ensure_writable_dir(directory: str | os.PathLike) -> Path:
     return d
 
 
+class _Temporaries:
+    """The temporary outputs of this process that are not finished yet.
+
+    Every writer removes its own temporary file when it fails or is aborted. A signal can also land
+    in the few instructions between creating a temporary file and handing its writer to whatever
+    would abort it; :func:`mvda.cli.run_cli` therefore calls :func:`discard_temporaries` whenever a
+    script ends without success, so that no window is left in which a hidden partial file survives.
+    """
+
+    def __init__(self) -> None:
+        self._paths: set[Path] = set()
+        self._lock = threading.Lock()
+
+    def add(self, path: Path) -> Path:
+        with self._lock:
+            self._paths.add(path)
+        return path
+
+    def forget(self, path: Path) -> None:
+        with self._lock:
+            self._paths.discard(path)
+
+    def discard_all(self) -> list[Path]:
+        with self._lock:
+            paths, self._paths = sorted(self._paths), set()
+        for path in paths:
+            _remove(path)
+        return paths
+
+
+#: This process's unfinished temporary outputs (one per process: signals are per process).
+_TEMPORARIES = _Temporaries()
+
+
+def register_temporary(path: Path) -> Path:
+    """Record ``path`` as a temporary output to remove if the script ends without success."""
+    return _TEMPORARIES.add(Path(path))
+
+
+def forget_temporary(path: Path) -> None:
+    """``path`` was finalised or removed by its owner."""
+    _TEMPORARIES.forget(Path(path))
+
+
+def discard_temporaries() -> list[Path]:
+    """Remove every temporary output still registered (see :class:`_Temporaries`); returns them."""
+    return _TEMPORARIES.discard_all()
+
+
 def _temp_path_for(path: Path) -> Path:
     # Keep the extension so that tools (and PyAV) recognise the format; hide and mark the file (or
     # folder). The random part keeps two writers of one process (or a retry after a failure) apart.
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{path.suffix}")
+    return register_temporary(
+        path.with_name(f".{path.stem}.partial-{os.getpid()}-{secrets.token_hex(3)}{path.suffix}"))
 
 
 def _discard(tmp: Path) -> None:
     """Remove a temporary output, file or folder (with what it holds); missing is fine."""
+    _remove(tmp)
+    forget_temporary(tmp)
+
+
+def _remove(tmp: Path) -> None:
     if tmp.is_dir() and not tmp.is_symlink():
         shutil.rmtree(tmp, ignore_errors=True)
         return
@@ -484,6 +540,7 @@ def _finalise(tmp: Path, final: Path) -> None:
         if tmp.is_dir() and final.is_dir():
             final.rmdir()  # os.replace of a folder onto an existing one is POSIX-only
         os.replace(tmp, final)
+        forget_temporary(tmp)
     except OSError as exc:
         _discard(tmp)
         raise UserError(f"cannot write {final}: {exc.strerror or exc}") from None
