@@ -5,7 +5,7 @@ Measures, per size and device:
     frame, i.e. the per-frame work without video decode/encode (frames/s, from the median and the
     best of --repeat runs, plus the CPU time the process used per frame); on the CPU with one
     torch op thread (as stero_rerender.py) and one worker thread, then one worker per core;
-  * end to end (--io): stero_rerender's whole job on a generated clip (H.264 colour + FFV1 depth,
+  * end to end (--io): the whole stereo job (mvda.apps.stereo) on a generated clip (H.264 colour + FFV1 depth,
     --frames frames): decode both videos, render, encode H.264 with --preset.
 
 The machine's load average is printed too: on a shared machine other processes take CPU time and
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import stero_rerender
 from depth_codec import DepthVideoWriter
+from mvda.apps import stereo
 from mvda.ops.geometry import intrinsics_from_fov
 from mvda.ops.stereo_warp import StereoWarper, disparity_from_depth, pack_stereo
 from mvda.io.video import VideoWriter
@@ -88,11 +88,11 @@ def make_clip(folder: Path, width: int, height: int, frames: int) -> tuple[Path,
 def bench_io(width: int, height: int, device: torch.device, frames: int, preset: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         colour, depth = make_clip(Path(tmp), width, height, frames)
-        job = stero_rerender.StereoJob(
+        job = stereo.StereoJob(
             depth_video=depth, color_video=colour, output=Path(tmp) / "out.mp4", mask_output=None, xfov=60.0,
             yfov=None, max_depth=None, preset=preset, device=device, progress=False)
         c0 = time.process_time()
-        result = stero_rerender.render_stereo_video(job)
+        result = stereo.render_stereo_video(job)
         cpu = time.process_time() - c0
     return {"fps": result.fps, "frames": result.frames, "cpu_ms": 1000.0 * cpu / result.frames}
 

@@ -296,7 +296,7 @@ def test_pack_formats_by_hand():
     np.testing.assert_array_equal(ana[..., 1:], right[..., 1:])  # green, blue from the right eye
     for fmt in FORMATS:
         h, w = pack_stereo(left, right, fmt).shape[:2]
-        assert packed_size(4, 2, fmt) == (w, h)
+        assert packed_size(2, 4, fmt) == (h, w)
     with pytest.raises(ValueError):
         pack_stereo(left, right, "over-under")
 
@@ -305,7 +305,7 @@ def test_pack_tensors_stay_tensors():
     left = torch.zeros(3, 5, 3, dtype=torch.uint8)
     out = pack_stereo(left, left + 1, "half-sbs")
     assert isinstance(out, torch.Tensor) and tuple(out.shape) == (3, 4, 3)
-    assert packed_size(5, 3, "half-tb") == (5, 2)
+    assert packed_size(3, 5, "half-tb") == (2, 5)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import torch
 
 import stero_rerender
 from depth_codec import DepthVideoWriter
+from mvda.apps import stereo as stereo_app
+from mvda.errors import UserError
 from mvda.ops.geometry import intrinsics_from_fov
 from mvda.ops.stereo_warp import disparity_from_depth, pack_stereo, render_stereo
 from mvda.io.video import VideoReader, VideoWriter, probe_video
@@ -211,20 +215,44 @@ def test_odd_sizes_are_padded_for_h264(tmp_path, capsys):
 # errors: exit code 2, one line, no output
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("extra, message", [
-    (["--xfov", "0"], "--xfov 0"),
-    (["--xfov", "180"], "--xfov 180"),
-    (["--yfov", "-5"], "--yfov -5"),
-    (["--xfov", "nan"], "--xfov nan"),
-    ([], "field of view"),
+    (["--xfov", "0"], "argument --xfov: must be a finite number > 0, got 0"),
+    (["--xfov", "180"], "argument --xfov: must be between 0 and 180 degrees (exclusive), got 180"),
+    (["--yfov", "-5"], "argument --yfov: must be a finite number > 0, got -5"),
+    (["--xfov", "nan"], "argument --xfov: must be a finite number > 0, got nan"),
 ])
-def test_bad_fov(tmp_path, capsys, extra, message):
+def test_bad_fov_flags(tmp_path, capsys, extra, message):
+    # The shared --xfov / --yfov flags (mvda.cli.add_fov_args) reject these while parsing: usage + one error line.
+    write_colour(tmp_path / "c.mkv", 8, 8, 1)
+    write_depth(tmp_path / "d.mkv", 8, 8, 1)
+    with pytest.raises(SystemExit) as exit_info:
+        stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
+                             *extra, "--no_progress"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1] == f"stero_rerender.py: error: {message}"
+    no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
+
+
+def test_fov_required(tmp_path, capsys):
     write_colour(tmp_path / "c.mkv", 8, 8, 1)
     write_depth(tmp_path / "d.mkv", 8, 8, 1)
     code = stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
-                                *extra, "--no_progress"])
+                                "--no_progress"])
     assert code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("stero_rerender.py: error:") and message in err
+    assert len(err.splitlines()) == 1 and err.startswith("stero_rerender.py: error:") and "field of view" in err
+    no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
+
+
+def test_other_aspect_ratio_is_an_error(tmp_path, capsys):
+    # The one pairing policy (mvda.io.pairing): a colour video with another aspect ratio is another clip.
+    write_colour(tmp_path / "c.mkv", 24, 48, 2)
+    write_depth(tmp_path / "d.mkv", 24, 32, 2)
+    code = stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
+                                "--xfov", "60", "--infill_mask", "--no_progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another aspect ratio" in err and "48x24" in err
     no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
 
 
@@ -277,30 +305,54 @@ def test_failure_mid_video_leaves_no_output(tmp_path, capsys, monkeypatch):
     argv = ["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"), "--xfov", "60",
             "--infill_mask", "--no_progress"]
     calls = {"pack": 0, "write": 0}
-    real_pack = stero_rerender.pack_stereo
+    real_pack = stereo_app.pack_stereo
 
     def failing_pack(*args, **kwargs):
         calls["pack"] += 1
         if calls["pack"] == 3:
-            raise stero_rerender.UserError("simulated render failure")
+            raise UserError("simulated render failure")
         return real_pack(*args, **kwargs)
 
-    monkeypatch.setattr(stero_rerender, "pack_stereo", failing_pack)
+    monkeypatch.setattr(stereo_app, "pack_stereo", failing_pack)
     assert stero_rerender.main(argv) == 2
     assert "simulated render failure" in capsys.readouterr().err
     no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
-    monkeypatch.setattr(stero_rerender, "pack_stereo", real_pack)
+    monkeypatch.setattr(stereo_app, "pack_stereo", real_pack)
 
     real_write = VideoWriter.write
 
     def failing_write(self, frame):
         calls["write"] += 1
         if calls["write"] == 3:
-            raise stero_rerender.UserError("simulated disk full")
+            raise UserError("simulated disk full")
         return real_write(self, frame)
 
     monkeypatch.setattr(VideoWriter, "write", failing_write)
     assert stero_rerender.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("simulated disk full") and len(err.splitlines()) == 1
+    no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
+
+
+def test_sigterm_mid_video_leaves_no_output(tmp_path, capsys, monkeypatch):
+    # SIGTERM while rendering frame 2: exit code 143 (128 + 15), one line, neither output nor a hidden
+    # temporary file left behind.
+    write_colour(tmp_path / "c.mkv", 16, 16, 6)
+    write_depth(tmp_path / "d.mkv", 16, 16, 6)
+    real_render = stereo_app.StereoWarper.render
+    calls = {"render": 0}
+
+    def render(self, *args, **kwargs):
+        calls["render"] += 1
+        if calls["render"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_render(self, *args, **kwargs)
+
+    monkeypatch.setattr(stereo_app.StereoWarper, "render", render)
+    code = stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
+                                "--xfov", "60", "--infill_mask", "--no_progress"])
+    assert code == 143
+    err = capsys.readouterr().err.strip()
+    assert err == "stero_rerender.py: terminated by SIGTERM; no output was finalised"
+    assert calls["render"] == 2
     no_leftovers(tmp_path, {"c.mkv", "d.mkv"})

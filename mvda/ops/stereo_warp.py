@@ -607,18 +607,18 @@ def render_eye(colour, disparity, eye: Eye, max_stretch: float = 1.0, fill: bool
 # ------------------------------------------------------------------------------------------------
 # output layouts
 # ------------------------------------------------------------------------------------------------
-def packed_size(width: int, height: int, fmt: str) -> tuple[int, int]:
-    """(width, height) of a frame packed by :func:`pack_stereo` from two ``width`` x ``height`` eyes."""
+def packed_size(height: int, width: int, fmt: str) -> tuple[int, int]:
+    """(height, width) in pixels of a frame packed by :func:`pack_stereo` from two (height, width) eyes."""
     if fmt == "sbs":
-        return 2 * width, height
+        return height, 2 * width
     if fmt == "half-sbs":
-        return 2 * max(1, width // 2), height
+        return height, 2 * max(1, width // 2)
     if fmt == "tb":
-        return width, 2 * height
+        return 2 * height, width
     if fmt == "half-tb":
-        return width, 2 * max(1, height // 2)
+        return 2 * max(1, height // 2), width
     if fmt == "anaglyph":
-        return width, height
+        return height, width
     raise ValueError(f"unknown stereo format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -636,9 +636,10 @@ def _squeeze(img: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def pack_stereo(left, right, fmt: str = "sbs"):
     """Pack two (H, W, C) eye images into one frame.
 
-    Formats: ``sbs`` (2W x H, left eye on the left), ``half-sbs`` (each eye squeezed to W/2),
-    ``tb`` (W x 2H, left eye on top), ``half-tb`` (each eye squeezed to H/2), ``anaglyph``
-    (red-cyan: red channel from the left eye, green and blue from the right; needs C >= 3).
+    Formats (output shape): ``sbs`` ((H, 2W, C), left eye on the left), ``half-sbs`` ((H, W, C),
+    each eye squeezed to W/2 columns), ``tb`` ((2H, W, C), left eye on top), ``half-tb`` ((H, W, C),
+    each eye squeezed to H/2 rows), ``anaglyph`` ((H, W, C), red-cyan: red channel from the left eye,
+    green and blue from the right; needs C >= 3). :func:`packed_size` gives the (height, width).
     Half formats average pixel pairs (area resampling); odd sizes round down.
     Numpy in, numpy out; tensors in, tensors out.
     """

@@ -1,0 +1,281 @@
+"""The stereo job behind stero_rerender.py: a colour video and its metric depth video -> a stereo video.
+
+:func:`job_from_args` checks the flags, :func:`render_stereo_video` runs the job and :func:`run` does
+both and prints the final "wrote ..." line. Frames go through :func:`mvda.frames.run_frames`: the
+depth/colour pairs (:mod:`mvda.io.pairing`) are decoded on one thread, both eyes rendered on the
+calling thread and the stereo video (and the infill mask) encoded on another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from depth_codec import DepthVideoReader
+from mvda.errors import UserError
+from mvda.frames import FunctionSink, run_frames
+from mvda.io.pairing import FramePair, check_pair, needs_resize, paired_frames
+from mvda.io.video import VideoReader, VideoWriter, ffv1_settings
+from mvda.ops.geometry import intrinsics_from_fov
+from mvda.ops.stereo_warp import FORMATS, StereoWarper, disparity_from_depth, pack_stereo, packed_size, resize_depth
+
+__all__ = ["DEFAULT_IPD_MM", "FORMATS", "X264_PRESETS", "StereoJob", "StereoResult", "default_outputs", "job_from_args",
+           "render_stereo_video", "run"]
+
+#: Default pupillary distance in millimetres.
+DEFAULT_IPD_MM = 63.0
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+log = logging.getLogger("mvda")
+
+
+@dataclass(frozen=True)
+class StereoJob:
+    """Everything :func:`render_stereo_video` needs (validated by :func:`job_from_args`).
+
+    ``xfov`` / ``yfov`` in degrees, ``max_depth`` in metres (None: the depth video's tag), ``ipd_mm``
+    in millimetres, ``max_stretch`` in pixels, ``drop_fragments`` in pixels.
+    """
+
+    depth_video: Path
+    color_video: Path | None
+    output: Path
+    mask_output: Path | None
+    xfov: float | None
+    yfov: float | None
+    max_depth: float | None
+    ipd_mm: float = DEFAULT_IPD_MM
+    max_frames: int | None = None
+    fmt: str = "sbs"
+    crf: int = 18
+    preset: str = "fast"
+    lossless: bool = False
+    max_stretch: float = 1.0
+    drop_fragments: int = 2
+    device: torch.device = torch.device("cpu")
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class StereoResult:
+    """What was written: ``frames``, wall ``seconds``, the encoded frame size (``height`` x ``width``
+    pixels, after padding to even sizes for H.264) and the output paths."""
+
+    frames: int
+    seconds: float
+    width: int
+    height: int
+    output: Path
+    mask_output: Path | None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+
+def default_outputs(depth_video: Path, output: str | None, lossless: bool, infill_mask: bool
+                    ) -> tuple[Path, Path | None]:
+    """The stereo video's path and, with ``infill_mask``, the mask video's path."""
+    suffix = ".mkv" if lossless else ".mp4"
+    if output is None:
+        out = Path(str(depth_video) + "_stereo" + suffix)
+    else:
+        out = Path(output)
+        if lossless and out.suffix.lower() != ".mkv":
+            raise UserError(f"--lossless writes FFV1, which goes into .mkv files; got --output {out.name}")
+        if not lossless and out.suffix.lower() not in (".mp4", ".mkv", ".mov"):
+            raise UserError(f"--output {out.name}: use a .mp4, .mkv or .mov file name for H.264")
+    mask = out.with_name(out.stem + "_mask" + out.suffix) if infill_mask else None
+    return out, mask
+
+
+def job_from_args(args: argparse.Namespace) -> StereoJob:
+    """Check the flags and paths that can be checked before decoding anything (raises UserError)."""
+    from mvda.device import resolve_device
+
+    if args.xfov is None and args.yfov is None:
+        raise UserError("give the camera's field of view with --xfov (horizontal) or --yfov (vertical), in degrees")
+    for flag, fov in (("--xfov", args.xfov), ("--yfov", args.yfov)):
+        if fov is not None and not 0.0 < fov < 180.0:
+            raise UserError(f"{flag} {fov:g} is not a field of view: give degrees between 0 and 180 (exclusive)")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    depth = Path(args.video)
+    color = Path(args.color_video) if args.color_video else None
+    for path, flag in ((depth, "--video"), (color, "--color_video")):
+        if path is not None and not path.is_file():
+            raise UserError(f"{flag} {path}: no such file" if not path.exists() else f"{flag} {path}: not a file")
+    output, mask = default_outputs(depth, args.output, args.lossless, args.infill_mask)
+    inputs = {depth.resolve()} | ({color.resolve()} if color else set())
+    for out in (output, mask):
+        if out is not None and out.resolve() in inputs:
+            raise UserError(f"output {out} would overwrite an input; choose another --output")
+    return StereoJob(
+        depth_video=depth, color_video=color, output=output, mask_output=mask, xfov=args.xfov, yfov=args.yfov,
+        max_depth=args.max_depth, ipd_mm=args.pupillary_distance, max_frames=args.max_frames, fmt=args.format,
+        crf=args.crf, preset=args.preset, lossless=args.lossless, max_stretch=args.max_stretch,
+        drop_fragments=args.drop_fragments, device=device, progress=not args.no_progress,
+    )
+
+
+def run(args: argparse.Namespace, prog: str) -> int:
+    """The whole command: check the flags, render, print ``{prog}: wrote ...``; returns 0."""
+    job = job_from_args(args)
+    result = render_stereo_video(job)
+    line = (f"{prog}: wrote {result.frames} frames ({result.width}x{result.height} {job.fmt}) in "
+            f"{result.seconds:.1f} s ({result.fps:.1f} fps) to {result.output}")
+    if result.mask_output is not None:
+        line += f" and {result.mask_output}"
+    print(line, flush=True)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# the render loop
+# ------------------------------------------------------------------------------------------------
+def _pad_even(frame: np.ndarray) -> np.ndarray:
+    """Repeat the last row / column so that both sides are even (H.264 with 4:2:0 needs it)."""
+    h, w = frame.shape[:2]
+    pad = ((0, h % 2), (0, w % 2)) + ((0, 0),) * (frame.ndim - 2)
+    return np.pad(frame, pad, mode="edge") if (h % 2 or w % 2) else frame
+
+
+def _mask_frame(left: torch.Tensor, right: torch.Tensor, fmt: str) -> np.ndarray:
+    """(H', W') uint8 mask in the output layout: 255 where a pixel was filled in."""
+    if fmt == "anaglyph":
+        packed = left | right
+    else:
+        # 0/255 so that a half format's average of a filled and an unfilled pixel stays > 0.
+        packed = pack_stereo(left.to(torch.uint8)[..., None] * 255, right.to(torch.uint8)[..., None] * 255,
+                             fmt)[..., 0] > 0
+    return (packed.to(torch.uint8) * 255).cpu().numpy()
+
+
+def _writer_settings(job: StereoJob, mask: bool) -> dict:
+    if job.lossless:
+        return ffv1_settings("gray" if mask else "bgr0")
+    if mask:  # qp 0: lossless luma, so the mask stays exactly black and white
+        return {"codec": "libx264", "pix_fmt": "yuv420p", "options": {"qp": "0", "preset": job.preset}}
+    return {"codec": "libx264", "pix_fmt": "yuv420p", "options": {"crf": str(job.crf), "preset": job.preset}}
+
+
+@contextlib.contextmanager
+def _cpu_render_threads(warper: StereoWarper, device: torch.device):
+    """On the CPU, render with the warper's worker threads and one torch op thread each.
+
+    OpenMP threads inside every small op, next to the decoder and encoder threads, spin and
+    oversubscribe the cores; whole chunks per worker thread scale better.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    warper.workers = max(warper.workers, previous)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def render_stereo_video(job: StereoJob) -> StereoResult:
+    """Read the depth (and colour) video, render both eyes of every frame and write the stereo video.
+
+    Nothing appears at ``job.output`` (or the mask path) unless the whole video was written.
+    """
+    start = time.perf_counter()
+    with DepthVideoReader(job.depth_video, max_depth=job.max_depth, max_frames=job.max_frames) as depth_reader:
+        colour_reader = VideoReader(job.color_video, max_frames=job.max_frames) if job.color_video else None
+        try:
+            return _render(job, depth_reader, colour_reader, start)
+        finally:
+            if colour_reader is not None:
+                colour_reader.close()
+
+
+def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: VideoReader | None,
+            start: float) -> StereoResult:
+    colour_info = colour_reader.info if colour_reader is not None else depth_reader.info
+    h, w = colour_info.height, colour_info.width
+    try:
+        intr = intrinsics_from_fov(h, w, job.xfov, job.yfov)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    resize = False
+    if colour_reader is not None:
+        check_pair(depth_reader.info, colour_reader.info)
+        resize = needs_resize(depth_reader.info, colour_reader.info)
+    fps: Fraction = colour_info.fps
+
+    pairs = paired_frames(depth_reader, colour_reader)
+    first = next(pairs, None)  # decode errors and "not a depth video" surface before any output exists
+    if first is None:
+        raise UserError(f"{job.depth_video}: no frames to render")
+
+    out_h, out_w = packed_size(h, w, job.fmt)
+    enc_h, enc_w = out_h, out_w
+    if not job.lossless and (out_w % 2 or out_h % 2):
+        enc_h, enc_w = out_h + out_h % 2, out_w + out_w % 2
+        log.warning("the %s frame is %dx%d; H.264 needs even sizes, so the last row/column is repeated "
+                    "(%dx%d); use --lossless to keep the exact size", job.fmt, out_w, out_h, enc_w, enc_h)
+    pad = _pad_even if (enc_h, enc_w) != (out_h, out_w) else (lambda frame: frame)
+    audio_source = job.color_video if job.color_video is not None else job.depth_video
+    metadata = {"stereo_layout": job.fmt, "pupillary_distance_mm": f"{job.ipd_mm:g}",
+                "xfov": f"{intr.xfov:.6g}", "yfov": f"{intr.yfov:.6g}"}
+    warper = StereoWarper(h, w, device=job.device, max_stretch=job.max_stretch, drop_fragments=job.drop_fragments)
+    ipd_m = job.ipd_mm / 1000.0
+    far = depth_reader.max_depth
+    total = depth_reader.num_frames
+    if colour_reader is not None and colour_reader.num_frames is not None:
+        total = colour_reader.num_frames if total is None else min(total, colour_reader.num_frames)
+    device = job.device
+
+    def step(pair: FramePair):
+        z = torch.from_numpy(pair.depth).to(device)
+        if tuple(z.shape) != (h, w):
+            z = resize_depth(z, h, w)
+        rgb = pair.rgb
+        if rgb.shape[:2] != (h, w):
+            raise UserError(f"colour frame {pair.index} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h}; "
+                            "variable frame sizes are not supported")
+        disp = disparity_from_depth(z, intr.fx, ipd_m, far_m=far)
+        views = warper.render(torch.from_numpy(rgb).to(device), disp)
+        frame = pack_stereo(views.left, views.right, job.fmt).cpu().numpy()
+        mask = _mask_frame(views.left_filled, views.right_filled, job.fmt) if job.mask_output else None
+        return ((frame, mask),)
+
+    writers: list[VideoWriter] = []
+    try:
+        writer = VideoWriter(job.output, enc_w, enc_h, fps, metadata=metadata, audio_from=audio_source,
+                             **_writer_settings(job, mask=False))
+        writers.append(writer)
+        sinks = [FunctionSink(writer, select=lambda out: pad(out[0]))]
+        if job.mask_output is not None:
+            mask_writer = VideoWriter(job.mask_output, enc_w, enc_h, fps, input_format="gray",
+                                      metadata={"stereo_layout": job.fmt, "content": "infill mask"},
+                                      **_writer_settings(job, mask=True))
+            writers.append(mask_writer)
+            sinks.insert(0, FunctionSink(mask_writer, select=lambda out: pad(out[1])))  # closed first
+        if resize:
+            d = depth_reader.info
+            log.warning("depth frames are %dx%d but colour frames are %dx%d; depth is resized "
+                        "(nearest neighbour) to the colour size", d.width, d.height, w, h)
+        with _cpu_render_threads(warper, device):
+            run_frames(itertools.chain([first], pairs), step, sinks, total=total, desc="stereo",
+                       progress=job.progress)
+    except BaseException:
+        for out in writers:
+            out.abort()
+        raise
+    return StereoResult(writer.frames_written, time.perf_counter() - start, enc_w, enc_h, job.output,
+                        job.mask_output)
