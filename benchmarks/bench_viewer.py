@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mvda.ops import depth_mesh
-import mvda.apps.view as depth_viewer
+from mvda.apps import view as depth_viewer
 from depth_codec import DepthVideoWriter
 from mvda.ops.geometry import intrinsics_from_fov
 from mvda.io.video import VideoWriter
@@ -38,8 +38,9 @@ def timed(fn, repeat: int) -> float:
     return statistics.median(times) * 1000.0
 
 
-def synthetic_frame(width: int, height: int, i: int = 0) -> depth_viewer.Frame:
-    """A smooth slanted surface with waves, a box in front (a discontinuity) and a smooth colour image."""
+def synthetic_frame(height: int, width: int, i: int = 0) -> depth_viewer.Frame:
+    """Frame ``i``, (height, width) pixels: a smooth slanted surface with waves (metres), a box in front (a
+    discontinuity) and a smooth colour image."""
     v, u = np.mgrid[0:height, 0:width].astype(np.float32)
     depth = 2.0 + 2.0 * v / height + 0.3 * np.sin((u + 4 * i) / 50.0)
     depth[height // 4: height // 2, width // 3: width // 2] = 1.2
@@ -61,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     w, h, repeat = args.width, args.height, args.repeat
     intr = intrinsics_from_fov(h, w, xfov=60.0)
-    frame = synthetic_frame(w, h)
+    frame = synthetic_frame(h, w)
     n = w * h
     print(f"{w}x{h}: {n} vertices, {depth_mesh.num_grid_triangles(h, w)} triangles")
 
@@ -91,7 +92,7 @@ def main() -> None:
         frames = repeat + 2
         with DepthVideoWriter(depth_path, w, h, 30) as dw, VideoWriter(color_path, w, h, 30) as cw:
             for i in range(frames):
-                moving = synthetic_frame(w, h, i)
+                moving = synthetic_frame(h, w, i)
                 dw.write(moving.depth)
                 cw.write(moving.color)
         with depth_viewer.FrameSource(depth_path, color_path) as source:
@@ -99,7 +100,7 @@ def main() -> None:
             report("decode next frame (FFV1 depth + H.264)", timed(lambda: source.get(next(counter)), repeat))
 
     if args.render:
-        renderer = depth_viewer.LegacyRenderer(w, h)
+        renderer = depth_viewer.LegacyRenderer(h, w)
         builder = depth_viewer.GeometryBuilder(intr, 6.0)
         pose = depth_viewer.resolve_pose(frame.depth)
         geometry = builder.update(frame)

@@ -96,7 +96,8 @@ def run_all(ck: Path, only: list[str] | None) -> dict:
             proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
             entry = {"rc": proc.returncode,
                      "stderr": [line for line in proc.stderr.splitlines()
-                                if line.strip() and "XDG_RUNTIME_DIR" not in line and "frame/s]" not in line]}
+                                if line.strip() and "XDG_RUNTIME_DIR" not in line
+                                and "frame/s]" not in line and "s/frame]" not in line]}  # tqdm lines
             if proc.returncode == 0:
                 entry["outputs"] = {o: digest(out / o) for o in outputs}
             else:

@@ -1,4 +1,4 @@
-"""3d_view_depthfile.py / depth_viewer: frame source, geometry, --render, errors, and the real window.
+"""3d_view_depthfile.py / mvda.apps.view: frame source, geometry, --render, errors, and the real window.
 
 The scene: a blue plane 3 m away with a red box face 1.5 m away that moves 2 px to the right every
 frame (64x48 pixels, 6 frames, 60 degree horizontal FOV, lossless FFV1 colour). The viewer looks from
@@ -11,9 +11,11 @@ tests/artifacts/viewer_screenshot.png from it.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,12 +25,13 @@ import av
 import numpy as np
 import pytest
 
-from mvda.ops import depth_mesh
-import mvda.apps.view as depth_viewer
-from mvda.errors import UserError
 from depth_codec import DepthVideoWriter
+from mvda.apps import view as depth_viewer
+from mvda.errors import UserError
+from mvda.io.pairing import check_pair, needs_resize
+from mvda.io.video import VideoReader, VideoWriter, probe_video
+from mvda.ops import depth_mesh
 from mvda.ops.geometry import intrinsics_from_fov
-from mvda.io.video import VideoReader, VideoWriter
 
 viewer_cli = importlib.import_module("3d_view_depthfile")
 
@@ -59,7 +62,7 @@ def write_scene(folder: Path, n: int = N, w: int = W, h: int = H, color_size=Non
             depth, rgb = scene_frame(i, w, h)
             dw.write(depth)
             if (cw, ch) != (w, h):
-                rgb = depth_viewer.resize_rgb(rgb, cw, ch)
+                rgb = depth_viewer.resize_rgb(rgb, ch, cw)
             cv.write(rgb)
     return depth_path, color_path
 
@@ -94,30 +97,39 @@ def assert_scene_visible(img: np.ndarray, min_geometry: float, min_pure: float) 
 # --------------------------------------------------------------------------------------------------
 # pure helpers
 # --------------------------------------------------------------------------------------------------
-def test_colour_size_rules():
-    assert depth_viewer.check_color_match((64, 48), (64, 48), "c.mkv") is False
-    assert depth_viewer.check_color_match((1280, 720), (1920, 1080), "c.mkv") is True
-    assert depth_viewer.check_color_match((1280, 720), (854, 480), "c.mkv") is True  # 0.06 % off
+def test_colour_size_rules(scene):
+    """The viewer follows mvda.io.pairing: same size as is, same aspect ratio (within 1 %) resized."""
+    info = probe_video(scene[0])
+
+    def sized(width, height):
+        return dataclasses.replace(info, width=width, height=height)
+
+    check_pair(sized(64, 48), sized(64, 48))
+    assert not needs_resize(sized(64, 48), sized(64, 48))
+    for depth, colour in (((1280, 720), (1920, 1080)), ((1280, 720), (854, 480))):  # 854x480: 0.06 % off
+        check_pair(sized(*depth), sized(*colour))
+        assert needs_resize(sized(*depth), sized(*colour))
     with pytest.raises(UserError, match="aspect"):
-        depth_viewer.check_color_match((1280, 720), (640, 480), "c.mkv")
+        check_pair(sized(1280, 720), sized(640, 480))
 
 
 def test_resize_rgb_keeps_flat_colours():
     rgb = np.zeros((48, 64, 3), np.uint8)
     rgb[:, :32] = RED
     rgb[:, 32:] = BLUE
-    small = depth_viewer.resize_rgb(rgb, 32, 24)
+    small = depth_viewer.resize_rgb(rgb, 24, 32)
     assert small.shape == (24, 32, 3) and small.dtype == np.uint8
     assert np.abs(small[:, :15].astype(int) - RED).max() <= 2
     assert np.abs(small[:, 17:].astype(int) - BLUE).max() <= 2
 
 
 def test_window_and_render_sizes():
-    assert depth_viewer.window_size(1280, 720) == (1280, 720)
-    assert depth_viewer.window_size(1920, 1080) == (1280, 720)
-    assert depth_viewer.window_size(64, 48) == (640, 480)
-    assert depth_viewer.window_size(1080, 1920) == (405, 720)  # portrait: limited by the height
-    assert depth_viewer.render_size(65, 49) == (64, 48)
+    # (height, width) in, (height, width) out
+    assert depth_viewer.window_size(720, 1280) == (720, 1280)
+    assert depth_viewer.window_size(1080, 1920) == (720, 1280)
+    assert depth_viewer.window_size(48, 64) == (480, 640)
+    assert depth_viewer.window_size(1920, 1080) == (720, 405)  # portrait: limited by the height
+    assert depth_viewer.render_size(49, 65) == (48, 64)
 
 
 def test_display_problem_reads_the_environment(monkeypatch):
@@ -152,7 +164,7 @@ def test_frame_source_steps_back_through_its_buffer_and_reopens_beyond_it(scene)
     depth_path, color_path = scene
     with depth_viewer.FrameSource(depth_path, color_path, history_bytes=1) as source:
         assert source.history_len == 2 and source.max_depth == 6.0
-        assert (source.width, source.height) == (W, H)
+        assert (source.height, source.width) == (H, W)
         frames = [source.get(i) for i in range(N)]
         for i, frame in enumerate(frames):
             depth, rgb = scene_frame(i)
@@ -260,8 +272,9 @@ def test_no_display_is_a_one_line_error(scene, monkeypatch, capsys):
 def test_fov_required_and_bad_flags(scene, tmp_path, capsys):
     code, err = run_main(["--video", scene[0], "--render", tmp_path / "o.mp4"], capsys)
     assert code == 2 and "--xfov or --yfov" in err
-    code, err = run_main(["--video", scene[0], "--xfov", 200, "--render", tmp_path / "o.mp4"], capsys)
-    assert code == 2 and "between 0 and 180" in err
+    with pytest.raises(SystemExit) as exit_info:  # argparse checks the shared --xfov type
+        run_main(["--video", scene[0], "--xfov", 200, "--render", tmp_path / "o.mp4"], capsys)
+    assert exit_info.value.code == 2 and "between 0 and 180" in capsys.readouterr().err
     code, err = run_main(["--video", scene[0], "--xfov", 48, "--render", tmp_path / "o.gif"], capsys)
     assert code == 2 and ".mp4" in err
     code, err = run_main(["--video", scene[0], "--xfov", 48, "--edge_threshold", 0.1, "--render",
@@ -352,7 +365,7 @@ def test_render_bundled_sample_clip_with_a_synthetic_depth(tmp_path, capsys):
     assert len(frames) == 75 and frames[0].shape == (h, w, 3)
     with VideoReader(clip) as reader:
         for frame, colour in zip(frames, reader):
-            expected = depth_viewer.resize_rgb(colour, w, h).astype(int)
+            expected = depth_viewer.resize_rgb(colour, h, w).astype(int)
             assert np.abs(frame.astype(int) - expected).mean() < 8.0
             assert frame.std() > 30.0  # not blank
 
@@ -390,7 +403,7 @@ def test_render_stops_where_a_shorter_colour_video_ends(tmp_path, capsys):
     code, err = run_main(["--video", depth_path, "--color_video", short_color, "--xfov", 60, "--render",
                           out], capsys)
     assert code == 0, err
-    assert "the colour video ends after 3 frames" in err
+    assert "the colour video scene.mkv ended after 3 frames, before the depth video" in err  # pairing's words
     assert len(read_frames(out)) == 3
 
 
@@ -409,6 +422,53 @@ def test_render_interrupted_leaves_no_file(scene, tmp_path, capsys, monkeypatch)
                           "--render_backend", "legacy"], capsys)
     assert code == 130 and not out.exists()
     assert not [p for p in tmp_path.iterdir()]
+
+
+def test_render_terminated_by_sigterm_leaves_nothing(scene, tmp_path, capsys, monkeypatch):
+    """SIGTERM during the frame loop (here: while frame 2 renders): exit 143, no "wrote" line, no file
+    and no temporary file."""
+    calls = []
+
+    def terminate(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return np.zeros((H, W, 3), np.uint8)
+
+    monkeypatch.setattr(depth_viewer.LegacyRenderer, "render", terminate)
+    out = tmp_path / "cut.mp4"
+    code = viewer_cli.main([str(a) for a in ["--video", scene[0], "--xfov", 60, "--render", out,
+                                             "--render_backend", "legacy", "--no_progress"]])
+    captured = capsys.readouterr()
+    assert code == 143 and len(calls) == 2
+    assert captured.out == ""
+    assert captured.err == "3d_view_depthfile.py: terminated by SIGTERM; no output was finalised\n"
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_render_reports_what_it_wrote(scene, tmp_path, capsys):
+    out = tmp_path / "two.mp4"
+    code = viewer_cli.main([str(a) for a in ["--video", scene[0], "--xfov", 60, "--max_frames", 2,
+                                             "--no_progress", "--render", out]])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err == ""  # --no_progress: no bar
+    assert captured.out.startswith(f"3d_view_depthfile.py: wrote 2 frames ({W}x{H}) in ")
+    assert captured.out.rstrip().endswith(f"fps) to {out}") and captured.out.count("\n") == 1
+
+
+def test_private_runtime_dir_only_when_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    with depth_viewer.private_runtime_dir():
+        folder = Path(os.environ["XDG_RUNTIME_DIR"])
+        assert folder.is_dir() and (folder.stat().st_mode & 0o777) == 0o700
+    assert "XDG_RUNTIME_DIR" not in os.environ and not folder.exists()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "relative/not/valid")
+    with depth_viewer.private_runtime_dir():
+        assert os.environ["XDG_RUNTIME_DIR"].startswith("/")
+    assert os.environ["XDG_RUNTIME_DIR"] == "relative/not/valid"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    with depth_viewer.private_runtime_dir():
+        assert os.environ["XDG_RUNTIME_DIR"] == str(tmp_path)
 
 
 def test_render_with_filament_offscreen_renderer_in_a_subprocess(scene, tmp_path):
