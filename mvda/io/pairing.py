@@ -51,8 +51,12 @@ class FramePair:
         return self.packed if self.colour is None else self.colour
 
 
-def check_pair(depth: VideoInfo, colour: VideoInfo) -> None:
-    """Apply rules 3 and 4 above to two videos' properties (raises :class:`UserError` for rule 3)."""
+def check_pair(depth: VideoInfo, colour: VideoInfo, rate_from: str = "colour") -> None:
+    """Apply rules 3 and 4 above to two videos' properties (raises :class:`UserError` for rule 3).
+
+    ``rate_from``: which video's frame rate the caller's output uses ("colour" or "depth"), for the
+    rule-4 warning.
+    """
     if depth.width * colour.height != depth.height * colour.width:
         ratio = (colour.width / colour.height) / (depth.width / depth.height)
         if abs(ratio - 1.0) > ASPECT_TOLERANCE:
@@ -63,7 +67,7 @@ def check_pair(depth: VideoInfo, colour: VideoInfo) -> None:
             )
     if abs(float(depth.fps) - float(colour.fps)) > 1e-3 * float(colour.fps):
         log.warning("the depth video runs at %.4g fps and the colour video at %.4g fps; frames are paired in "
-                    "order and the output uses the colour video's rate", float(depth.fps), float(colour.fps))
+                    "order and the output uses the %s video's rate", float(depth.fps), float(colour.fps), rate_from)
 
 
 def needs_resize(depth: VideoInfo, colour: VideoInfo) -> bool:

@@ -82,7 +82,7 @@ class FrameSource:
         self._resize_color = False
         if self.color_path is not None:
             cinfo = probe_video(self.color_path)
-            check_pair(info, cinfo)
+            check_pair(info, cinfo, rate_from="depth")
             self._resize_color = needs_resize(info, cinfo)
             if self._resize_color:
                 log.warning("%s: colour video is %dx%d, depth video %dx%d; resizing the colour frames",
