@@ -150,15 +150,15 @@ def depth_to_grey(depth_m: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH, bit
 
     Returns:
         (H, W) uint8 or uint16 image. Depth beyond ``max_depth`` saturates at full scale. The
-        arithmetic is float32 in the original's order (``depth * scale`` then ``/ max_depth``), with
-        round-half-to-even (``numpy.rint``).
+        arithmetic is the original's exactly: the float32 depth times the Python float
+        ``full / max_depth`` (a float32 product), then round-half-to-even (``numpy.rint``).
     """
     if not max_depth > 0:
         raise ValueError(f"max_depth must be > 0, got {max_depth}")
     full = GREY16_FULL_SCALE if bit16 else GREY8_FULL_SCALE
     d = np.asarray(depth_m, dtype=np.float32)
     d = np.where(np.isfinite(d) & (d > 0), d, np.float32(0))
-    v = np.rint(d * np.float32(full) / np.float32(max_depth))
+    v = np.rint(d * np.float32(full / max_depth))  # the original: depth_f32 * (full / max_depth), in float32
     v = np.clip(v, 0, full)
     if inverse:
         v = full - v

@@ -21,7 +21,7 @@ PROG = "rgb_depth_to_greyscale.py"
 
 EPILOG = """examples:
   python rgb_depth_to_greyscale.py --video outputs/clip_depth.mkv
-      -> outputs/clip_depth_grey_depth.mkv (8-bit, 255 = max_depth)
+      -> outputs/clip_depth.mkv_grey_depth.mkv (8-bit, 255 = max_depth)
   python rgb_depth_to_greyscale.py --video outputs/clip_depth.mkv --bit16 --inverse
   python rgb_depth_to_greyscale.py --depth_video outputs/clip_depth.mkv --png16 outputs/clip_png16
 """
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video", "--depth_video", dest="video", required=True, metavar="X",
                         help="RGB-packed depth video (*_depth.mkv from video_metric_convert.py)")
     parser.add_argument("--output", metavar="PATH.mkv",
-                        help=f"output video (default: X's name without extension + '{grey.OUTPUT_SUFFIX}', "
+                        help=f"output video (default: X's whole name + '{grey.OUTPUT_SUFFIX}', "
                              "next to X)")
     add_max_depth_arg(parser, reader=True,
                       note="; also the depth that maps to white (black with --inverse)")

@@ -115,8 +115,9 @@ def read_png16(path: Path) -> np.ndarray:
 
 
 def test_default_output_path():
-    assert grey.default_output_path("outputs/clip_depth.mkv") == Path("outputs/clip_depth_grey_depth.mkv")
-    assert grey.default_output_path("/a/b/x.mkv") == Path("/a/b/x_grey_depth.mkv")
+    # The original tool's name: the whole input name plus _grey_depth.mkv (users' batch scripts expect it).
+    assert grey.default_output_path("outputs/clip_depth.mkv") == Path("outputs/clip_depth.mkv_grey_depth.mkv")
+    assert grey.default_output_path("/a/b/x.mkv") == Path("/a/b/x.mkv_grey_depth.mkv")
 
 
 def test_encode_png16_round_trip(tmp_path):
@@ -128,8 +129,8 @@ def test_encode_png16_round_trip(tmp_path):
 def test_8bit_from_our_writer(tmp_path, capsys):
     src = write_ours(tmp_path / "clip_depth.mkv")
     assert tool.main(["--video", str(src)]) == 0
-    out = tmp_path / "clip_depth_grey_depth.mkv"
-    assert "clip_depth_grey_depth.mkv (3 frames, max_depth 6 m)" in capsys.readouterr().out
+    out = tmp_path / "clip_depth.mkv_grey_depth.mkv"
+    assert "clip_depth.mkv_grey_depth.mkv (3 frames, max_depth 6 m)" in capsys.readouterr().out
     frames = read_grey(out, bit16=False)
     assert len(frames) == 3 and frames[0].dtype == np.uint8
     for i, frame in enumerate(frames):
@@ -137,7 +138,7 @@ def test_8bit_from_our_writer(tmp_path, capsys):
     info = probe_video(out)
     assert (info.codec, info.pix_fmt) == ("ffv1", "gray")
     assert info.tag("depth_encoding") == "grey8-linear-v1" and info.tag("max_depth") == "6.0"
-    assert sorted(os.listdir(tmp_path)) == ["clip_depth.mkv", "clip_depth_grey_depth.mkv"]
+    assert sorted(os.listdir(tmp_path)) == ["clip_depth.mkv", "clip_depth.mkv_grey_depth.mkv"]
 
 
 def test_16bit_inverse_with_alias(tmp_path):
@@ -155,7 +156,7 @@ def test_16bit_inverse_with_alias(tmp_path):
 def test_8bit_inverse(tmp_path):
     src = write_ours(tmp_path / "c_depth.mkv", n=1)
     assert tool.main(["--video", str(src), "--inverse"]) == 0
-    (frame,) = read_grey(tmp_path / "c_depth_grey_depth.mkv", bit16=False)
+    (frame,) = read_grey(tmp_path / "c_depth.mkv_grey_depth.mkv", bit16=False)
     np.testing.assert_array_equal(frame, 255 - expected(GREY8))
 
 
@@ -167,7 +168,7 @@ def test_file_packed_by_the_original_formula(tmp_path):
     grey16 = [[0, 5418, 16256, 21674, 45517, 65024]]  # 5418.25, 16255.75, 21674.0, 45516.9, 65024.0
     src = write_original(tmp_path / "old_depth.mkv", [original_pack(metres, 6.0)] * 2)
     assert tool.main(["--video", str(src)]) == 0
-    frames = read_grey(tmp_path / "old_depth_grey_depth.mkv", bit16=False)
+    frames = read_grey(tmp_path / "old_depth.mkv_grey_depth.mkv", bit16=False)
     assert len(frames) == 2
     np.testing.assert_array_equal(frames[1], grey8)
     out16 = tmp_path / "old16.mkv"
@@ -244,7 +245,7 @@ def test_colour_video_passed_as_depth(tmp_path, capsys):
 def test_greyscale_video_passed_as_depth(tmp_path, capsys):
     src = write_ours(tmp_path / "c_depth.mkv", n=1)
     assert tool.main(["--video", str(src)]) == 0
-    grey = tmp_path / "c_depth_grey_depth.mkv"
+    grey = tmp_path / "c_depth.mkv_grey_depth.mkv"
     assert tool.main(["--video", str(grey)]) == 2
     assert "greyscale depth video" in one_line_error(capsys)
 
@@ -337,3 +338,33 @@ def test_png_folder_replaces_an_empty_folder(tmp_path):
     assert pngs.close() == tmp_path / "p"
     assert os.listdir(tmp_path) == ["p"] and os.listdir(tmp_path / "p") == ["frame_000000.png"]
     np.testing.assert_array_equal(read_png16(tmp_path / "p" / "frame_000000.png"), np.full((2, 3), 7))
+
+
+@pytest.mark.parametrize("max_depth", [6.0, 20.0, 0.7])
+@pytest.mark.parametrize("bit16", [False, True])
+def test_every_code_matches_the_original_arithmetic(max_depth, bit16):
+    """Every packed code up to max_depth gives the original tool's grey value exactly: the float32 depth
+    times the Python float ``full / max_depth`` (a float32 product), rounded half to even."""
+    from depth_codec import depth_to_grey, unpack_depth
+
+    codes = np.arange(65536, dtype=np.uint32)
+    rgb = np.stack([codes >> 8, codes >> 8, codes & 255], -1).astype(np.uint8)[None]  # (1, 65536, 3)
+    depth = unpack_depth(rgb, max_depth)[0]
+    depth = depth[depth <= max_depth]
+    full = 65025 if bit16 else 255
+    original = np.clip(np.rint(depth.astype(np.float32) * np.float32(full / max_depth)), 0, full)
+    got = depth_to_grey(depth[None], max_depth, bit16=bit16)[0]
+    np.testing.assert_array_equal(got.astype(np.int64), original.astype(np.int64))
+    if bit16 and max_depth == 6.0:
+        # The two-step float32 arithmetic used before differs on a few codes: this test would catch it.
+        two_step = np.rint(depth * np.float32(full) / np.float32(max_depth))
+        assert 0 < int((two_step != original).sum()) < 100
+
+
+def test_replacing_an_existing_output_says_so(tmp_path, capsys):
+    src = write_ours(tmp_path / "clip_depth.mkv")
+    assert tool.main(["--video", str(src), "--no_progress"]) == 0
+    assert "replaced" not in capsys.readouterr().err
+    assert tool.main(["--video", str(src), "--bit16", "--no_progress"]) == 0  # same name, as in the original
+    err = capsys.readouterr().err
+    assert "clip_depth.mkv_grey_depth.mkv exists and will be replaced" in err and err.count("\n") == 1

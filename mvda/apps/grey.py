@@ -13,6 +13,7 @@ The values follow :func:`depth_codec.depth_to_grey` (the original tool's rules).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ from mvda.errors import UserError
 from mvda.frames import FunctionSink, run_frames
 from mvda.io.video import AtomicFolder, VideoWriter, ffv1_settings
 
+log = logging.getLogger("mvda")
+
 __all__ = [
     "OUTPUT_SUFFIX",
     "default_output_path",
@@ -42,14 +45,15 @@ __all__ = [
     "convert_to_grey",
 ]
 
-#: Appended to the input's name (without extension) for the default output video.
+#: Appended to the input's whole file name (as the original tool does) for the default output video.
 OUTPUT_SUFFIX = "_grey_depth.mkv"
 
 
 def default_output_path(video: str | os.PathLike) -> Path:
-    """``X_grey_depth.mkv`` next to the input: ``clip_depth.mkv`` -> ``clip_depth_grey_depth.mkv``."""
+    """The original tool's name, next to the input: the whole input name plus ``_grey_depth.mkv``
+    (``clip_depth.mkv`` -> ``clip_depth.mkv_grey_depth.mkv``, as stereo writes ``X_depth.mkv_stereo.mp4``)."""
     p = Path(video)
-    return p.with_name(p.stem + OUTPUT_SUFFIX)
+    return p.with_name(p.name + OUTPUT_SUFFIX)
 
 
 def grey_encoding_name(bit16: bool, inverse: bool) -> str:
@@ -129,6 +133,8 @@ def _check_output(video: Path, out_path: Path) -> None:
                         f"ending in .mkv, not {out_path.name}")
     if out_path.exists() and video.exists() and out_path.resolve() == video.resolve():
         raise UserError(f"--output {out_path} is the input video; choose another name")
+    if out_path.is_file():  # 8-bit and --bit16 share the name, as in the original
+        log.warning("%s exists and will be replaced", out_path)
 
 
 def convert_to_grey(
