@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from mvda.apps import view
-from mvda.cli import (add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args, non_negative_float,
+from mvda.cli import (add_damage_arg, add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args, non_negative_float,
                       non_negative_int, positive_float, run_cli)
 
 PROG = "3d_view_depthfile.py"
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Open3D renderer for --render (default auto: legacy offscreen window, "
                              "else Filament)")
     parser.add_argument("--point_size", type=positive_float, default=2.0, help="point size in pixels")
+    add_damage_arg(parser)
     add_report_args(parser)
     return parser
 
@@ -70,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         max_depth=args.max_depth, point_cloud=args.point_cloud, remove_edges=args.remove_edges,
         edge_threshold=args.edge_threshold, max_frames=args.max_frames, draw_frame=args.draw_frame,
         eye=(args.x, args.y, args.z), target=(args.tx, args.ty, args.tz), render=args.render,
-        render_backend=args.render_backend, point_size=args.point_size, progress=not args.no_progress,
+        render_backend=args.render_backend, point_size=args.point_size, progress=not args.no_progress, skip_damaged=args.skip_damaged,
     ))
     if result is not None:
         print(f"{PROG}: wrote {result.frames} frames ({result.width}x{result.height}) in {result.seconds:.1f} s "

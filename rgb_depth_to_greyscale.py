@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from mvda.apps import grey
-from mvda.cli import add_frame_limit_arg, add_max_depth_arg, add_report_args, run_cli
+from mvda.cli import add_damage_arg, add_frame_limit_arg, add_max_depth_arg, add_report_args, run_cli
 
 PROG = "rgb_depth_to_greyscale.py"
 
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write a 16-bit PNG sequence DIR/frame_000000.png ... (values as --bit16) "
                              "instead of the video; add --output to get both")
     add_frame_limit_arg(parser)
+    add_damage_arg(parser)
     add_report_args(parser)
     return parser
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         result = grey.convert_to_grey(args.video, args.output, args.png16, max_depth=args.max_depth,
                                       bit16=args.bit16, inverse=args.inverse, max_frames=args.max_frames,
-                                      progress=not args.no_progress)
+                                      progress=not args.no_progress, skip_damaged=args.skip_damaged)
         for line in result.summary_lines():
             print(line)
         return 0

@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from mvda.apps import stereo
-from mvda.cli import (add_device_args, add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args,
+from mvda.cli import (add_damage_arg, add_device_args, add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args,
                       non_negative_int, positive_float, run_cli)
 
 PROG = "stero_rerender.py"
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rendered fragments of at most this many pixels between filled-in pixels (the "
                              "'flying pixels' of soft depth edges) are filled in too (default 2; 0: keep them)")
     add_device_args(parser, precision=False)
+    add_damage_arg(parser)
     add_report_args(parser)
     return parser
 

@@ -234,3 +234,10 @@ def add_report_args(parser: argparse.ArgumentParser) -> None:
     """``--no_progress`` and ``--verbose``, the same in every script."""
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+
+
+def add_damage_arg(parser: argparse.ArgumentParser) -> None:
+    """``--skip_damaged``: leave out damaged frames of a depth video instead of stopping at the first."""
+    parser.add_argument("--skip_damaged", action="store_true",
+                        help="leave out frames of the depth video whose checksum fails (a damaged file) and report "
+                             "how many, instead of stopping with an error at the first")

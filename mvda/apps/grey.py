@@ -146,6 +146,7 @@ def convert_to_grey(
     inverse: bool = False,
     max_frames: int | None = None,
     progress: bool = True,
+    skip_damaged: bool = False,
 ) -> GreyResult:
     """Convert a packed depth video to a greyscale depth video and/or a 16-bit PNG sequence.
 
@@ -167,7 +168,7 @@ def convert_to_grey(
     out_path = Path(output) if output is not None else (None if png_path else default_output_path(video))
     if out_path is not None:
         _check_output(video, out_path)
-    with DepthVideoReader(video, max_depth=max_depth, max_frames=max_frames) as reader:
+    with DepthVideoReader(video, max_depth=max_depth, max_frames=max_frames, skip_damaged=skip_damaged) as reader:
         sinks: list[FunctionSink] = []
         try:
             if out_path is not None:

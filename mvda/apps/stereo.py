@@ -54,6 +54,7 @@ class StereoJob:
     max_depth: float | None
     ipd_mm: float = DEFAULT_IPD_MM
     max_frames: int | None = None
+    skip_damaged: bool = False
     fmt: str = "sbs"
     crf: int = 18
     preset: str = "fast"
@@ -122,7 +123,7 @@ def job_from_args(args: argparse.Namespace) -> StereoJob:
             raise UserError(f"output {out} would overwrite an input; choose another --output")
     return StereoJob(
         depth_video=depth, color_video=color, output=output, mask_output=mask, xfov=args.xfov, yfov=args.yfov,
-        max_depth=args.max_depth, ipd_mm=args.pupillary_distance, max_frames=args.max_frames, fmt=args.format,
+        max_depth=args.max_depth, ipd_mm=args.pupillary_distance, max_frames=args.max_frames, skip_damaged=args.skip_damaged, fmt=args.format,
         crf=args.crf, preset=args.preset, lossless=args.lossless, max_stretch=args.max_stretch,
         drop_fragments=args.drop_fragments, device=device, progress=not args.no_progress,
     )
@@ -194,7 +195,8 @@ def render_stereo_video(job: StereoJob) -> StereoResult:
     Nothing appears at ``job.output`` (or the mask path) unless the whole video was written.
     """
     start = time.perf_counter()
-    with DepthVideoReader(job.depth_video, max_depth=job.max_depth, max_frames=job.max_frames) as depth_reader:
+    with DepthVideoReader(job.depth_video, max_depth=job.max_depth, max_frames=job.max_frames,
+                          skip_damaged=job.skip_damaged) as depth_reader:
         colour_reader = VideoReader(job.color_video, max_frames=job.max_frames) if job.color_video else None
         try:
             return _render(job, depth_reader, colour_reader, start)

@@ -37,7 +37,7 @@ ASPECT_TOLERANCE = 0.01
 
 @dataclass(frozen=True)
 class FramePair:
-    """One frame: ``index`` from 0; ``depth`` (h, w) float32 metres; ``packed`` the depth frame as
+    """One frame: ``index`` in the depth video from 0 (damaged frames left out keep their numbers); ``depth`` (h, w) float32 metres; ``packed`` the depth frame as
     stored, (h, w, 3) uint8; ``colour`` (H, W, 3) uint8 RGB, or None without a colour video."""
 
     index: int
@@ -81,12 +81,21 @@ def paired_frames(depth: DepthVideoReader, colour: VideoReader | None) -> Iterat
     Call :func:`check_pair` first (the readers' ``max_frames`` limit both). Raises what the readers
     raise (a decode error, a colour video passed as depth).
     """
-    packed_frames = depth.packed_frames()
+    packed_frames = depth.indexed_packed_frames()
     colour_frames = iter(colour) if colour is not None else None
-    count = 0
+    count = 0  # pairs yielded
+    colour_index = -1  # index of the last colour frame taken
     while True:
-        packed = next(packed_frames, None)
-        rgb = None if colour_frames is None else next(colour_frames, None)
+        index, packed = next(packed_frames, (None, None))
+        rgb = None
+        if colour_frames is not None:
+            # Depth frames left out as damaged (``skip_damaged``) take their colour frames with them.
+            target = colour_index + 1 if index is None else index
+            while colour_index < target:
+                rgb = next(colour_frames, None)
+                colour_index += 1
+                if rgb is None:
+                    break
         if packed is None or (colour_frames is not None and rgb is None):
             if packed is None and rgb is not None:
                 log.warning("the depth video %s ended after %d frames, before the colour video; the output "
@@ -95,5 +104,5 @@ def paired_frames(depth: DepthVideoReader, colour: VideoReader | None) -> Iterat
                 log.warning("the colour video %s ended after %d frames, before the depth video; the output "
                             "has %d frames", Path(colour.path).name, count, count)
             return
-        yield FramePair(count, unpack_depth(packed, depth.max_depth), packed, rgb)
+        yield FramePair(index, unpack_depth(packed, depth.max_depth), packed, rgb)
         count += 1

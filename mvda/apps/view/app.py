@@ -39,6 +39,7 @@ class ViewOptions:
     remove_edges: bool = False
     edge_threshold: float | None = None
     max_frames: int | None = None
+    skip_damaged: bool = False
     draw_frame: int | None = None
     eye: tuple[float | None, float | None, float | None] = (None, None, None)
     target: tuple[float | None, float | None, float | None] = (None, None, None)
@@ -69,7 +70,7 @@ def view_depth_video(options: ViewOptions) -> RenderResult | None:
     to ``options.render`` (returns what was written). Raises :class:`UserError` for what a user can fix."""
     options.validate()
     with FrameSource(options.video, options.color_video, max_depth=options.max_depth,
-                     max_frames=options.max_frames) as source:
+                     max_frames=options.max_frames, skip_damaged=options.skip_damaged) as source:
         if options.render is None:
             problem = display_problem()
             if problem is not None:

@@ -70,11 +70,13 @@ class FrameSource:
     """
 
     def __init__(self, depth_path, color_path=None, max_depth: float | None = None,
-                 max_frames: int | None = None, history_bytes: int = HISTORY_BYTES) -> None:
+                 max_frames: int | None = None, history_bytes: int = HISTORY_BYTES,
+                 skip_damaged: bool = False) -> None:
         self.depth_path = Path(depth_path)
         self.color_path = Path(color_path) if color_path is not None else None
         self._max_depth_flag = max_depth
         self.max_frames = max_frames
+        self.skip_damaged = skip_damaged
         info = probe_video(self.depth_path)
         self.height, self.width, self.fps = info.height, info.width, info.fps
         if self.width < 2 or self.height < 2:
@@ -101,7 +103,7 @@ class FrameSource:
     def _open(self) -> None:
         self.close()
         self._depth = DepthVideoReader(self.depth_path, max_depth=self._max_depth_flag,
-                                       max_frames=self.max_frames)
+                                       max_frames=self.max_frames, skip_damaged=self.skip_damaged)
         if self.color_path is not None:
             self._color = VideoReader(self.color_path, max_frames=self.max_frames)
         self._pairs = paired_frames(self._depth, self._color)

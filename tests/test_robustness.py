@@ -1,0 +1,129 @@
+"""Issue 12 from the command line: damaged depth files, colour passed as depth, rotated phone video,
+variable frame rate. Every input is made in the test."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import rgb_depth_to_greyscale
+import stero_rerender
+from depth_codec import DepthVideoWriter
+from mvda.io.video import VideoReader, VideoWriter, probe_video
+
+
+def ramp_depth(i: int, h: int = 48, w: int = 64) -> np.ndarray:
+    return (np.linspace(0.5, 5.0, h * w, dtype=np.float32).reshape(h, w) + 0.05 * i).astype(np.float32)
+
+
+def write_depth(path: Path, n: int = 10, h: int = 48, w: int = 64, fps=10) -> Path:
+    with DepthVideoWriter(path, w, h, fps, max_depth=6.0) as writer:
+        for i in range(n):
+            writer.write(ramp_depth(i, h, w))
+    return path
+
+
+def damage(src: Path, dst: Path) -> Path:
+    data = bytearray(src.read_bytes())
+    for k in range(8):
+        data[len(data) // 2 + 13 * k] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def one_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_damaged_depth_file_stops_grey_and_stereo_naming_the_frame(tmp_path, capsys):
+    bad = damage(write_depth(tmp_path / "good_depth.mkv"), tmp_path / "bad_depth.mkv")
+    assert rgb_depth_to_greyscale.main(["--video", str(bad), "--no_progress"]) == 2
+    line = one_line(capsys)
+    assert "is damaged" in line and "--skip_damaged" in line and "frame " in line
+    assert stero_rerender.main(["--video", str(bad), "--xfov", "60", "--no_progress"]) == 2
+    assert "is damaged" in one_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_depth.mkv", "good_depth.mkv"]
+
+
+def test_skip_damaged_leaves_out_the_frames_and_counts_them(tmp_path, capsys):
+    bad = damage(write_depth(tmp_path / "good_depth.mkv"), tmp_path / "bad_depth.mkv")
+    out = tmp_path / "g.mkv"
+    assert rgb_depth_to_greyscale.main(["--video", str(bad), "--output", str(out), "--no_progress",
+                                        "--skip_damaged"]) == 0
+    err = capsys.readouterr().err
+    assert "left out 1 damaged frame(s)" in err
+    assert probe_video(out).num_frames == 9
+    # Stereo with a colour video: the colour frame of the damaged depth frame goes too, so the rest stay paired.
+    colour = tmp_path / "c.mkv"
+    with VideoWriter(colour, 64, 48, 10, codec="ffv1", pix_fmt="bgr0") as writer:
+        for i in range(10):
+            writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    stereo = tmp_path / "s.mkv"
+    assert stero_rerender.main(["--video", str(bad), "--color_video", str(colour), "--xfov", "60", "--lossless",
+                                "--output", str(stereo), "--no_progress", "--skip_damaged"]) == 0
+    with VideoReader(stereo) as reader:
+        frames = list(reader)
+    levels = [int(np.median(f[:, 64:])) for f in frames]  # the colour level of each right-eye frame
+    assert len(frames) == 9 and 80 not in levels  # frame 4 (level 80) is the damaged one
+    assert levels == [20 * i for i in range(10) if i != 4]
+
+
+def test_colour_video_with_a_fade_in_is_not_taken_for_depth(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    clip = tmp_path / "fade.mkv"
+    with VideoWriter(clip, 32, 32, 10, codec="ffv1", pix_fmt="bgr0") as writer:
+        for i in range(12):
+            black = i < 3
+            writer.write(np.zeros((32, 32, 3), np.uint8) if black else rng.integers(0, 256, (32, 32, 3), np.uint8))
+    for main, extra in ((rgb_depth_to_greyscale.main, []), (stero_rerender.main, ["--xfov", "60"])):
+        assert main(["--video", str(clip), "--no_progress", *extra]) == 2
+        assert "does not look like an RGB-packed depth video" in one_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fade.mkv"]
+
+
+def test_monochrome_h264_is_not_taken_for_depth(tmp_path, capsys):
+    clip = tmp_path / "mono.mp4"
+    yy, xx = np.mgrid[0:32, 0:32]
+    with VideoWriter(clip, 32, 32, 10) as writer:
+        for i in range(6):
+            writer.write(np.repeat(((xx * 8 + i) % 256).astype(np.uint8)[..., None], 3, axis=2))
+    assert rgb_depth_to_greyscale.main(["--video", str(clip), "--no_progress"]) == 2
+    assert "monochrome" in one_line(capsys)
+
+
+def write_rotated_colour(path: Path, n: int = 4) -> None:
+    """A phone's portrait clip: 64x32 stored frames with a -90 degree display matrix (shown 32 wide, 64 high)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(-90)
+        for i in range(n):
+            stored = np.full((32, 64, 3), 60, np.uint8)
+            stored[:, :16] = 230
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def test_rotated_phone_video_is_shown_upright_in_stereo(tmp_path):
+    colour = tmp_path / "portrait.mp4"
+    write_rotated_colour(colour)
+    depth = write_depth(tmp_path / "portrait_depth.mkv", n=4, h=64, w=32)  # depth at the displayed size
+    out = tmp_path / "s.mkv"
+    assert stero_rerender.main(["--video", str(depth), "--color_video", str(colour), "--xfov", "40", "--lossless",
+                                "--output", str(out), "--no_progress"]) == 0
+    info = probe_video(out)
+    assert (info.height, info.width) == (64, 64)  # side by side of two 64-high, 32-wide eyes
+    with VideoReader(out) as reader:
+        left = next(iter(reader))[:, :32]
+    # The stored frame's bright left strip is at the top once upright (turned clockwise).
+    assert left[:10].mean() > 180 and left[-30:].mean() < 100
