@@ -265,6 +265,7 @@ class DepthVideoWriter:
         fps: Fraction | float | int,
         max_depth: float = DEFAULT_MAX_DEPTH,
         metadata: dict[str, str] | None = None,
+        vfr: bool = False,
     ) -> None:
         if not max_depth > 0:
             raise UserError(f"--max_depth must be > 0, got {max_depth}")
@@ -276,19 +277,20 @@ class DepthVideoWriter:
         tags = {TAG_MAX_DEPTH: repr(self.max_depth), TAG_ENCODING: ENCODING_NAME}
         tags.update(metadata or {})
         self._writer = VideoWriter(
-            self.path, width, height, fps, input_format="rgb24", metadata=tags,
+            self.path, width, height, fps, input_format="rgb24", metadata=tags, vfr=vfr,
             **ffv1_settings("bgr0"),
         )
 
-    def write(self, depth_m: np.ndarray) -> None:
+    def write(self, depth_m: np.ndarray, time: float | None = None) -> None:
+        """Write (H, W) metres; ``time`` (seconds) places the frame in a ``vfr`` file."""
         depth, clipped, invalid = sanitize_depth(depth_m, self.max_depth)
         self.stats.update(depth, clipped, invalid)
-        self._writer.write(pack_depth(depth, self.max_depth))
+        self._writer.write(pack_depth(depth, self.max_depth), time=time)
 
-    def write_packed(self, rgb: np.ndarray) -> None:
+    def write_packed(self, rgb: np.ndarray, time: float | None = None) -> None:
         """Write an already packed (H, W, 3) uint8 RGB frame unchanged."""
         self.stats.frames += 1
-        self._writer.write(rgb)
+        self._writer.write(rgb, time=time)
 
     def close(self) -> Path:
         path = self._writer.close()
@@ -365,6 +367,11 @@ class DepthVideoReader:
     @property
     def num_frames(self) -> int | None:
         return self._reader.num_frames
+
+    @property
+    def times(self) -> list[float]:
+        """Presentation time (seconds from the first frame) of each frame read so far."""
+        return self._reader.times
 
     @property
     def damaged_frames(self) -> list[int]:

@@ -100,17 +100,24 @@ class FunctionSink:
     """Adapt a writer: ``write(output)`` calls ``target.write(select(output))``; close/abort forward.
 
     ``select`` picks (or converts) this writer's part of an output, e.g. ``lambda out: out[1]`` for the
-    mask of a ``(frame, mask)`` pair. When ``select`` returns None nothing is written.
+    mask of a ``(frame, mask)`` pair. When ``select`` returns None nothing is written. ``time``, when
+    given, picks the output's presentation time (seconds), passed on as ``write(value, time=...)``.
     """
 
-    def __init__(self, target: Any, select: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, target: Any, select: Callable[[Any], Any] | None = None,
+                 time: Callable[[Any], float | None] | None = None) -> None:
         self.target = target
         self.select = select
+        self.time = time
 
     def write(self, output: Any) -> None:
         value = output if self.select is None else self.select(output)
-        if value is not None:
+        if value is None:
+            return
+        if self.time is None:
             self.target.write(value)
+        else:
+            self.target.write(value, time=self.time(output))
 
     def close(self) -> Any:
         return self.target.close()

@@ -254,20 +254,24 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
         views = warper.render(torch.from_numpy(rgb).to(device), disp)
         frame = pack_stereo(views.left, views.right, job.fmt).cpu().numpy()
         mask = _mask_frame(views.left_filled, views.right_filled, job.fmt) if job.mask_output else None
-        return ((frame, mask),)
+        return ((frame, mask, pair.time),)
 
     writers: list[VideoWriter] = []
     try:
-        writer = VideoWriter(job.output, enc_w, enc_h, fps, metadata=metadata, audio_from=audio_source,
+        # Variable frame rate (phones): every output frame keeps its colour frame's time, so picture and
+        # sound stay in sync; constant-rate sources keep frame i at i / fps.
+        vfr = colour_info.vfr
+        writer = VideoWriter(job.output, enc_w, enc_h, fps, metadata=metadata, audio_from=audio_source, vfr=vfr,
                              **_writer_settings(job, mask=False))
         writers.append(writer)
-        sinks = [FunctionSink(writer, select=lambda out: pad(out[0]))]
+        time_of = (lambda out: out[2]) if vfr else None
+        sinks = [FunctionSink(writer, select=lambda out: pad(out[0]), time=time_of)]
         if job.mask_output is not None:
-            mask_writer = VideoWriter(job.mask_output, enc_w, enc_h, fps, input_format="gray",
+            mask_writer = VideoWriter(job.mask_output, enc_w, enc_h, fps, input_format="gray", vfr=vfr,
                                       metadata={"stereo_layout": job.fmt, "content": "infill mask"},
                                       **_writer_settings(job, mask=True))
             writers.append(mask_writer)
-            sinks.insert(0, FunctionSink(mask_writer, select=lambda out: pad(out[1])))  # closed first
+            sinks.insert(0, FunctionSink(mask_writer, select=lambda out: pad(out[1]), time=time_of))  # closed first
         if resize:
             d = depth_reader.info
             log.warning("depth frames are %dx%d but colour frames are %dx%d; depth is resized "

@@ -38,12 +38,14 @@ ASPECT_TOLERANCE = 0.01
 @dataclass(frozen=True)
 class FramePair:
     """One frame: ``index`` in the depth video from 0 (damaged frames left out keep their numbers); ``depth`` (h, w) float32 metres; ``packed`` the depth frame as
-    stored, (h, w, 3) uint8; ``colour`` (H, W, 3) uint8 RGB, or None without a colour video."""
+    stored, (h, w, 3) uint8; ``colour`` (H, W, 3) uint8 RGB, or None without a colour video; ``time`` the
+    presentation time in seconds of the colour frame (of the depth frame without a colour video)."""
 
     index: int
     depth: np.ndarray
     packed: np.ndarray
     colour: np.ndarray | None
+    time: float = 0.0
 
     @property
     def rgb(self) -> np.ndarray:
@@ -104,5 +106,6 @@ def paired_frames(depth: DepthVideoReader, colour: VideoReader | None) -> Iterat
                 log.warning("the colour video %s ended after %d frames, before the depth video; the output "
                             "has %d frames", Path(colour.path).name, count, count)
             return
-        yield FramePair(index, unpack_depth(packed, depth.max_depth), packed, rgb)
+        time = colour.times[-1] if colour_frames is not None else depth.times[-1]
+        yield FramePair(index, unpack_depth(packed, depth.max_depth), packed, rgb, time)
         count += 1
