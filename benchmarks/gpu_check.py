@@ -13,9 +13,9 @@ included). PyAV is not in its image, so once, on a machine with network, from th
 
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl av==18.1.0
 
-then ONE device call, ``carry=[".whl"]``, ``timeout_s=420`` (the run stops itself after 360 s and the
-script's own hard limit is 420 s; start + 420 s leaves about 6 minutes of device time to rerun missing
-parts with ``--only``)::
+then ONE device call, ``carry=[".whl"]``, ``timeout_s=450`` (the run stops itself after 360 s, the
+script's own hard limit is 420 s; start + 450 s leaves about 5 minutes of device time to rerun missing
+parts with ``--only PARTS --budget_s N`` on the still-warm machine)::
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; nvidia-smi -L; bash benchmarks/gpu_check.sh --budget_s 360 --out $OUT/gc
 
@@ -705,6 +705,12 @@ class BusySampler:
         return float(np.mean(self.samples)) / 100.0 if self.samples else None
 
 
+def _free_golden_models(ctx: PartContext, device: torch.device) -> None:
+    """The small golden networks are not needed by the speed parts: off the device memory figures."""
+    if ctx.shared.pop("golden_models", None) is not None and device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def make_clip(path: Path, frames: int, height: int, width: int, unique: int = 24) -> Path:
     """A synthetic H.264 clip (``benchmarks.bench_convert.synthetic_frame``), ``unique`` distinct frames
     played forwards and backwards (generating every 1080p frame would cost more than the checks)."""
@@ -766,6 +772,7 @@ def part_convert(device: torch.device, ctx: PartContext) -> None:
     import mvda.apps.convert as cp
     from benchmarks.bench_convert import make_checkpoints
 
+    _free_golden_models(ctx, device)
     if ctx.quick:
         height, width, input_size, short, long, pairs = 108, 192, 28, 8, 36, ["vits"]
     else:
@@ -824,6 +831,7 @@ def part_networks(device: torch.device, ctx: PartContext) -> None:
     from benchmarks.bench_networks import bench_one
     from mvda.device import default_precision
 
+    _free_golden_models(ctx, device)
     precision = default_precision(device)
     if ctx.quick:
         encoders, size, args = ["vits"], 56, argparse.Namespace(frames=4, repeat=1, warmup=1, reference=True)

@@ -12,8 +12,9 @@
 # On the device machine (device tool; one H100, 15 min of device time in all, machine start included).
 # PyAV is not in its image: once, on a machine with network, from the repo root (.whl/ is git-ignored):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl av==18.1.0
-# then ONE device `run` with carry [".whl"] and timeout_s 420 (the run stops itself at 360 s; start +
-# 420 s leaves about 6 minutes of device time to rerun missing parts with --only PARTS --budget_s N):
+# then ONE device `run` with carry [".whl"] and timeout_s 450 (the run stops itself at 360 s, this
+# script at 420 s; start + 450 s leaves about 5 minutes of device time to rerun missing parts with
+# --only PARTS --budget_s N):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit; nvidia-smi -L; bash benchmarks/gpu_check.sh --budget_s 360 --out $OUT/gc
 # $OUT/gc/gpu_check.json and gpu_check.txt come back (files_at). Without the wheel, the parts that need
 # PyAV (convert, stereo) report an import error and the others still run.

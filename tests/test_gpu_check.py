@@ -152,3 +152,50 @@ def test_quick_cpu_run_writes_report_and_goldens_pass(tmp_path):
     goals = {g["goal"]: g["pass"] for g in report["goals"]}
     assert goals["goldens float32, TF32 off"] is True
     assert all(v is None for k, v in goals.items() if "frames/s" in k or "reference" in k)  # not a GPU
+
+
+def test_busy_sampler_uses_nvml_else_reports_why(monkeypatch):
+    class Rates:
+        gpu = 50
+
+    class FakeNvml:
+        @staticmethod
+        def nvmlInit():
+            pass
+
+        @staticmethod
+        def nvmlDeviceGetHandleByIndex(index):
+            return index
+
+        @staticmethod
+        def nvmlDeviceGetUtilizationRates(handle):
+            return Rates()
+
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml)
+    with gc.BusySampler(torch.device("cuda:0"), interval=0.01) as sampler:
+        import time
+
+        time.sleep(0.1)
+    assert sampler.method == "pynvml" and sampler.fraction == 0.5 and len(sampler.samples) >= 2
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
+    monkeypatch.setenv("PATH", "/nonexistent")  # no nvidia-smi either
+    with gc.BusySampler(torch.device("cuda:0")) as sampler:
+        pass
+    assert sampler.method is None and sampler.fraction is None
+    assert "pynvml" in sampler.error and "nvidia-smi" in sampler.error
+    with gc.BusySampler(torch.device("cpu")) as sampler:
+        pass
+    assert sampler.fraction is None and sampler.error == "not a CUDA device"
+
+
+def test_watchdog_stops_the_run_and_writes_what_it_has(tmp_path):
+    out = tmp_path / "gc"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--quick", "--budget_s", "4",
+                           "--only", "goldens,stereo_warp", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert "overall budget of 4 s spent during part" in report["stopped"]
+    assert "stopped by the budget" in [p.get("status") for p in report["parts"].values()]
+    summary = (out / "gpu_check.txt").read_text()
+    assert summary.startswith("GPU check on CPU") and "NOTE overall budget" in summary
