@@ -127,3 +127,50 @@ def test_rotated_phone_video_is_shown_upright_in_stereo(tmp_path):
         left = next(iter(reader))[:, :32]
     # The stored frame's bright left strip is at the top once upright (turned clockwise).
     assert left[:10].mean() > 180 and left[-30:].mean() < 100
+
+
+def write_vfr_colour_with_audio(path: Path, h: int = 48, w: int = 64) -> list[float]:
+    """30 frames at 30 fps then 10 at 5 fps (a phone's variable rate), H.264 + 3 s of AAC, in MP4."""
+    times = [i / 30 for i in range(30)] + [1.0 + i / 5 for i in range(10)]
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+        video.codec_context.time_base = Fraction(1, 90000)
+        audio = out.add_stream("aac", rate=48000)
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), (i * 6) % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round(t * 90000), Fraction(1, 90000)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        samples = np.sin(np.arange(3 * 48000) / 48000 * 2 * np.pi * 440).astype(np.float32)
+        for k in range(0, samples.size, 1024):
+            chunk = samples[k:k + 1024]
+            if chunk.size < 1024:
+                chunk = np.pad(chunk, (0, 1024 - chunk.size))
+            frame = av.AudioFrame.from_ndarray(chunk[None], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 48000, k
+            for packet in audio.encode(frame):
+                out.mux(packet)
+        for packet in audio.encode():
+            out.mux(packet)
+    return times
+
+
+def test_variable_frame_rate_stereo_keeps_picture_and_sound_in_sync(tmp_path):
+    colour = tmp_path / "phone.mp4"
+    times = write_vfr_colour_with_audio(colour)
+    depth = write_depth(tmp_path / "phone_depth.mkv", n=40)
+    out = tmp_path / "s.mp4"
+    assert stero_rerender.main(["--video", str(depth), "--color_video", str(colour), "--xfov", "60",
+                                "--output", str(out), "--no_progress"]) == 0
+    with VideoReader(out) as reader:
+        assert len(list(reader)) == 40
+        got = reader.times
+    assert got[30] == pytest.approx(1.0, abs=0.002)  # not 30/13.3 s as a constant-rate re-timing would put it
+    assert np.allclose(got, times, atol=0.002)
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        audio_end = float(audio.duration * audio.time_base) if audio.duration else None
+    assert audio_end is not None and audio_end == pytest.approx(times[-1] + 1 / 30, abs=0.1)
