@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from mvda.apps import view
-from mvda.cli import (add_damage_arg, add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args, non_negative_float,
+from mvda.cli import (add_damage_arg, finite_float, add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args, non_negative_float,
                       non_negative_int, positive_float, run_cli)
 
 PROG = "3d_view_depthfile.py"
@@ -48,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--draw_frame", type=non_negative_int, default=None,
                         help="open paused on frame N (from 0); with --render, start rendering at N")
     for axis, default in zip("xyz", ("0", "1", "-2")):
-        parser.add_argument(f"--{axis}", type=float, default=None,
+        parser.add_argument(f"--{axis}", type=finite_float, default=None,
                             help=f"camera position {axis}, metres (default {default})")
     for axis, default in zip("xyz", ("0", "0", "median depth of the first frame")):
-        parser.add_argument(f"--t{axis}", type=float, default=None,
+        parser.add_argument(f"--t{axis}", type=finite_float, default=None,
                             help=f"camera target {axis}, metres (default {default})")
     parser.add_argument("--render", metavar="OUT.mp4",
                         help="render every frame to this H.264 video (no display needed) instead of "

@@ -14,6 +14,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import logging
 import sys
 from typing import Callable
@@ -168,6 +169,30 @@ def non_negative_float(text: str) -> float:
 # --------------------------------------------------------------------------------------------------
 # Shared flags: each declared (and validated) once, added to the scripts' parsers by these helpers.
 # --------------------------------------------------------------------------------------------------
+def finite_float(text: str) -> float:
+    """argparse type: any finite number (no nan / inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+#: The range of --max_depth (metres) that the packed format can represent in float32 arithmetic.
+MAX_DEPTH_RANGE = (1e-3, 1e5)
+
+
+def max_depth_metres(text: str) -> float:
+    """argparse type for ``--max_depth``: metres within :data:`MAX_DEPTH_RANGE`."""
+    value = positive_float(text)
+    low, high = MAX_DEPTH_RANGE
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} metres, got {text}")
+    return value
+
+
 def fov_degrees(text: str) -> float:
     """argparse type: a field of view in degrees, strictly between 0 and 180."""
     value = positive_float(text)
@@ -205,11 +230,11 @@ def add_max_depth_arg(parser: argparse.ArgumentParser, reader: bool = True, defa
     ``note`` is appended to the help text (what else the value means to this script).
     """
     if reader:
-        parser.add_argument("--max_depth", type=positive_float, default=None, metavar="M",
+        parser.add_argument("--max_depth", type=max_depth_metres, default=None, metavar="M",
                             help="full scale of the depth video in metres (default: its max_depth tag, "
                                  "else 6)" + note)
     else:
-        parser.add_argument("--max_depth", type=positive_float, default=default, metavar="M",
+        parser.add_argument("--max_depth", type=max_depth_metres, default=default, metavar="M",
                             help=f"full scale of the packed output in metres; farther depth is clipped "
                                  f"(default {default:g})" + note)
 

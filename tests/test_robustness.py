@@ -174,3 +174,30 @@ def test_variable_frame_rate_stereo_keeps_picture_and_sound_in_sync(tmp_path):
         audio = container.streams.audio[0]
         audio_end = float(audio.duration * audio.time_base) if audio.duration else None
     assert audio_end is not None and audio_end == pytest.approx(times[-1] + 1 / 30, abs=0.1)
+
+
+@pytest.mark.parametrize("extra", [["--xfov", "1e-9"], ["--xfov", "60", "--pupillary_distance", "1e9"]])
+def test_stereo_refuses_settings_whose_views_do_not_overlap(tmp_path, capsys, extra):
+    depth = write_depth(tmp_path / "d_depth.mkv", n=3)
+    assert stero_rerender.main(["--video", str(depth), "--no_progress", *extra]) == 2
+    line = one_line(capsys)
+    assert "barely overlap" in line and "pupillary distance" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d_depth.mkv"]
+
+
+@pytest.mark.parametrize("main,argv,message", [
+    ("stereo", ["--xfov", "60", "--max_depth", "1e-30"], "--max_depth: must be between"),
+    ("view", ["--xfov", "60", "--x", "nan", "--render", "v.mp4"], "--x: must be a finite number"),
+    ("grey", ["--max_frames", "0"], "--max_frames: must be > 0 (or -1 for all frames)"),
+])
+def test_bad_numbers_are_refused_with_one_line(tmp_path, capsys, main, argv, message):
+    import importlib
+
+    module = {"stereo": stero_rerender, "grey": rgb_depth_to_greyscale,
+              "view": importlib.import_module("3d_view_depthfile")}[main]
+    depth = write_depth(tmp_path / "d_depth.mkv", n=2)
+    with pytest.raises(SystemExit) as exc:
+        module.main(["--video", str(depth), *[str(tmp_path / a) if a.endswith(".mp4") else a for a in argv]])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

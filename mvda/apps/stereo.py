@@ -205,6 +205,24 @@ def render_stereo_video(job: StereoJob) -> StereoResult:
                 colour_reader.close()
 
 
+#: A median per-eye shift above this fraction of the width means the two views barely overlap.
+MAX_MEDIAN_SHIFT = 0.25
+
+
+def _check_disparity(pair: FramePair, intr, job: StereoJob, far: float, width: int) -> None:
+    """Refuse settings whose eyes' views would not overlap (e.g. --xfov 1e-9 or --pupillary_distance 1e9):
+    the output would be almost entirely filled-in pixels."""
+    z = torch.from_numpy(pair.depth)
+    shift = disparity_from_depth(z, intr.fx * width / max(1, z.shape[-1]), job.ipd_mm / 1000.0, far_m=far)
+    median = float(shift.abs().median())
+    if median > MAX_MEDIAN_SHIFT * width:
+        raise UserError(
+            f"--xfov {intr.xfov:.3g} degrees and --pupillary_distance {job.ipd_mm:g} mm shift each eye's view by "
+            f"{median:.0f} px of a {width} px frame (the views would barely overlap); check the field of view "
+            "(degrees) and the pupillary distance (mm, about 63)"
+        )
+
+
 def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: VideoReader | None,
             start: float) -> StereoResult:
     colour_info = colour_reader.info if colour_reader is not None else depth_reader.info
@@ -223,6 +241,8 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
     first = next(pairs, None)  # decode errors and "not a depth video" surface before any output exists
     if first is None:
         raise UserError(f"{job.depth_video}: no frames to render")
+
+    _check_disparity(first, intr, job, far=depth_reader.max_depth, width=w)
 
     out_h, out_w = packed_size(h, w, job.fmt)
     enc_h, enc_w = out_h, out_w
