@@ -261,6 +261,21 @@ class _Encoder:
         self._thread.join()
 
 
+class _RateAfterFirst:
+    """Progress callback: count one output; after the first, restart the bar's clock at that count."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+        self.first = True
+
+    def __call__(self) -> None:
+        if self.first and not self.bar.disable:
+            self.first = False
+            self.bar.start_t = self.bar._time()
+            self.bar.initial = self.bar.n + 1
+        self.bar.update(1)
+
+
 def run_frames(
     source: Iterable,
     step: Step | Callable[[Any], Iterable[Any]],
@@ -296,14 +311,17 @@ def run_frames(
         included), after every sink was aborted.
     """
     start = time.perf_counter()
-    bar = progress_bar(total=total, desc=desc, unit=unit, disable=not progress, initial=bar_initial)
+    # Rate and ETA from the outputs after the first one: the first waits for warm-up or a whole
+    # network window and would otherwise make the first estimate far too pessimistic.
+    bar = progress_bar(total=total, desc=desc, unit=unit, disable=not progress, initial=bar_initial, smoothing=0)
+    rate_from_here = _RateAfterFirst(bar)
     reader = encoder = None
     closed: list = []
     flush = getattr(step, "flush", None)
     try:
         with bar:
             reader = Prefetch(source, depth=queue_size)
-            encoder = _Encoder(sinks, depth=queue_size, on_written=lambda: bar.update(1))
+            encoder = _Encoder(sinks, depth=queue_size, on_written=rate_from_here)
             for item in reader:
                 for output in step(item):
                     encoder.put(output)

@@ -1,0 +1,143 @@
+"""mvda.frames: the one frame loop (order, flush, threads, abort on any failure, progress, signals)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from mvda.frames import FunctionSink, Interrupted, run_frames, signals_raise
+
+
+class Recorder:
+    """A sink that records what it gets, on which thread, and how it ended."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.items: list = []
+        self.threads: set[str] = set()
+        self.state = "open"
+        self.fail_at = fail_at
+
+    def write(self, item) -> None:
+        if self.fail_at is not None and len(self.items) == self.fail_at:
+            raise OSError(28, "No space left on device")
+        self.threads.add(threading.current_thread().name)
+        self.items.append(item)
+
+    def close(self):
+        self.state = "closed"
+        return len(self.items)
+
+    def abort(self) -> None:
+        self.state = "aborted"
+
+
+class Windowed:
+    """A step that holds items back and emits them in bursts of 3 (like a windowed network), with flush."""
+
+    def __init__(self) -> None:
+        self.held: list = []
+        self.thread = None
+
+    def __call__(self, item):
+        self.thread = threading.current_thread().name
+        self.held.append(item * 10)
+        if len(self.held) == 3:
+            out, self.held = self.held, []
+            return out
+        return ()
+
+    def flush(self):
+        out, self.held = self.held, []
+        return out
+
+
+def test_outputs_in_order_with_flush_and_threads():
+    a, b = Recorder(), Recorder()
+    step = Windowed()
+    result = run_frames(range(8), step, [a, b], total=8, progress=False)
+    assert a.items == b.items == [i * 10 for i in range(8)]
+    assert result.items == 8 and result.outputs == 8 and result.closed == [8, 8]
+    assert a.state == b.state == "closed"
+    assert step.thread == threading.main_thread().name  # compute stays on the calling thread
+    assert a.threads == {"mvda-encode"}  # encoding on its own thread
+
+
+def test_function_sink_selects_and_passes_times():
+    got = []
+
+    class Writer:
+        def write(self, value, time=None):
+            got.append((value, time))
+
+        def close(self):
+            return "done"
+
+        def abort(self):
+            pass
+
+    sink = FunctionSink(Writer(), select=lambda out: out[0] or None, time=lambda out: out[1])
+    run_frames([(1, 0.5), (0, 0.7), (2, 0.9)], lambda item: (item,), [sink], progress=False)
+    assert got == [(1, 0.5), (2, 0.9)]  # None from select: nothing written
+
+
+@pytest.mark.parametrize("where", ["source", "step", "sink"])
+def test_any_failure_aborts_every_sink_and_is_re_raised(where):
+    def source():
+        for i in range(100):
+            if where == "source" and i == 5:
+                raise ValueError("bad frame")
+            yield i
+
+    def step(item):
+        if where == "step" and item == 5:
+            raise ValueError("bad frame")
+        return (item,)
+
+    sinks = [Recorder(fail_at=5 if where == "sink" else None), Recorder()]
+    with pytest.raises((ValueError, OSError)):
+        run_frames(source(), step, sinks, progress=False)
+    assert [s.state for s in sinks] == ["aborted", "aborted"]
+    assert not [t for t in threading.enumerate() if t.name in ("mvda-decode", "mvda-encode")]
+
+
+def test_sigterm_raises_interrupted_and_aborts():
+    sink = Recorder()
+
+    def step(item):
+        if item == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.0)  # the handler raises before this ends
+        return (item,)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as exc, signals_raise():
+        run_frames(range(10), step, [sink], progress=False)
+    assert exc.value.exit_code == 143 and str(exc.value) == "SIGTERM"
+    assert sink.state == "aborted"
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+
+
+def test_rate_is_measured_after_the_first_output(monkeypatch):
+    """The first output waits for warm-up (a whole network window): the rate must not include it."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+
+    def step(item):
+        if item == 0:
+            time.sleep(0.6)
+        return (item,)
+
+    class Slow(Recorder):
+        def write(self, item):
+            time.sleep(0.01)
+            super().write(item)
+
+    run_frames(range(40), step, [Slow()], total=40, desc="t")
+    final = stream.getvalue().replace("\r", "\n").strip().splitlines()[-1]
+    rate = float(final.split(",")[-1].split("frame/s")[0].strip())
+    assert rate > 55  # about 1 / 0.01 s; with the first 0.6 s included it would be near 40 / 1.0 s
