@@ -22,7 +22,7 @@ from depth_anything_v2 import DepthAnythingV2, MODEL_CONFIGS
 from depth_anything_v2.blocks import FeatureFusionBlock
 from mvda.device import (autocast_context, cpu_has_native, default_precision, precision_dtype,
                                      precision_warning, resolve_device)
-from depth_anything_v2.hub import load_strict
+from depth_anything_v2.checkpoint import load_strict
 from tests.procedural import procedural_state_dict, procedural_tensor, fill_problems, layout_problems, read_manifests
 from depth_anything_v2.transform import network_input_size, prepare_images
 

@@ -1,4 +1,5 @@
-"""Checkpoint tables and strict checkpoint loading (depth_anything_v2.hub, video_depth_anything.hub).
+"""Checkpoint tables (depth_anything_v2.hub, video_depth_anything.hub) and the one generic strict
+checkpoint loader they share (depth_anything_v2.checkpoint).
 
 Checkpoints are pf-v1 procedural state_dicts written to tmp_path; the hub is only ever reached in
 offline mode against a cache directory under tmp_path, so these tests never touch the network.
@@ -7,6 +8,9 @@ offline mode against a cache directory under tmp_path, so these tests never touc
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +19,14 @@ import torch
 from mvda.device import resolve_device
 
 import depth_anything_v2
+import depth_anything_v2.checkpoint as generic
 import depth_anything_v2.hub as dav2_hub
 import video_depth_anything
 import video_depth_anything.hub as vda_hub
 from depth_anything_v2 import DepthAnythingV2
 from depth_anything_v2.dpt import MODEL_CONFIGS as DAV2_CONFIGS
-from depth_anything_v2.hub import CheckpointError, load_depth_anything_v2_metric, read_state_dict, resolve_checkpoint
+from depth_anything_v2.checkpoint import CheckpointError, read_state_dict, resolve_checkpoint
+from depth_anything_v2.hub import load_depth_anything_v2_metric
 from tests.procedural import procedural_state_dict, write_procedural_checkpoint
 from video_depth_anything import VideoDepthAnything, load_video_depth_anything
 from video_depth_anything.video_depth import MODEL_CONFIGS as VDA_CONFIGS
@@ -87,6 +93,31 @@ def test_default_dirs_come_from_package_location_not_cwd(tmp_path, monkeypatch):
     assert dav2_hub.checkpoint_spec("vitl", "hypersim").local_path == (
         dav2_root / "metric_depth" / "checkpoints" / "depth_anything_v2_metric_hypersim_vitl.pth"
     )
+
+
+def test_one_generic_loader_serves_both_tables():
+    # Each network keeps its own table; the generic names stay importable from the old places.
+    for name in ("CheckpointError", "CheckpointSpec", "resolve_checkpoint", "download_checkpoint", "hub_unreachable",
+                 "read_state_dict", "remap_state_dict", "load_strict", "build_from_checkpoint", "INSTALL_COMMAND"):
+        assert getattr(dav2_hub, name) is getattr(generic, name), name
+    assert vda_hub.CheckpointError is generic.CheckpointError is depth_anything_v2.CheckpointError
+    specs = list(dav2_hub.DAV2_METRIC_CHECKPOINTS.values()) + list(vda_hub.VDA_CHECKPOINTS.values())
+    assert all(type(spec) is generic.CheckpointSpec for spec in specs)
+    assert {spec.family for spec in specs} == {"dav2_metric", "vda", "vda_metric"}
+
+
+def test_networks_never_import_mvda():
+    code = ("import sys, depth_anything_v2, depth_anything_v2.hub, video_depth_anything, video_depth_anything.inference; "
+            "sys.exit(sorted(m for m in sys.modules if m == 'mvda' or m.startswith('mvda.')) != [])")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(root / d) for d in ("Depth-Anything-V2", "Video-Depth-Anything"))}
+    assert subprocess.run([sys.executable, "-c", code], cwd=root / "tests", env=env).returncode == 0
+
+
+def test_cli_treats_the_generic_checkpoint_error_as_a_user_error():
+    from mvda.cli import _user_error_types
+
+    assert generic.CheckpointError in _user_error_types()
 
 
 # -- loading ------------------------------------------------------------------------------------------

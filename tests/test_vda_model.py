@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from mvda.device import autocast_context
 from depth_anything_v2.dinov2 import DinoVisionTransformer
-from depth_anything_v2.hub import load_strict
+from depth_anything_v2.checkpoint import load_strict
 from tests.procedural import fill_problems, layout_problems, procedural_state_dict, read_manifests
 from video_depth_anything import MODEL_CONFIGS, VideoDepthAnything
 from video_depth_anything.motion_module import GEGLU, TemporalAttention, TemporalModule
