@@ -27,7 +27,7 @@ from depth_anything_v2 import DepthAnythingV2
 from depth_anything_v2.dpt import MODEL_CONFIGS as DAV2_CONFIGS
 from depth_anything_v2.checkpoint import CheckpointError, read_state_dict, resolve_checkpoint
 from depth_anything_v2.hub import load_depth_anything_v2_metric
-from tests.procedural import procedural_state_dict, write_procedural_checkpoint
+from tests.procedural import procedural_state_dict
 from video_depth_anything import VideoDepthAnything, load_video_depth_anything
 from video_depth_anything.video_depth import MODEL_CONFIGS as VDA_CONFIGS
 
@@ -36,14 +36,7 @@ from video_depth_anything.video_depth import MODEL_CONFIGS as VDA_CONFIGS
 def vda_vits_state() -> dict[str, torch.Tensor]:
     with torch.device("meta"):
         model = VideoDepthAnything(**VDA_CONFIGS["vits"])
-    return procedural_state_dict(model)
-
-
-@pytest.fixture(scope="module")
-def vda_vits_ckpt(tmp_path_factory, vda_vits_state) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "video_depth_anything_vits.pth"
-    torch.save(vda_vits_state, path)
-    return path
+    return procedural_state_dict(model)  # the state of the procedural_checkpoints["vda"] file
 
 
 def _assert_state_equal(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -122,8 +115,8 @@ def test_cli_treats_the_generic_checkpoint_error_as_a_user_error():
 
 # -- loading ------------------------------------------------------------------------------------------
 
-def test_load_vda_from_explicit_path(vda_vits_ckpt, vda_vits_state):
-    model = load_video_depth_anything("vits", metric=True, checkpoint=vda_vits_ckpt, device="cpu")
+def test_load_vda_from_explicit_path(procedural_checkpoints, vda_vits_state):
+    model = load_video_depth_anything("vits", metric=True, checkpoint=procedural_checkpoints["vda"], device="cpu")
     assert isinstance(model, VideoDepthAnything) and model.metric and not model.training
     assert model.device.type == "cpu"
     _assert_state_equal(model, vda_vits_state)
@@ -138,11 +131,12 @@ def test_load_strips_module_prefix_and_unwraps_model_dict(tmp_path, vda_vits_sta
     _assert_state_equal(load_video_depth_anything("vits", checkpoint=wrapped), vda_vits_state)
 
 
-def test_load_dav2_metric_sets_max_depth(tmp_path):
-    model = DepthAnythingV2(**DAV2_CONFIGS["vits"], max_depth=80.0)
-    path = write_procedural_checkpoint(model, tmp_path / "m.pth")
+def test_load_dav2_metric_sets_max_depth(procedural_checkpoints):
+    path = procedural_checkpoints["dav2"]
     loaded = load_depth_anything_v2_metric("vits", dataset="vkitti", checkpoint=path)
     assert loaded.max_depth == 80.0
+    with torch.device("meta"):
+        model = DepthAnythingV2(**DAV2_CONFIGS["vits"])
     _assert_state_equal(loaded, procedural_state_dict(model))
     assert load_depth_anything_v2_metric("vits", "hypersim", checkpoint=path).max_depth == 20.0
     assert load_depth_anything_v2_metric("vits", "hypersim", checkpoint=path, max_depth=10).max_depth == 10.0
@@ -168,11 +162,11 @@ def test_bad_checkpoint_lists_missing_unexpected_and_mismatched_keys(tmp_path, v
     assert err.mismatched == ["pretrained.norm.weight"]
 
 
-def test_wrong_encoder_or_family_is_rejected(vda_vits_ckpt):
+def test_wrong_encoder_or_family_is_rejected(procedural_checkpoints):
     with pytest.raises(CheckpointError, match=r"does not match VideoDepthAnything\('vitb'\).*shape mismatches"):
-        load_video_depth_anything("vitb", checkpoint=vda_vits_ckpt)
+        load_video_depth_anything("vitb", checkpoint=procedural_checkpoints["vda"])
     with pytest.raises(CheckpointError, match=r"DepthAnythingV2\('vits'\).*missing keys.*unexpected keys") as info:
-        load_depth_anything_v2_metric("vits", checkpoint=vda_vits_ckpt)
+        load_depth_anything_v2_metric("vits", checkpoint=procedural_checkpoints["vda"])
     with torch.device("meta"):
         head_keys = [k for k in DepthAnythingV2(**DAV2_CONFIGS["vits"]).state_dict() if k.startswith("depth_head.")]
     assert info.value.missing == head_keys  # the encoder keys are shared, the head has another name
@@ -248,8 +242,8 @@ def test_offline_mode_uses_the_hf_home_cache(tmp_path, monkeypatch, vda_vits_sta
     _assert_state_equal(load_video_depth_anything("vits"), vda_vits_state)
 
 
-def test_loaded_model_runs(vda_vits_ckpt):
-    model = load_video_depth_anything("vits", checkpoint=vda_vits_ckpt, device=resolve_device("auto"))
+def test_loaded_model_runs(procedural_checkpoints):
+    model = load_video_depth_anything("vits", checkpoint=procedural_checkpoints["vda"], device=resolve_device("auto"))
     x = torch.zeros(1, 2, 3, 28, 28, device=model.device)
     with torch.inference_mode():
         out = model(x)

@@ -8,7 +8,6 @@ which is why eps values are checked directly below).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,40 +18,34 @@ import torch.nn.functional as F
 from mvda.device import autocast_context
 from depth_anything_v2.dinov2 import DinoVisionTransformer
 from depth_anything_v2.checkpoint import load_strict
-from tests.procedural import fill_problems, layout_problems, procedural_state_dict, read_manifests
+from tests.helpers import load_golden
+from tests.procedural import fill_problems, layout_problems, procedural_state_dict
 from video_depth_anything import MODEL_CONFIGS, VideoDepthAnything
 from video_depth_anything.motion_module import GEGLU, TemporalAttention, TemporalModule
 
 import video_depth_anything.inference as vda_inference
 
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def manifests() -> dict:
-    return read_manifests(FIXTURES / "manifests_networks.json.gz")
-
-
-@pytest.fixture(scope="module")
-def model() -> VideoDepthAnything:
-    m = VideoDepthAnything(**MODEL_CONFIGS["vits"])
-    m.load_state_dict(procedural_state_dict(m), strict=True)
-    return m.eval()
+@pytest.fixture
+def model(pf_v1_vda_vits) -> VideoDepthAnything:
+    return pf_v1_vda_vits[False]
 
 
 @pytest.fixture(scope="module")
 def golden32():
-    return np.load(FIXTURES / "golden_vda_vits_forward.npz")
+    return load_golden("golden_vda_vits_forward")
 
 
 # -- layout ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("encoder", ["vits", "vitb", "vitl"])
-def test_state_dict_matches_manifests_and_loads_pf_v1(encoder, manifests):
+def test_state_dict_matches_manifests_and_loads_pf_v1(encoder, network_manifests):
     """Relative and metric manifests (identical layouts) against models built with metric False/True:
     exact layout, strict pf-v1 load, fill sums. The pf-v1 state is built once for both."""
+    manifests = network_manifests
     man = manifests[f"vda_{encoder}"]
     state = procedural_state_dict([{"key": e[0], "shape": e[1], "kind": e[3]} for e in man["entries"]])
     for metric in (False, True):
@@ -97,7 +90,7 @@ def test_forward_t32_matches_golden(model, golden32):
 
 
 def test_forward_t8_matches_golden(model):
-    z = np.load(FIXTURES / "golden_vda_vits_forward_t8.npz")
+    z = load_golden("golden_vda_vits_forward_t8")
     with torch.inference_mode():
         out = model(torch.from_numpy(z["input"]))
     assert out.shape == (1, 8, 56, 56)
