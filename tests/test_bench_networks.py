@@ -12,6 +12,7 @@ from tests.helpers import run_module
 MODULE = "benchmarks.bench_networks"  # run from the repo root: it imports tests.procedural
 
 
+@pytest.mark.slow
 def test_bench_networks_runs_and_matches_reference(tmp_path):
     out = tmp_path / "rows.json"
     proc = run_module(MODULE, "--models", "vda,dav2", "--encoders", "vits", "--input_size", "42", "--frames", "3",

@@ -48,7 +48,8 @@ def model() -> DepthAnythingV2:
 
 # -- layout ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("encoder", ["vits", "vitb", "vitl"])
+@pytest.mark.parametrize("encoder", ["vits", pytest.param("vitb", marks=pytest.mark.slow),
+                                     pytest.param("vitl", marks=pytest.mark.slow)])
 def test_state_dict_matches_manifest_and_loads_pf_v1(encoder, network_manifests):
     name = f"dav2_metric_{encoder}"
     assert network_manifests[name]["config"] == MODEL_CONFIGS[encoder]
@@ -83,6 +84,7 @@ def test_procedural_fill_matches_readme_rules():
 
 # -- goldens ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_forward_and_intermediate_features_match_golden(model):
     z = load_golden("golden_dav2_metric_vits_forward")
     x = torch.from_numpy(z["input"])
@@ -98,6 +100,7 @@ def test_forward_and_intermediate_features_match_golden(model):
         assert np.abs(cls.numpy() - z[f"feat{i}_cls"]).max() <= TOL
 
 
+@pytest.mark.slow
 def test_infer_image_matches_golden_bgr(model):
     z = load_golden("golden_dav2_metric_vits_infer_image")
     bgr = z["image_bgr"]
@@ -109,6 +112,7 @@ def test_infer_image_matches_golden_bgr(model):
     assert np.abs(swapped - z["output"]).max() > 0.05
 
 
+@pytest.mark.slow
 def test_infer_images_batches_rgb_on_device(model):
     z = load_golden("golden_dav2_metric_vits_infer_image")
     rgb = torch.from_numpy(np.ascontiguousarray(z["image_bgr"][:, :, ::-1]))
@@ -126,6 +130,7 @@ def test_infer_images_batches_rgb_on_device(model):
     assert (small - ref[0]).abs().max() < 0.5
 
 
+@pytest.mark.slow
 def test_bf16_autocast_error_against_fp32_golden(model):
     """bf16 autocast on CPU: measured max |err| 0.16 m, mean 0.03 m on outputs of 1.6..14.6 m."""
     z = load_golden("golden_dav2_metric_vits_forward")
@@ -184,6 +189,7 @@ def test_pos_embed_resampling(model):
             enc.pos_embed.copy_(saved)
 
 
+@pytest.mark.slow
 def test_get_intermediate_layers_variants(model):
     x = torch.randn(2, 3, 28, 42)
     with torch.inference_mode():
@@ -320,6 +326,7 @@ def test_precision_warning_only_for_emulated_cpu_precisions():
     assert calls == ["bf16", "fp16"]
 
 
+@pytest.mark.slow
 def test_head_chunking_does_not_change_results(model):
     x = torch.randn(3, 3, 42, 56, generator=torch.Generator().manual_seed(0))
     head = model.depth_head

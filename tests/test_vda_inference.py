@@ -281,6 +281,7 @@ def test_stitching_hand_computed(metric):
 
 
 @pytest.mark.parametrize("metric", [False, True])
+@pytest.mark.slow
 def test_real_model_reproduces_infer_video_goldens(pf_v1_vda_vits, metric):
     relative = load_golden("golden_vda_vits_infer_video")
     golden = load_golden("golden_vda_metric_vits_infer_video") if metric else relative

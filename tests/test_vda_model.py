@@ -41,7 +41,8 @@ def golden32():
 
 # -- layout ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("encoder", ["vits", "vitb", "vitl"])
+@pytest.mark.parametrize("encoder", ["vits", pytest.param("vitb", marks=pytest.mark.slow),
+                                     pytest.param("vitl", marks=pytest.mark.slow)])
 def test_state_dict_matches_manifests_and_loads_pf_v1(encoder, network_manifests):
     """Relative and metric manifests (identical layouts) against models built with metric False/True:
     exact layout, strict pf-v1 load, fill sums. The pf-v1 state is built once for both."""
@@ -82,6 +83,7 @@ def test_positional_tables_are_persistent_sinusoids(model):
 
 # -- goldens ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_forward_t32_matches_golden(model, golden32):
     with torch.inference_mode():
         out = model(torch.from_numpy(golden32["input"]))
@@ -89,6 +91,7 @@ def test_forward_t32_matches_golden(model, golden32):
     assert np.abs(out.numpy() - golden32["output"]).max() <= TOL
 
 
+@pytest.mark.slow
 def test_forward_t8_matches_golden(model):
     z = load_golden("golden_vda_vits_forward_t8")
     with torch.inference_mode():
@@ -97,6 +100,7 @@ def test_forward_t8_matches_golden(model):
     assert np.abs(out.numpy() - z["output"]).max() <= TOL
 
 
+@pytest.mark.slow
 def test_chunking_does_not_change_results(model, golden32):
     x = torch.from_numpy(golden32["input"][:, :12])
     with torch.inference_mode():
@@ -115,6 +119,7 @@ def test_chunking_does_not_change_results(model, golden32):
     assert torch.allclose(out, ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_batch_of_clips_equals_clips_one_by_one(model, golden32):
     x = torch.from_numpy(golden32["input"][:, :4])
     pair = torch.cat([x, x.flip(1)])
@@ -128,6 +133,7 @@ def test_batch_of_clips_equals_clips_one_by_one(model, golden32):
     assert not torch.allclose(two[0], one[0].flip(0), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_error_against_fp32_golden(model, golden32):
     """bf16 autocast on CPU: measured max |err| 0.13, mean 0.02 on outputs of 0..6.6; output float32
     because output_conv2 runs in float32 as in the official head."""
@@ -139,6 +145,7 @@ def test_bf16_autocast_error_against_fp32_golden(model, golden32):
     assert err.max() > TOL
 
 
+@pytest.mark.slow
 def test_infer_video_depth_delegates_to_inference(model):
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, size=(3, 20, 30, 3), dtype=np.uint8)
@@ -237,6 +244,7 @@ def test_unsupported_options_are_refused():
         VideoDepthAnything(**MODEL_CONFIGS["vits"])(torch.zeros(1, 3, 28, 28))
 
 
+@pytest.mark.slow
 def test_encode_and_head_compose_to_forward(model, golden32):
     """``encode`` and ``head`` are public (the convert pipeline reuses keyframe features): composed as in
     ``forward`` they give the same output."""
@@ -258,6 +266,7 @@ def test_encode_and_head_compose_to_forward(model, golden32):
     assert depth.shape == (6, 56, 56) and torch.allclose(depth, ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_linear_layers_get_contiguous_inputs(model):
     """Performance guard: a strided 3-D input makes F.linear expand its weight into a batched matmul
     (one weight copy per row). Every Linear of the network must see a contiguous input."""

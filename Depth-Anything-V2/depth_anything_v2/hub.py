@@ -13,20 +13,18 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (
-    ENCODER_SIZE_NAMES,
+from .checkpoint import ENCODER_SIZE_NAMES, CheckpointSpec, check_encoder, load_checkpoint, resolve_checkpoint
+
+# The generic names stay importable from here for older imports (``from depth_anything_v2.hub import ...``).
+from .checkpoint import (  # noqa: F401  (re-exported)
     INSTALL_COMMAND,
     CheckpointError,
-    CheckpointSpec,
     build_from_checkpoint,
-    check_encoder,
     download_checkpoint,
     hub_unreachable,
-    load_checkpoint,
     load_strict,
     read_state_dict,
     remap_state_dict,
-    resolve_checkpoint,
 )
 
 __all__ = [
@@ -36,17 +34,6 @@ __all__ = [
     "checkpoint_spec",
     "checkpoint_path",
     "load_depth_anything_v2_metric",
-    # re-exported from depth_anything_v2.checkpoint
-    "CheckpointError",
-    "CheckpointSpec",
-    "INSTALL_COMMAND",
-    "hub_unreachable",
-    "resolve_checkpoint",
-    "download_checkpoint",
-    "remap_state_dict",
-    "read_state_dict",
-    "load_strict",
-    "build_from_checkpoint",
 ]
 
 #: Default local checkpoint directory of the metric Depth-Anything-V2 models (from the package location).
