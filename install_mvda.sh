@@ -238,7 +238,8 @@ metric_encoders = sys.argv[4].split(",")
 metric_models = sys.argv[5].split(",")
 
 try:
-    from depth_anything_v2.hub import DAV2_METRIC_CHECKPOINTS, CheckpointError, download_checkpoint, hub_unreachable
+    from depth_anything_v2.checkpoint import CheckpointError, download_checkpoint, hub_unreachable
+    from depth_anything_v2.hub import DAV2_METRIC_CHECKPOINTS
     from video_depth_anything.hub import VDA_CHECKPOINTS
 except ImportError as exc:
     print(f"{PROG}: error: cannot import the project ({exc}); run bash install_mvda.sh without "

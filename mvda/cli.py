@@ -48,10 +48,10 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     network do not pay for importing torch.
     """
     types: list[type[BaseException]] = [UserError]
-    for name in ("depth_anything_v2.hub", "video_depth_anything.hub"):
-        error = getattr(sys.modules.get(name), "CheckpointError", None)
-        if isinstance(error, type) and issubclass(error, BaseException) and error not in types:
-            types.append(error)
+    # The one CheckpointError of the networks' generic checkpoint loader (video_depth_anything.hub uses it too).
+    error = getattr(sys.modules.get("depth_anything_v2.checkpoint"), "CheckpointError", None)
+    if isinstance(error, type) and issubclass(error, BaseException):
+        types.append(error)
     return tuple(types)
 
 

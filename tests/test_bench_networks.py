@@ -4,19 +4,19 @@ upstream-equivalent reference computation agrees with our optimised networks (fl
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-MODULE = ["-m", "benchmarks.bench_networks"]  # run from the repo root: it imports tests.procedural
+import pytest
+
+from tests.helpers import run_module
+
+MODULE = "benchmarks.bench_networks"  # run from the repo root: it imports tests.procedural
 
 
+@pytest.mark.slow
 def test_bench_networks_runs_and_matches_reference(tmp_path):
     out = tmp_path / "rows.json"
-    cmd = [sys.executable, *MODULE, "--models", "vda,dav2", "--encoders", "vits", "--input_size", "42",
-           "--frames", "3", "--repeat", "1", "--warmup", "0", "--device", "cpu", "--reference", "--json", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = run_module(MODULE, "--models", "vda,dav2", "--encoders", "vits", "--input_size", "42", "--frames", "3",
+                      "--repeat", "1", "--warmup", "0", "--device", "cpu", "--reference", "--json", out, timeout=600)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())
     assert [(r["model"], r["impl"]) for r in rows] == [
@@ -30,5 +30,5 @@ def test_bench_networks_runs_and_matches_reference(tmp_path):
 
 
 def test_bench_networks_rejects_bad_sizes():
-    proc = subprocess.run([sys.executable, *MODULE, "--input_size", "50"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = run_module(MODULE, "--input_size", "50", timeout=120)
     assert proc.returncode == 2 and "multiples of 14" in proc.stderr

@@ -71,7 +71,7 @@ def test_progress_bar_goes_to_stderr(capsys):
 
 
 def test_checkpoint_errors_are_user_errors(capsys):
-    from depth_anything_v2.hub import CheckpointError
+    from depth_anything_v2.checkpoint import CheckpointError
 
     def body():
         raise CheckpointError("checkpoint x.pth not found; run bash install_mvda.sh")

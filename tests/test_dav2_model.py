@@ -9,8 +9,6 @@ structural mistake it tried moved the outputs by >= 0.28.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,23 +20,18 @@ from depth_anything_v2 import DepthAnythingV2, MODEL_CONFIGS
 from depth_anything_v2.blocks import FeatureFusionBlock
 from mvda.device import (autocast_context, cpu_has_native, default_precision, precision_dtype,
                                      precision_warning, resolve_device)
-from depth_anything_v2.hub import load_strict
-from tests.procedural import procedural_state_dict, procedural_tensor, fill_problems, layout_problems, read_manifests
+from depth_anything_v2.checkpoint import load_strict
+from tests.helpers import load_golden
+from tests.procedural import procedural_state_dict, procedural_tensor, fill_problems, layout_problems
 from depth_anything_v2.transform import network_input_size, prepare_images
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TOL = 1e-4
 
 
-@lru_cache(maxsize=None)
-def manifests() -> dict:
-    return read_manifests(FIXTURES / "manifests_networks.json.gz")
-
-
-def check_manifest(model: nn.Module, name: str) -> None:
+def check_manifest(model: nn.Module, name: str, manifests: dict) -> None:
     """Layout equals the upstream manifest exactly; pf-v1 weights built from the manifest load with
     strict=True and every tensor's float64 sum equals the manifest's fill_sum (rel 1e-9: 12 stored digits)."""
-    man = manifests()[name]
+    man = manifests[name]
     assert layout_problems(model, man) == []
     entries = [{"key": e[0], "shape": e[1], "kind": e[3]} for e in man["entries"]]
     load_strict(model, procedural_state_dict(entries), source=name, assign=any(p.is_meta for p in model.parameters()))
@@ -55,13 +48,14 @@ def model() -> DepthAnythingV2:
 
 # -- layout ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("encoder", ["vits", "vitb", "vitl"])
-def test_state_dict_matches_manifest_and_loads_pf_v1(encoder):
+@pytest.mark.parametrize("encoder", ["vits", pytest.param("vitb", marks=pytest.mark.slow),
+                                     pytest.param("vitl", marks=pytest.mark.slow)])
+def test_state_dict_matches_manifest_and_loads_pf_v1(encoder, network_manifests):
     name = f"dav2_metric_{encoder}"
-    assert manifests()[name]["config"] == MODEL_CONFIGS[encoder]
+    assert network_manifests[name]["config"] == MODEL_CONFIGS[encoder]
     with torch.device("meta"):  # no 1.3 GB random init for vitl; keys/shapes/dtypes are the same
         model = DepthAnythingV2(**MODEL_CONFIGS[encoder], max_depth=20.0)
-    check_manifest(model, name)
+    check_manifest(model, name, network_manifests)
 
 
 def test_real_construction_matches_meta_construction():
@@ -90,8 +84,9 @@ def test_procedural_fill_matches_readme_rules():
 
 # -- goldens ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_forward_and_intermediate_features_match_golden(model):
-    z = np.load(FIXTURES / "golden_dav2_metric_vits_forward.npz")
+    z = load_golden("golden_dav2_metric_vits_forward")
     x = torch.from_numpy(z["input"])
     with torch.inference_mode():
         out = model(x)
@@ -105,8 +100,9 @@ def test_forward_and_intermediate_features_match_golden(model):
         assert np.abs(cls.numpy() - z[f"feat{i}_cls"]).max() <= TOL
 
 
+@pytest.mark.slow
 def test_infer_image_matches_golden_bgr(model):
-    z = np.load(FIXTURES / "golden_dav2_metric_vits_infer_image.npz")
+    z = load_golden("golden_dav2_metric_vits_infer_image")
     bgr = z["image_bgr"]
     out = model.infer_image(bgr, 70)
     assert out.shape == (60, 80) and out.dtype == np.float32
@@ -116,8 +112,9 @@ def test_infer_image_matches_golden_bgr(model):
     assert np.abs(swapped - z["output"]).max() > 0.05
 
 
+@pytest.mark.slow
 def test_infer_images_batches_rgb_on_device(model):
-    z = np.load(FIXTURES / "golden_dav2_metric_vits_infer_image.npz")
+    z = load_golden("golden_dav2_metric_vits_infer_image")
     rgb = torch.from_numpy(np.ascontiguousarray(z["image_bgr"][:, :, ::-1]))
     batch = torch.stack([rgb, rgb.flip(1), rgb])
     out = model.infer_images(batch, input_size=70, batch_size=2)
@@ -133,9 +130,10 @@ def test_infer_images_batches_rgb_on_device(model):
     assert (small - ref[0]).abs().max() < 0.5
 
 
+@pytest.mark.slow
 def test_bf16_autocast_error_against_fp32_golden(model):
     """bf16 autocast on CPU: measured max |err| 0.16 m, mean 0.03 m on outputs of 1.6..14.6 m."""
-    z = np.load(FIXTURES / "golden_dav2_metric_vits_forward.npz")
+    z = load_golden("golden_dav2_metric_vits_forward")
     with torch.inference_mode(), autocast_context(torch.device("cpu"), "bf16"):
         out = model(torch.from_numpy(z["input"])).float().numpy()
     err = np.abs(out - z["output"])
@@ -191,6 +189,7 @@ def test_pos_embed_resampling(model):
             enc.pos_embed.copy_(saved)
 
 
+@pytest.mark.slow
 def test_get_intermediate_layers_variants(model):
     x = torch.randn(2, 3, 28, 42)
     with torch.inference_mode():
@@ -327,6 +326,7 @@ def test_precision_warning_only_for_emulated_cpu_precisions():
     assert calls == ["bf16", "fp16"]
 
 
+@pytest.mark.slow
 def test_head_chunking_does_not_change_results(model):
     x = torch.randn(3, 3, 42, 56, generator=torch.Generator().manual_seed(0))
     head = model.depth_head

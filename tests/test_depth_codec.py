@@ -31,28 +31,7 @@ from depth_codec import (
     unpack_depth,
 )
 from mvda.io.video import VideoWriter, probe_video
-
-
-# --- an independent re-implementation of the original tool's formula, from the issue text ---------
-def original_pack(depth: np.ndarray, max_depth: float) -> np.ndarray:
-    """Byte view of the little-endian uint32 (not shifts, unlike depth_codec): R = G = byte 3, B = byte 2."""
-    v = (depth.astype(np.float64) * 255**4 / max_depth).astype("<u4")
-    b = v.view(np.uint8).reshape(*v.shape, 4)
-    return np.stack([b[..., 3], b[..., 3], b[..., 2]], axis=-1)
-
-
-def original_unpack(rgb: np.ndarray, max_depth: float) -> np.ndarray:
-    high = ((rgb[..., 0].astype(np.float64) + rgb[..., 1].astype(np.float64)) / 2).astype(np.uint8)
-    v = high.astype(np.uint32) * np.uint32(2**24) + rgb[..., 2].astype(np.uint32) * np.uint32(2**16)
-    return v.astype(np.float32) / np.float32(255**4 / max_depth)
-
-
-def write_original_file(path, frames_rgb, fps=24):
-    """A depth file as the original tool wrote it: FFV1 bgr0 in .mkv, no metadata tags."""
-    h, w = frames_rgb[0].shape[:2]
-    with VideoWriter(path, w, h, fps, codec="ffv1", pix_fmt="bgr0", input_format="rgb24") as writer:
-        for rgb in frames_rgb:
-            writer.write(rgb)
+from tests.helpers import original_pack, original_unpack, read_depth_frames, write_lossless_video
 
 
 def listdir(path) -> list[str]:
@@ -219,8 +198,7 @@ def test_lossless_file_round_trip_is_bit_exact(tmp_path):
     for got, d in zip(packed, depths):
         np.testing.assert_array_equal(got, pack_depth(d, 6.0))
     np.testing.assert_array_equal(packed[3], raw)
-    with DepthVideoReader(path) as reader:
-        decoded = list(reader)
+    decoded = read_depth_frames(path)
     for got, d in zip(decoded, depths):
         np.testing.assert_array_equal(got, unpack_depth(pack_depth(d, 6.0), 6.0))
 
@@ -255,7 +233,7 @@ def test_original_file_without_tags_decodes_with_6m(tmp_path, caplog):
     depths = [rng.uniform(0, 6.0, size=(12, 16)) for _ in range(2)]
     packed = [original_pack(d, 6.0) for d in depths]
     path = tmp_path / "original_depth.mkv"
-    write_original_file(path, packed)
+    write_lossless_video(path, packed)
     with caplog.at_level(logging.WARNING, logger="mvda"):
         with DepthVideoReader(path) as reader:
             assert not reader.tagged and reader.max_depth == 6.0
@@ -269,7 +247,7 @@ def test_original_file_with_other_max_depth_flag(tmp_path, caplog):
     depth = np.random.default_rng(5).uniform(0, 20.0, size=(6, 8))
     packed = original_pack(depth, 20.0)
     path = tmp_path / "outdoor_depth.mkv"
-    write_original_file(path, [packed])
+    write_lossless_video(path, [packed])
     with caplog.at_level(logging.WARNING, logger="mvda"):
         with DepthVideoReader(path, max_depth=20.0) as reader:  # no tag: nothing to disagree with
             got = next(iter(reader))
@@ -312,7 +290,7 @@ def test_invalid_depth_is_written_as_zero_with_warning(tmp_path, caplog):
 def test_colour_video_passed_as_depth_raises(tmp_path):
     rng = np.random.default_rng(6)
     path = tmp_path / "colour.mkv"
-    write_original_file(path, [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)])
+    write_lossless_video(path, [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)])
     with pytest.raises(UserError, match="does not look like an RGB-packed depth video"):
         DepthVideoReader(path)  # judged when opened, before any output exists
 
@@ -409,7 +387,7 @@ def test_colour_video_with_a_black_first_frame_is_refused(tmp_path):
     rng = np.random.default_rng(7)
     frames = [np.zeros((16, 16, 3), np.uint8)] * 3 + [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)] * 7
     path = tmp_path / "fade_in.mkv"
-    write_original_file(path, frames)
+    write_lossless_video(path, frames)
     with pytest.raises(UserError, match="does not look like an RGB-packed depth video"):
         DepthVideoReader(path)
 
@@ -424,6 +402,6 @@ def test_monochrome_h264_is_refused_and_a_real_original_file_accepted(tmp_path):
     with pytest.raises(UserError, match="monochrome"):
         DepthVideoReader(mono)
     original = tmp_path / "original_depth.mkv"
-    write_original_file(original, [pack_depth(_ramp_depth(i, 32, 32)) for i in range(6)])
+    write_lossless_video(original, [pack_depth(_ramp_depth(i, 32, 32)) for i in range(6)])
     with DepthVideoReader(original) as reader:
         assert len(list(reader)) == 6

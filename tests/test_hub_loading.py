@@ -1,4 +1,5 @@
-"""Checkpoint tables and strict checkpoint loading (depth_anything_v2.hub, video_depth_anything.hub).
+"""Checkpoint tables (depth_anything_v2.hub, video_depth_anything.hub) and the one generic strict
+checkpoint loader they share (depth_anything_v2.checkpoint).
 
 Checkpoints are pf-v1 procedural state_dicts written to tmp_path; the hub is only ever reached in
 offline mode against a cache directory under tmp_path, so these tests never touch the network.
@@ -7,6 +8,9 @@ offline mode against a cache directory under tmp_path, so these tests never touc
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,13 +19,15 @@ import torch
 from mvda.device import resolve_device
 
 import depth_anything_v2
+import depth_anything_v2.checkpoint as generic
 import depth_anything_v2.hub as dav2_hub
 import video_depth_anything
 import video_depth_anything.hub as vda_hub
 from depth_anything_v2 import DepthAnythingV2
 from depth_anything_v2.dpt import MODEL_CONFIGS as DAV2_CONFIGS
-from depth_anything_v2.hub import CheckpointError, load_depth_anything_v2_metric, read_state_dict, resolve_checkpoint
-from tests.procedural import procedural_state_dict, write_procedural_checkpoint
+from depth_anything_v2.checkpoint import CheckpointError, read_state_dict, resolve_checkpoint
+from depth_anything_v2.hub import load_depth_anything_v2_metric
+from tests.procedural import procedural_state_dict
 from video_depth_anything import VideoDepthAnything, load_video_depth_anything
 from video_depth_anything.video_depth import MODEL_CONFIGS as VDA_CONFIGS
 
@@ -30,14 +36,7 @@ from video_depth_anything.video_depth import MODEL_CONFIGS as VDA_CONFIGS
 def vda_vits_state() -> dict[str, torch.Tensor]:
     with torch.device("meta"):
         model = VideoDepthAnything(**VDA_CONFIGS["vits"])
-    return procedural_state_dict(model)
-
-
-@pytest.fixture(scope="module")
-def vda_vits_ckpt(tmp_path_factory, vda_vits_state) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "video_depth_anything_vits.pth"
-    torch.save(vda_vits_state, path)
-    return path
+    return procedural_state_dict(model)  # the state of the procedural_checkpoints["vda"] file
 
 
 def _assert_state_equal(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -89,10 +88,35 @@ def test_default_dirs_come_from_package_location_not_cwd(tmp_path, monkeypatch):
     )
 
 
+def test_one_generic_loader_serves_both_tables():
+    # Each network keeps its own table; the generic names stay importable from the old places.
+    for name in ("CheckpointError", "CheckpointSpec", "resolve_checkpoint", "download_checkpoint", "hub_unreachable",
+                 "read_state_dict", "remap_state_dict", "load_strict", "build_from_checkpoint", "INSTALL_COMMAND"):
+        assert getattr(dav2_hub, name) is getattr(generic, name), name
+    assert vda_hub.CheckpointError is generic.CheckpointError is depth_anything_v2.CheckpointError
+    specs = list(dav2_hub.DAV2_METRIC_CHECKPOINTS.values()) + list(vda_hub.VDA_CHECKPOINTS.values())
+    assert all(type(spec) is generic.CheckpointSpec for spec in specs)
+    assert {spec.family for spec in specs} == {"dav2_metric", "vda", "vda_metric"}
+
+
+def test_networks_never_import_mvda():
+    code = ("import sys, depth_anything_v2, depth_anything_v2.hub, video_depth_anything, video_depth_anything.inference; "
+            "sys.exit(sorted(m for m in sys.modules if m == 'mvda' or m.startswith('mvda.')) != [])")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(root / d) for d in ("Depth-Anything-V2", "Video-Depth-Anything"))}
+    assert subprocess.run([sys.executable, "-c", code], cwd=root / "tests", env=env).returncode == 0
+
+
+def test_cli_treats_the_generic_checkpoint_error_as_a_user_error():
+    from mvda.cli import _user_error_types
+
+    assert generic.CheckpointError in _user_error_types()
+
+
 # -- loading ------------------------------------------------------------------------------------------
 
-def test_load_vda_from_explicit_path(vda_vits_ckpt, vda_vits_state):
-    model = load_video_depth_anything("vits", metric=True, checkpoint=vda_vits_ckpt, device="cpu")
+def test_load_vda_from_explicit_path(procedural_checkpoints, vda_vits_state):
+    model = load_video_depth_anything("vits", metric=True, checkpoint=procedural_checkpoints["vda"], device="cpu")
     assert isinstance(model, VideoDepthAnything) and model.metric and not model.training
     assert model.device.type == "cpu"
     _assert_state_equal(model, vda_vits_state)
@@ -107,11 +131,12 @@ def test_load_strips_module_prefix_and_unwraps_model_dict(tmp_path, vda_vits_sta
     _assert_state_equal(load_video_depth_anything("vits", checkpoint=wrapped), vda_vits_state)
 
 
-def test_load_dav2_metric_sets_max_depth(tmp_path):
-    model = DepthAnythingV2(**DAV2_CONFIGS["vits"], max_depth=80.0)
-    path = write_procedural_checkpoint(model, tmp_path / "m.pth")
+def test_load_dav2_metric_sets_max_depth(procedural_checkpoints):
+    path = procedural_checkpoints["dav2"]
     loaded = load_depth_anything_v2_metric("vits", dataset="vkitti", checkpoint=path)
     assert loaded.max_depth == 80.0
+    with torch.device("meta"):
+        model = DepthAnythingV2(**DAV2_CONFIGS["vits"])
     _assert_state_equal(loaded, procedural_state_dict(model))
     assert load_depth_anything_v2_metric("vits", "hypersim", checkpoint=path).max_depth == 20.0
     assert load_depth_anything_v2_metric("vits", "hypersim", checkpoint=path, max_depth=10).max_depth == 10.0
@@ -137,11 +162,11 @@ def test_bad_checkpoint_lists_missing_unexpected_and_mismatched_keys(tmp_path, v
     assert err.mismatched == ["pretrained.norm.weight"]
 
 
-def test_wrong_encoder_or_family_is_rejected(vda_vits_ckpt):
+def test_wrong_encoder_or_family_is_rejected(procedural_checkpoints):
     with pytest.raises(CheckpointError, match=r"does not match VideoDepthAnything\('vitb'\).*shape mismatches"):
-        load_video_depth_anything("vitb", checkpoint=vda_vits_ckpt)
+        load_video_depth_anything("vitb", checkpoint=procedural_checkpoints["vda"])
     with pytest.raises(CheckpointError, match=r"DepthAnythingV2\('vits'\).*missing keys.*unexpected keys") as info:
-        load_depth_anything_v2_metric("vits", checkpoint=vda_vits_ckpt)
+        load_depth_anything_v2_metric("vits", checkpoint=procedural_checkpoints["vda"])
     with torch.device("meta"):
         head_keys = [k for k in DepthAnythingV2(**DAV2_CONFIGS["vits"]).state_dict() if k.startswith("depth_head.")]
     assert info.value.missing == head_keys  # the encoder keys are shared, the head has another name
@@ -217,8 +242,8 @@ def test_offline_mode_uses_the_hf_home_cache(tmp_path, monkeypatch, vda_vits_sta
     _assert_state_equal(load_video_depth_anything("vits"), vda_vits_state)
 
 
-def test_loaded_model_runs(vda_vits_ckpt):
-    model = load_video_depth_anything("vits", checkpoint=vda_vits_ckpt, device=resolve_device("auto"))
+def test_loaded_model_runs(procedural_checkpoints):
+    model = load_video_depth_anything("vits", checkpoint=procedural_checkpoints["vda"], device=resolve_device("auto"))
     x = torch.zeros(1, 2, 3, 28, 28, device=model.device)
     with torch.inference_mode():
         out = model(x)

@@ -7,8 +7,6 @@ the official code (see tests/fixtures/README.md of the shared fixtures).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -16,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from depth_anything_v2.transform import IMAGENET_MEAN, IMAGENET_STD, network_input_size, prepare_images
+from tests.helpers import load_golden
 from video_depth_anything.inference import (
     VideoDepthStream,
     crossfade_weights,
@@ -28,14 +27,8 @@ from video_depth_anything.inference import (
     window_starts,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
 # Written out here (not imported) so the tests check the module's constants too.
 KEYFRAMES = [0, 12, 24, 25, 26, 27, 28, 29, 30, 31]
-
-
-def _golden(name: str) -> dict[str, np.ndarray]:
-    with np.load(FIXTURES / f"{name}.npz") as z:
-        return {k: z[k] for k in z.files}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,8 +204,8 @@ def test_resolve_precision():
 
 @pytest.mark.parametrize("metric", [False, True])
 def test_stitching_reproduces_golden_with_recorded_windows(metric):
-    relative = _golden("golden_vda_vits_infer_video")
-    golden = _golden("golden_vda_metric_vits_infer_video") if metric else relative
+    relative = load_golden("golden_vda_vits_infer_video")
+    golden = load_golden("golden_vda_metric_vits_infer_video") if metric else relative
     frames = _identity_frames(45)
     model = ReplayModel(relative["window_outputs"], metric=metric)
 
@@ -235,7 +228,7 @@ def test_stitching_reproduces_golden_with_recorded_windows(metric):
 
 
 def test_metric_and_relative_agree_up_to_frame_24():
-    relative = _golden("golden_vda_vits_infer_video")
+    relative = load_golden("golden_vda_vits_infer_video")
     frames = _identity_frames(45)
     rel, _ = infer_video_depth(ReplayModel(relative["window_outputs"], False), frames, 30, input_size=56, fp32=True)
     met, _ = infer_video_depth(ReplayModel(relative["window_outputs"], True), frames, 30, input_size=56, fp32=True)
@@ -244,7 +237,7 @@ def test_metric_and_relative_agree_up_to_frame_24():
 
 
 def test_streaming_reproduces_golden_with_recorded_windows():
-    golden = _golden("golden_vda_vits_infer_video")
+    golden = load_golden("golden_vda_vits_infer_video")
     stream = VideoDepthStream(ReplayModel(golden["window_outputs"], False), input_size=56, device="cpu")
     out = []
     for i, frame in enumerate(golden["frames"]):
@@ -287,27 +280,12 @@ def test_stitching_hand_computed(metric):
 # the real network (pf-v1 procedural weights) against the official goldens
 
 
-@pytest.fixture(scope="module")
-def vda_vits_pf():
-    """Relative and metric VideoDepthAnything vits with the same pf-v1 weights."""
-    from tests.procedural import procedural_state_dict
-    from video_depth_anything.video_depth import VideoDepthAnything
-
-    models = {}
-    state = None
-    for metric in (False, True):
-        model = VideoDepthAnything("vits", 64, [48, 96, 192, 384], metric=metric).eval()
-        state = procedural_state_dict(model) if state is None else state
-        model.load_state_dict(state, strict=True)
-        models[metric] = model
-    return models
-
-
 @pytest.mark.parametrize("metric", [False, True])
-def test_real_model_reproduces_infer_video_goldens(vda_vits_pf, metric):
-    relative = _golden("golden_vda_vits_infer_video")
-    golden = _golden("golden_vda_metric_vits_infer_video") if metric else relative
-    model = vda_vits_pf[metric]
+@pytest.mark.slow
+def test_real_model_reproduces_infer_video_goldens(pf_v1_vda_vits, metric):
+    relative = load_golden("golden_vda_vits_infer_video")
+    golden = load_golden("golden_vda_metric_vits_infer_video") if metric else relative
+    model = pf_v1_vda_vits[metric]
     windows: list[torch.Tensor] = []
     hook = model.register_forward_hook(lambda module, args, out: windows.append(out.detach().clone()))
     try:

@@ -8,7 +8,6 @@ which is why eps values are checked directly below).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,41 +17,36 @@ import torch.nn.functional as F
 
 from mvda.device import autocast_context
 from depth_anything_v2.dinov2 import DinoVisionTransformer
-from depth_anything_v2.hub import load_strict
-from tests.procedural import fill_problems, layout_problems, procedural_state_dict, read_manifests
+from depth_anything_v2.checkpoint import load_strict
+from tests.helpers import load_golden
+from tests.procedural import fill_problems, layout_problems, procedural_state_dict
 from video_depth_anything import MODEL_CONFIGS, VideoDepthAnything
 from video_depth_anything.motion_module import GEGLU, TemporalAttention, TemporalModule
 
 import video_depth_anything.inference as vda_inference
 
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def manifests() -> dict:
-    return read_manifests(FIXTURES / "manifests_networks.json.gz")
-
-
-@pytest.fixture(scope="module")
-def model() -> VideoDepthAnything:
-    m = VideoDepthAnything(**MODEL_CONFIGS["vits"])
-    m.load_state_dict(procedural_state_dict(m), strict=True)
-    return m.eval()
+@pytest.fixture
+def model(pf_v1_vda_vits) -> VideoDepthAnything:
+    return pf_v1_vda_vits[False]
 
 
 @pytest.fixture(scope="module")
 def golden32():
-    return np.load(FIXTURES / "golden_vda_vits_forward.npz")
+    return load_golden("golden_vda_vits_forward")
 
 
 # -- layout ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("encoder", ["vits", "vitb", "vitl"])
-def test_state_dict_matches_manifests_and_loads_pf_v1(encoder, manifests):
+@pytest.mark.parametrize("encoder", ["vits", pytest.param("vitb", marks=pytest.mark.slow),
+                                     pytest.param("vitl", marks=pytest.mark.slow)])
+def test_state_dict_matches_manifests_and_loads_pf_v1(encoder, network_manifests):
     """Relative and metric manifests (identical layouts) against models built with metric False/True:
     exact layout, strict pf-v1 load, fill sums. The pf-v1 state is built once for both."""
+    manifests = network_manifests
     man = manifests[f"vda_{encoder}"]
     state = procedural_state_dict([{"key": e[0], "shape": e[1], "kind": e[3]} for e in man["entries"]])
     for metric in (False, True):
@@ -89,6 +83,7 @@ def test_positional_tables_are_persistent_sinusoids(model):
 
 # -- goldens ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_forward_t32_matches_golden(model, golden32):
     with torch.inference_mode():
         out = model(torch.from_numpy(golden32["input"]))
@@ -96,14 +91,16 @@ def test_forward_t32_matches_golden(model, golden32):
     assert np.abs(out.numpy() - golden32["output"]).max() <= TOL
 
 
+@pytest.mark.slow
 def test_forward_t8_matches_golden(model):
-    z = np.load(FIXTURES / "golden_vda_vits_forward_t8.npz")
+    z = load_golden("golden_vda_vits_forward_t8")
     with torch.inference_mode():
         out = model(torch.from_numpy(z["input"]))
     assert out.shape == (1, 8, 56, 56)
     assert np.abs(out.numpy() - z["output"]).max() <= TOL
 
 
+@pytest.mark.slow
 def test_chunking_does_not_change_results(model, golden32):
     x = torch.from_numpy(golden32["input"][:, :12])
     with torch.inference_mode():
@@ -122,6 +119,7 @@ def test_chunking_does_not_change_results(model, golden32):
     assert torch.allclose(out, ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_batch_of_clips_equals_clips_one_by_one(model, golden32):
     x = torch.from_numpy(golden32["input"][:, :4])
     pair = torch.cat([x, x.flip(1)])
@@ -135,6 +133,7 @@ def test_batch_of_clips_equals_clips_one_by_one(model, golden32):
     assert not torch.allclose(two[0], one[0].flip(0), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_error_against_fp32_golden(model, golden32):
     """bf16 autocast on CPU: measured max |err| 0.13, mean 0.02 on outputs of 0..6.6; output float32
     because output_conv2 runs in float32 as in the official head."""
@@ -146,6 +145,7 @@ def test_bf16_autocast_error_against_fp32_golden(model, golden32):
     assert err.max() > TOL
 
 
+@pytest.mark.slow
 def test_infer_video_depth_delegates_to_inference(model):
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, size=(3, 20, 30, 3), dtype=np.uint8)
@@ -244,6 +244,7 @@ def test_unsupported_options_are_refused():
         VideoDepthAnything(**MODEL_CONFIGS["vits"])(torch.zeros(1, 3, 28, 28))
 
 
+@pytest.mark.slow
 def test_encode_and_head_compose_to_forward(model, golden32):
     """``encode`` and ``head`` are public (the convert pipeline reuses keyframe features): composed as in
     ``forward`` they give the same output."""
@@ -265,6 +266,7 @@ def test_encode_and_head_compose_to_forward(model, golden32):
     assert depth.shape == (6, 56, 56) and torch.allclose(depth, ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_linear_layers_get_contiguous_inputs(model):
     """Performance guard: a strided 3-D input makes F.linear expand its weight into a batched matmul
     (one weight copy per row). Every Linear of the network must see a contiguous input."""

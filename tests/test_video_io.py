@@ -22,6 +22,7 @@ from mvda.io.video import (
     ensure_writable_dir,
     probe_video,
 )
+from tests.helpers import write_lossless_video
 
 
 def ramp_frames(n: int, h: int = 48, w: int = 64) -> list[np.ndarray]:
@@ -140,9 +141,7 @@ def test_metadata_tags(tmp_path):
 # --- streaming -------------------------------------------------------------------------------------
 def test_reader_is_a_lazy_generator(tmp_path):
     path = tmp_path / "s.mkv"
-    with VideoWriter(path, 64, 48, 25, codec="ffv1", pix_fmt="bgr0") as w:
-        for f in ramp_frames(10):
-            w.write(f)
+    write_lossless_video(path, ramp_frames(10), fps=25)
     with VideoReader(path) as reader:
         it = iter(reader)
         assert inspect.isgenerator(it)
@@ -154,9 +153,7 @@ def test_reader_is_a_lazy_generator(tmp_path):
 
 def test_max_frames_stops_early(tmp_path):
     path = tmp_path / "m.mkv"
-    with VideoWriter(path, 64, 48, 25, codec="ffv1", pix_fmt="bgr0") as w:
-        for f in ramp_frames(10):
-            w.write(f)
+    write_lossless_video(path, ramp_frames(10), fps=25)
     with VideoReader(path, max_frames=4) as reader:
         assert reader.num_frames == 4
         got = list(reader)
@@ -205,9 +202,7 @@ def test_audio_that_does_not_fit_the_container_is_dropped_with_warning(tmp_path,
 
 def test_source_without_audio_writes_video_only(tmp_path):
     src = tmp_path / "silent.mkv"
-    with VideoWriter(src, 64, 48, 25, codec="ffv1", pix_fmt="bgr0") as w:
-        for f in ramp_frames(3):
-            w.write(f)
+    write_lossless_video(src, ramp_frames(3), fps=25)
     dst = tmp_path / "out.mp4"
     assert copy_video(src, dst) == 3
     assert not probe_video(dst).has_audio
@@ -285,9 +280,7 @@ def test_truncated_mkv_with_no_decodable_frame_is_an_error(tmp_path):
 
 def test_truncated_mkv_warns_with_frame_count(tmp_path, caplog):
     path = tmp_path / "half.mkv"
-    with VideoWriter(path, 64, 48, 25, codec="ffv1", pix_fmt="bgr0") as w:
-        for f in ramp_frames(30):
-            w.write(f)
+    write_lossless_video(path, ramp_frames(30), fps=25)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with caplog.at_level(logging.WARNING, logger="mvda"):

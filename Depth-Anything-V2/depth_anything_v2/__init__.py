@@ -3,14 +3,8 @@
 from .precision import autocast_context, default_precision, precision_dtype
 from .dinov2 import DINOv2, DinoVisionTransformer
 from .dpt import INTERMEDIATE_LAYER_IDX, MODEL_CONFIGS, DepthAnythingV2
-from .hub import (
-    CheckpointError,
-    CheckpointSpec,
-    checkpoint_path,
-    checkpoint_spec,
-    download_checkpoint,
-    load_depth_anything_v2_metric,
-)
+from .checkpoint import CheckpointError, CheckpointSpec, download_checkpoint, load_checkpoint
+from .hub import checkpoint_path, checkpoint_spec, load_depth_anything_v2_metric
 from .transform import network_input_size, prepare_images
 
 __all__ = [
@@ -24,6 +18,7 @@ __all__ = [
     "checkpoint_path",
     "checkpoint_spec",
     "download_checkpoint",
+    "load_checkpoint",
     "load_depth_anything_v2_metric",
     "autocast_context",
     "default_precision",

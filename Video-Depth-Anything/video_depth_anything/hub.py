@@ -1,8 +1,8 @@
-"""Official Video-Depth-Anything checkpoints (relative and metric) and their strict loading.
+"""Official Video-Depth-Anything checkpoints (relative and metric) and their loader.
 
 Default local directory: ``Video-Depth-Anything/checkpoints/`` (as the official repository),
-computed from the package location. Lookup order, error handling and key remapping are those of
-:mod:`depth_anything_v2.hub`.
+computed from the package location. Lookup order (explicit path, local directory, Hugging Face
+hub), strict loading and errors are those of the generic loader, :mod:`depth_anything_v2.checkpoint`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
-from depth_anything_v2.hub import (
+from depth_anything_v2.checkpoint import (
+    ENCODER_SIZE_NAMES,
     CheckpointError,
     CheckpointSpec,
-    build_from_checkpoint,
-    read_state_dict,
+    check_encoder,
+    load_checkpoint,
     resolve_checkpoint,
 )
 
@@ -32,22 +33,21 @@ __all__ = [
 #: Default local checkpoint directory of the Video-Depth-Anything models.
 VDA_CHECKPOINT_DIR: Path = Path(__file__).resolve().parents[1] / "checkpoints"
 
-_SIZE_NAMES = {"vits": "Small", "vitb": "Base", "vitl": "Large"}
-
 
 def _spec(encoder: str, metric: bool) -> CheckpointSpec:
+    size = ENCODER_SIZE_NAMES[encoder]
     if metric:
         return CheckpointSpec(
             family="vda_metric",
             encoder=encoder,
-            repo_id=f"depth-anything/Metric-Video-Depth-Anything-{_SIZE_NAMES[encoder]}",
+            repo_id=f"depth-anything/Metric-Video-Depth-Anything-{size}",
             filename=f"metric_video_depth_anything_{encoder}.pth",
             local_dir=VDA_CHECKPOINT_DIR,
         )
     return CheckpointSpec(
         family="vda",
         encoder=encoder,
-        repo_id=f"depth-anything/Video-Depth-Anything-{_SIZE_NAMES[encoder]}",
+        repo_id=f"depth-anything/Video-Depth-Anything-{size}",
         filename=f"video_depth_anything_{encoder}.pth",
         local_dir=VDA_CHECKPOINT_DIR,
     )
@@ -57,14 +57,13 @@ def _spec(encoder: str, metric: bool) -> CheckpointSpec:
 #: ``depth-anything/Metric-Video-Depth-Anything-Large`` / ``metric_video_depth_anything_vitl.pth``;
 #: ``("vits", False)``: ``depth-anything/Video-Depth-Anything-Small`` / ``video_depth_anything_vits.pth``.
 VDA_CHECKPOINTS: dict[tuple[str, bool], CheckpointSpec] = {
-    (e, m): _spec(e, m) for e in _SIZE_NAMES for m in (False, True)
+    (e, m): _spec(e, m) for e in ENCODER_SIZE_NAMES for m in (False, True)
 }
 
 
 def checkpoint_spec(encoder: str = "vitl", metric: bool = False) -> CheckpointSpec:
     """Spec of a Video-Depth-Anything checkpoint (``metric=True``: the metric-depth fine-tune)."""
-    if encoder not in _SIZE_NAMES:
-        raise ValueError(f"unknown encoder {encoder!r}: use one of {', '.join(_SIZE_NAMES)}")
+    check_encoder(encoder)
     return VDA_CHECKPOINTS[(encoder, bool(metric))]
 
 
@@ -72,7 +71,7 @@ def checkpoint_path(
     encoder: str = "vitl", metric: bool = False, checkpoint: str | os.PathLike | None = None, download: bool = True
 ) -> Path:
     """Local file of a Video-Depth-Anything checkpoint: explicit path, else the default local
-    directory, else the Hugging Face hub (see :func:`depth_anything_v2.hub.resolve_checkpoint`)."""
+    directory, else the Hugging Face hub (see :func:`depth_anything_v2.checkpoint.resolve_checkpoint`)."""
     return resolve_checkpoint(checkpoint_spec(encoder, metric), checkpoint, download)
 
 
@@ -89,7 +88,7 @@ def load_video_depth_anything(
         encoder: ``"vits"``, ``"vitb"`` or ``"vitl"``.
         metric: metric-depth model (metres) instead of relative inverse depth.
         checkpoint: explicit ``.pth`` path (else the default local directory, else the hub).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        device: a resolved ``torch.device`` (or its name).
         download: allow fetching from the hub.
 
     Raises:
@@ -97,9 +96,7 @@ def load_video_depth_anything(
     """
     from .video_depth import MODEL_CONFIGS, VideoDepthAnything
 
-    spec = checkpoint_spec(encoder, metric)
-    path = resolve_checkpoint(spec, checkpoint, download)
-    state = read_state_dict(path)
-    return build_from_checkpoint(
-        lambda: VideoDepthAnything(**MODEL_CONFIGS[encoder], metric=metric), state, f"checkpoint {path}", device
+    return load_checkpoint(
+        checkpoint_spec(encoder, metric), lambda: VideoDepthAnything(**MODEL_CONFIGS[encoder], metric=metric),
+        checkpoint, device, download,
     )
