@@ -512,15 +512,25 @@ class _MetricStatsQueue:
         return None
 
 
-class _DepthSink:
-    """The depth writer as a :func:`mvda.frames.run_frames` sink: torch depth (metres) -> numpy -> packed
-    FFV1, all on the encode thread (stage ``encode``). Closing is left to the caller (``with`` block)."""
+#: Outputs queued for the encode thread: VDA finishes a window's 22 frames at once, and the networks go
+#: on with the next frames (DA-V2) while the encoder works through them. 24 output frames, e.g. 85 MiB
+#: of float32 depth at 1280x720.
+_ENCODE_QUEUE = 24
 
-    def __init__(self, writer: DepthVideoWriter, timer: StageTimer) -> None:
+
+class _DepthSink:
+    """The depth writer as a :func:`mvda.frames.run_frames` sink, on the encode thread: ``finish(output)``
+    turns a step output into depth (metres, torch; stage ``fit``), which is converted to numpy, packed
+    and encoded (stage ``encode``). Closing is left to the caller (``with`` block)."""
+
+    def __init__(self, writer: DepthVideoWriter, timer: StageTimer, finish: Callable[[Any], torch.Tensor]) -> None:
         self.writer = writer
         self.timer = timer
+        self.finish = finish
 
-    def write(self, depth: torch.Tensor) -> None:
+    def write(self, output: Any) -> None:
+        with self.timer.stage("fit"):
+            depth = self.finish(output)
         with self.timer.stage("encode"):
             self.writer.write(depth.detach().to("cpu", torch.float32).numpy())
 
@@ -554,9 +564,11 @@ class _Converter:
     """The per-video work as :func:`mvda.frames.run_frames` loops.
 
     Threads: the frame source (decode, selection, downscale: stage ``decode``) runs on the decode
-    thread, the networks and the fit (``vda``, ``dav2``, ``fit``) on the calling thread, packing and
-    FFV1 encoding (``encode``) or the float16 store (``store``) on the encode thread. The stages overlap,
-    so their seconds can add up to more than the wall time.
+    thread; the networks (``vda``, ``dav2``, with DA-V2's statistics and the global fit's samples and
+    upsampling under ``fit``) on the calling thread; the per-pixel fit of each output frame (``fit``,
+    in frame order, so the rolling history is unchanged), packing and FFV1 encoding (``encode``) or the
+    float16 store (``store``) on the encode thread. The stages overlap, so their seconds can add up to
+    more than the wall time.
     """
 
     def __init__(self, models: Models, options: ConvertOptions, timer: StageTimer) -> None:
@@ -581,13 +593,14 @@ class _Converter:
               passes: int = 1, bar_initial: int = 0) -> int:
         total = frame_source.expected * passes if frame_source.expected else None
         result = run_frames(source, step, [sink], total=total, desc=name, progress=self.options.progress,
-                            close_sinks=False, bar_initial=bar_initial)
+                            close_sinks=False, bar_initial=bar_initial, encode_queue_size=_ENCODE_QUEUE)
         return result.outputs
 
     # -- rolling fit / metric VDA -----------------------------------------------------------------
     def run_streaming(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str) -> int:
         """Frames -> VDA (+ DA-V2 statistics, rolling fit) -> ``writer``; returns the frames written."""
-        return self._loop(source, _StreamingStep(self, out_size), _DepthSink(writer, self.timer), source, name)
+        step = _StreamingStep(self, out_size)
+        return self._loop(source, step, _DepthSink(writer, self.timer, step.finish), source, name)
 
     # -- global fit ---------------------------------------------------------------------------------
     def run_global(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str,
@@ -624,26 +637,29 @@ class _Converter:
                         raise UserError(f"temporary file {temp_path} is truncated; is the disk full?")
                 yield buffer
 
-        def apply(buffer: np.ndarray) -> list[torch.Tensor]:
+        def upsample(buffer: np.ndarray) -> list[torch.Tensor]:  # calling thread
             with self.timer.stage("store"):
                 r = torch.from_numpy(buffer).to(self.options.device).view(1, 1, *net).to(torch.float32)
             with self.timer.stage("fit"):
                 if tuple(out_size) != tuple(net):
                     r = F.interpolate(r, size=out_size, mode="bilinear", align_corners=True)
-                depth, counts = depth_fit.inverse_to_depth(
-                    depth_fit.apply_affine(r[0, 0], fit), self.options.max_depth, self.min_depth
-                )
-                self.clamps += counts
-            return [depth]
+            return [r[0, 0]]
+
+        def finish(r: torch.Tensor) -> torch.Tensor:  # encode thread
+            depth, counts = depth_fit.inverse_to_depth(depth_fit.apply_affine(r, fit), self.options.max_depth,
+                                                       self.min_depth)
+            self.clamps += counts
+            return depth
 
         with open(temp_path, "rb") as store:
-            return self._loop(stored(store), apply, _DepthSink(writer, self.timer), source, name, passes=2,
-                              bar_initial=written)
+            return self._loop(stored(store), upsample, _DepthSink(writer, self.timer, finish), source, name,
+                              passes=2, bar_initial=written)
 
 
 class _StreamingStep:
-    """Step of the rolling fit and of ``vda-metric``: one decoded frame in, the depth frames (metres,
-    ``out_size``) that VDA finished out; :meth:`flush` returns the rest at the end."""
+    """Step of the rolling fit and of ``vda-metric``: one decoded frame in, the frames that VDA finished
+    out (``out_size``, each with its DA-V2 statistics); :meth:`flush` returns the rest at the end.
+    :meth:`finish` (the fit, per pixel) runs in the depth sink on the encode thread, in frame order."""
 
     def __init__(self, converter: _Converter, out_size: tuple[int, int]) -> None:
         self.c = converter
@@ -670,22 +686,28 @@ class _StreamingStep:
             outputs = self.stream.flush()
         return self._finish(outputs)
 
-    def _finish(self, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        c, done = self.c, []
+    def _finish(self, outputs: list[torch.Tensor]) -> list[tuple[torch.Tensor, depth_fit.MapStats | None]]:
+        """Pair each finished VDA frame with its DA-V2 statistics (None: none for this frame)."""
+        done = []
         for r in outputs:
             metric = self.queue.pop(self.written) if self.queue is not None and self.written % self.every == 0 else None
-            with c.timer.stage("fit"):
-                if self.metric_model:
-                    depth, counts = clamp_metric_depth(r, c.options.max_depth, c.min_depth)
-                else:
-                    params = self.fit.fit_frame(metric, depth_fit.relative_stats(r))
-                    depth, counts = depth_fit.inverse_to_depth(
-                        depth_fit.apply_rolling(r, params), c.options.max_depth, c.min_depth
-                    )
-                c.clamps += counts
-            done.append(depth)
+            done.append((r, metric))
             self.written += 1
         return done
+
+    def finish(self, output: tuple[torch.Tensor, depth_fit.MapStats | None]) -> torch.Tensor:
+        """Encode thread, in frame order: the rolling fit (or the metric clamp) of one frame -> metres."""
+        c = self.c
+        r, metric = output
+        if self.metric_model:
+            depth, counts = clamp_metric_depth(r, c.options.max_depth, c.min_depth)
+        else:
+            params = self.fit.fit_frame(metric, depth_fit.relative_stats(r))
+            depth, counts = depth_fit.inverse_to_depth(
+                depth_fit.apply_rolling(r, params), c.options.max_depth, c.min_depth
+            )
+        c.clamps += counts
+        return depth
 
 
 class _GlobalPass1:
