@@ -1,7 +1,10 @@
 """The logic of ``video_metric_convert.py``: any video to a metric depth video, streaming.
 
 Per video, frames flow decode -> (select by timestamp) -> (downscale to ``max_res``) -> networks ->
-fit -> encode, one at a time, so memory does not grow with the video length:
+fit -> encode, one at a time, so memory does not grow with the video length. The loop is
+:func:`mvda.frames.run_frames`: decoding runs on its own thread, the networks on the calling thread,
+the per-pixel fit, packing and FFV1 encoding on the encode thread (see :class:`_Converter`); an error,
+Ctrl-C or SIGTERM/SIGHUP leaves neither a partial output nor the global fit's temporary store.
 
 * ``model="vda+dav2"``, ``fit="rolling"`` (default, the original tool): Video-Depth-Anything (VDA)
   runs as a :class:`~video_depth_anything.inference.VideoDepthStream` and returns final relative
@@ -40,7 +43,6 @@ import math
 import os
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
