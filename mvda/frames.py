@@ -288,6 +288,7 @@ def run_frames(
     queue_size: int = 2,
     close_sinks: bool = True,
     bar_initial: int = 0,
+    encode_queue_size: int | None = None,
 ) -> LoopResult:
     """Run ``source -> step -> sinks`` with decode, compute and encode on their own threads.
 
@@ -302,6 +303,9 @@ def run_frames(
         close_sinks: close (finalise) the sinks after the last output; False leaves that to the caller
             (e.g. a writer fed by a second pass). Sinks are aborted on failure either way.
         bar_initial: outputs already done before this call (a second pass continues the same bar).
+        encode_queue_size: outputs buffered before the encode thread (default ``queue_size``); a step
+            that emits bursts (a windowed network: a window's frames at once) keeps computing while
+            the encoder works through a burst when this holds one.
 
     Returns:
         A :class:`LoopResult`; ``closed`` holds what each sink's ``close()`` returned.
@@ -321,7 +325,7 @@ def run_frames(
     try:
         with bar:
             reader = Prefetch(source, depth=queue_size)
-            encoder = _Encoder(sinks, depth=queue_size, on_written=rate_from_here)
+            encoder = _Encoder(sinks, depth=encode_queue_size or queue_size, on_written=rate_from_here)
             for item in reader:
                 for output in step(item):
                     encoder.put(output)

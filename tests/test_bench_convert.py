@@ -37,3 +37,18 @@ def test_bench_convert_sweep_and_comparison(tmp_path):
     diff = compare["relative_difference_per_preset"]["every4_fp32"]
     assert 0 <= diff["median"] < 0.5 and diff["p95"] >= diff["median"]
     assert 0 <= compare["relative_difference"]["median"] < 0.5
+
+
+def test_bench_convert_overlap_smoke(tmp_path):
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, *MODULE, "--overlap", "--overlap_height", "36", "--overlap_width", "48",
+           "--overlap_frames", "6", "--threads", "1", "--workdir", str(tmp_path / "work"), "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "overlap ratio" in proc.stdout
+    overlap = json.loads(out.read_text())["overlap"]
+    best = overlap["best"]
+    assert overlap["size"] == [36, 48] and overlap["input_size"] == 14 and best["frames"] == 6
+    assert overlap["ratio"] == best["convert"] / best["baseline"] > 0
+    assert set(best["timings"]) >= {"decode", "vda", "dav2", "fit", "encode"}
+    assert best["decode_only"] > 0 and best["baseline_depth"] > 0

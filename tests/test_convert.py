@@ -527,13 +527,68 @@ def test_emulated_cpu_precision_is_warned_about(checkpoints, monkeypatch, caplog
     parser = video_metric_convert.build_parser()
     monkeypatch.setattr(device_helpers, "cpu_has_native", lambda name: name != "bf16")  # a CPU without bf16
     with caplog.at_level("WARNING"):
-        options = video_metric_convert.options_from_args(
+        options = cp.options_from_args(
             parser.parse_args(cli_args(checkpoints, "--input_video", "x.mp4", "--precision", "bf16")))
     assert options.precision == "bf16"
     assert [r.getMessage() for r in caplog.records if "no native bf16 support" in r.getMessage()]
     caplog.clear()
     with caplog.at_level("WARNING"):
-        video_metric_convert.options_from_args(
+        cp.options_from_args(
             parser.parse_args(cli_args(checkpoints, "--input_video", "x.mp4", "--precision", "fp16")))
-        video_metric_convert.options_from_args(parser.parse_args(cli_args(checkpoints, "--input_video", "x.mp4")))
+        cp.options_from_args(parser.parse_args(cli_args(checkpoints, "--input_video", "x.mp4")))
     assert not [r for r in caplog.records if "native" in r.getMessage()]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the frame loop: SIGTERM leaves nothing behind; --max_len
+
+
+class TerminatingDAV2(StubDAV2):
+    """StubDAV2 that sends SIGTERM to its own process on its ``at``-th call (as `kill PID` would)."""
+
+    def __init__(self, at: int, watch: Path) -> None:
+        super().__init__()
+        self.at = at
+        self.watch = watch
+        self.seen: list[str] = []  # files in ``watch`` when the signal was sent
+
+    def infer_images(self, images, *args, **kwargs):
+        if self.calls + 1 >= self.at:
+            import signal
+
+            self.seen = sorted(p.name for p in self.watch.iterdir())
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().infer_images(images, *args, **kwargs)
+
+
+# rolling: DA-V2 on every frame, the 40th; global: on every 2nd frame (32 of 60), the 20th is frame 38. Both
+# after VDA's first window (32 frames), so frames are already in the depth writer / the float16 store.
+@pytest.mark.parametrize("fit, at", [("rolling", 40), ("global", 20)])
+def test_sigterm_leaves_no_partial_output_and_no_store(tmp_path, checkpoints, capsys, monkeypatch, fit, at):
+    clip = write_clip(tmp_path / "t.mkv", 60, seed=3)
+    out = tmp_path / "out"
+    dav2 = TerminatingDAV2(at=at, watch=out)
+    monkeypatch.setattr(cp, "load_models", lambda *a, **k: cp.Models(vda=StubVDA(), dav2=dav2))
+    code = video_metric_convert.main(cli_args(checkpoints, "--input_video", str(clip), "--output_dir", str(out),
+                                              "--fit", fit))
+    assert code == 143
+    assert dav2.calls == at - 1  # stopped there, not later
+    assert any(name.endswith(".f16") for name in dav2.seen) == (fit == "global")  # the store was there
+    assert any(name.startswith(".") and "t_depth" in name and not name.endswith(".f16") for name in dav2.seen)
+    assert "terminated by SIGTERM; no output was finalised" in capsys.readouterr().err
+    assert list(out.iterdir()) == []  # no depth video, no hidden temporary file, no .f16 store
+
+
+def test_max_len_zero_is_rejected_and_minus_one_means_all(tmp_path, checkpoints, capsys):
+    clip = write_clip(tmp_path / "m.mkv", 6)
+    with pytest.raises(SystemExit) as exc:
+        video_metric_convert.main(cli_args(checkpoints, "--input_video", str(clip), "--output_dir", str(tmp_path),
+                                           "--max_len", "0"))
+    assert exc.value.code == 2
+    _assert_one_line_error(capsys, "--max_len", "must be > 0 (or -1 for all frames), got 0")
+    parser = video_metric_convert.build_parser()
+    assert parser.parse_args(["--input_video", "x", "--max_len", "-1"]).max_frames is None
+    assert parser.parse_args(["--input_video", "x", "--max_frames", "5"]).max_frames == 5
+    assert video_metric_convert.main(cli_args(checkpoints, "--input_video", str(clip), "--output_dir", str(tmp_path),
+                                              "--max_len", "-1")) == 0
+    check_depth_video(tmp_path / "m_depth.mkv", 6, Fraction(24), H, W, 6.0)

@@ -1,7 +1,10 @@
 """The logic of ``video_metric_convert.py``: any video to a metric depth video, streaming.
 
 Per video, frames flow decode -> (select by timestamp) -> (downscale to ``max_res``) -> networks ->
-fit -> encode, one at a time, so memory does not grow with the video length:
+fit -> encode, one at a time, so memory does not grow with the video length. The loop is
+:func:`mvda.frames.run_frames`: decoding runs on its own thread, the networks on the calling thread,
+the per-pixel fit, packing and FFV1 encoding on the encode thread (see :class:`_Converter`); an error,
+Ctrl-C or SIGTERM/SIGHUP leaves neither a partial output nor the global fit's temporary store.
 
 * ``model="vda+dav2"``, ``fit="rolling"`` (default, the original tool): Video-Depth-Anything (VDA)
   runs as a :class:`~video_depth_anything.inference.VideoDepthStream` and returns final relative
@@ -38,8 +41,8 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -52,6 +55,7 @@ import torch.nn.functional as F
 from mvda.ops import depth_fit
 from mvda.errors import UserError
 from mvda.cli import progress_bar
+from mvda.frames import run_frames
 from depth_anything_v2.transform import network_input_size
 from depth_codec import DepthVideoWriter, depth_step
 from video_depth_anything.inference import VideoDepthStream, video_input_size
@@ -77,12 +81,18 @@ __all__ = [
     "clamp_metric_depth",
     "convert_video",
     "convert_batch",
+    "options_from_args",
+    "run",
 ]
 
 log = logging.getLogger("mvda")
 
 #: ``--model`` choices: VDA relative + DA-V2 metric + fit, or Metric-VDA directly.
 MODELS: tuple[str, ...] = ("vda+dav2", "vda-metric")
+#: ``--encoder`` / ``--metric_encoder`` choices.
+ENCODERS: tuple[str, ...] = ("vits", "vitb", "vitl")
+#: ``--metric_model`` choices (Depth-Anything-V2 metric training sets).
+METRIC_MODELS: tuple[str, ...] = ("hypersim", "vkitti")
 #: ``--fit`` choices.
 FITS: tuple[str, ...] = ("rolling", "global")
 #: File extensions taken from a folder given as ``--input_video``.
@@ -195,12 +205,17 @@ class StageTimer:
 
     On CUDA the device is synchronised at the end of each stage so that the time is attributed to the
     stage that queued the work (only when ``enabled``; disabled timers cost nothing).
+
+    Stages are timed on the thread that runs them (run_frames: ``decode`` on the decode thread,
+    ``vda``/``dav2``/``fit`` on the calling thread, ``encode``/``store`` on the encode thread), so they
+    overlap and their sum can exceed the wall time. Thread-safe.
     """
 
     def __init__(self, device: torch.device | None = None, enabled: bool = True) -> None:
         self.enabled = enabled
         self.seconds: dict[str, float] = {}
         self._sync = device is not None and device.type == "cuda"
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -213,7 +228,9 @@ class StageTimer:
         finally:
             if self._sync:
                 torch.cuda.synchronize()
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
 
     def merge(self, other: "StageTimer") -> None:
         for key, value in other.seconds.items():
@@ -393,9 +410,8 @@ def collect_inputs(items: Sequence[str | os.PathLike]) -> list[Path]:
 class _FrameSource:
     """Decoded, selected and (if needed) downscaled frames of one video.
 
-    Yields ``(rgb, inference)``: ``rgb`` the source frame ``(H, W, 3)`` uint8 (numpy), ``inference``
-    the frame fed to the networks, ``(h, w, 3)`` on the device (uint8, or float in [0, 255] when
-    downscaled).
+    Yields the frames fed to the networks, ``(h, w, 3)`` on the device (uint8, or float in [0, 255]
+    when downscaled). Iterated on run_frames' decode thread (stage ``decode``).
     """
 
     def __init__(self, reader: VideoReader, options: ConvertOptions, timer: StageTimer) -> None:
@@ -420,7 +436,7 @@ class _FrameSource:
         x = F.interpolate(x, size=(self.infer_h, self.infer_w), mode="bilinear", align_corners=False, antialias=True)
         return x[0].permute(1, 2, 0).clamp_(0.0, 255.0)
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    def __iter__(self) -> Iterator[torch.Tensor]:
         limit = self.options.max_len if self.options.max_len > 0 else None
         frames = iter(self.reader)
         index = 0
@@ -443,7 +459,7 @@ class _FrameSource:
                 if limit is not None and self.emitted >= limit:
                     return
                 self.emitted += 1
-                yield frame, prepared
+                yield prepared
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -498,7 +514,65 @@ class _MetricStatsQueue:
         return None
 
 
+#: Outputs queued for the encode thread: VDA finishes a window's 22 frames at once, and the networks go
+#: on with the next frames (DA-V2) while the encoder works through them. 24 output frames, e.g. 85 MiB
+#: of float32 depth at 1280x720.
+_ENCODE_QUEUE = 24
+
+
+class _DepthSink:
+    """The depth writer as a :func:`mvda.frames.run_frames` sink, on the encode thread: ``finish(output)``
+    turns a step output into depth (metres, torch; stage ``fit``), which is converted to numpy, packed
+    and encoded (stage ``encode``). Closing is left to the caller (``with`` block)."""
+
+    def __init__(self, writer: DepthVideoWriter, timer: StageTimer, finish: Callable[[Any], torch.Tensor]) -> None:
+        self.writer = writer
+        self.timer = timer
+        self.finish = finish
+
+    def write(self, output: Any) -> None:
+        with self.timer.stage("fit"):
+            depth = self.finish(output)
+        with self.timer.stage("encode"):
+            self.writer.write(depth.detach().to("cpu", torch.float32).numpy())
+
+    def close(self) -> Path:
+        return self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+class _StoreSink:
+    """Pass 1 of the global fit: VDA output frames ``(h, w)`` appended as float16 to ``store`` (stage
+    ``store``, encode thread). The file itself is removed by :func:`convert_video` on every exit."""
+
+    def __init__(self, store: Any, timer: StageTimer) -> None:
+        self.store = store
+        self.timer = timer
+
+    def write(self, r: torch.Tensor) -> None:
+        with self.timer.stage("store"):
+            self.store.write(r.to(torch.float16).cpu().numpy().tobytes())
+
+    def close(self) -> None:
+        self.store.flush()
+
+    def abort(self) -> None:
+        pass
+
+
 class _Converter:
+    """The per-video work as :func:`mvda.frames.run_frames` loops.
+
+    Threads: the frame source (decode, selection, downscale: stage ``decode``) runs on the decode
+    thread; the networks (``vda``, ``dav2``, with DA-V2's statistics and the global fit's samples and
+    upsampling under ``fit``) on the calling thread; the per-pixel fit of each output frame (``fit``,
+    in frame order, so the rolling history is unchanged), packing and FFV1 encoding (``encode``) or the
+    float16 store (``store``) on the encode thread. The stages overlap, so their seconds can add up to
+    more than the wall time.
+    """
+
     def __init__(self, models: Models, options: ConvertOptions, timer: StageTimer) -> None:
         self.models = models
         self.options = options
@@ -517,104 +591,36 @@ class _Converter:
             precision=self.options.precision, output_size=output_size, output="torch",
         )
 
-    def _write(self, writer: DepthVideoWriter, depth: torch.Tensor) -> None:
-        with self.timer.stage("encode"):
-            writer.write(depth.detach().to("cpu", torch.float32).numpy())
-
-    def _bar(self, source: _FrameSource, name: str, passes: int = 1):
-        total = source.expected * passes if source.expected else None
-        return progress_bar(total=total, desc=name, disable=not self.options.progress)
+    def _loop(self, source: Any, step: Any, sink: Any, frame_source: _FrameSource, name: str,
+              passes: int = 1, bar_initial: int = 0) -> int:
+        total = frame_source.expected * passes if frame_source.expected else None
+        result = run_frames(source, step, [sink], total=total, desc=name, progress=self.options.progress,
+                            close_sinks=False, bar_initial=bar_initial, encode_queue_size=_ENCODE_QUEUE)
+        return result.outputs
 
     # -- rolling fit / metric VDA -----------------------------------------------------------------
     def run_streaming(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str) -> int:
-        metric_model = self.options.model == "vda-metric"
-        stream = self._stream(out_size)
-        queue = None if metric_model else _MetricStatsQueue(self.models.dav2, self.options, self.timer)
-        every = self.options.metric_every
-        fit = depth_fit.RollingFit(*rolling_limits(every))
-        written = 0
-
-        def emit(outputs: list[torch.Tensor]) -> None:
-            nonlocal written
-            for r in outputs:
-                metric = queue.pop(written) if queue is not None and written % every == 0 else None
-                with self.timer.stage("fit"):
-                    if metric_model:
-                        depth, counts = clamp_metric_depth(r, self.options.max_depth, self.min_depth)
-                    else:
-                        params = fit.fit_frame(metric, depth_fit.relative_stats(r))
-                        depth, counts = depth_fit.inverse_to_depth(
-                            depth_fit.apply_rolling(r, params), self.options.max_depth, self.min_depth
-                        )
-                    self.clamps += counts
-                self._write(writer, depth)
-                written += 1
-                bar.update(1)
-
-        with self._bar(source, name) as bar:
-            for index, (_, frame) in enumerate(source):
-                if queue is not None and index % every == 0:
-                    queue.add(index, frame)
-                    self.metric_frames += 1
-                with self.timer.stage("vda"):
-                    outputs = stream.push(frame)
-                emit(outputs)
-            with self.timer.stage("vda"):
-                outputs = stream.flush()
-            emit(outputs)
-        return written
+        """Frames -> VDA (+ DA-V2 statistics, rolling fit) -> ``writer``; returns the frames written."""
+        step = _StreamingStep(self, out_size)
+        return self._loop(source, step, _DepthSink(writer, self.timer, step.finish), source, name)
 
     # -- global fit ---------------------------------------------------------------------------------
     def run_global(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str,
                    temp_path: Path) -> int:
-        net = network_input_size(source.infer_h, source.infer_w,
-                                 video_input_size(source.infer_h, source.infer_w, self.options.input_size))
-        stream = self._stream(net)
-        rows, cols = depth_fit.sample_grid(net[0], net[1], self.options.global_points)
-        rows_t = torch.from_numpy(rows).to(self.options.device)
-        cols_t = torch.from_numpy(cols).to(self.options.device)
-        sampler = _EvenSampler(source.expected, self.options.global_frames)
-        queue = _MetricStatsQueue(self.models.dav2, self.options, self.timer, output_size=net)
-        metric_samples: dict[int, np.ndarray] = {}  # frame -> 1/m at the grid (1/metres)
-        relative_samples: dict[int, np.ndarray] = {}  # frame -> r at the grid
-        frame_values = net[0] * net[1]
-        written = 0
-
-        with self._bar(source, name, passes=2) as bar, open(temp_path, "wb") as store:
-            def keep(outputs: list[torch.Tensor]) -> None:
-                nonlocal written
-                for r in outputs:
-                    with self.timer.stage("store"):
-                        if written in metric_samples:
-                            relative_samples[written] = r[rows_t, cols_t].double().cpu().numpy()
-                        store.write(r.to(torch.float16).cpu().numpy().tobytes())
-                    written += 1
-                    bar.update(1)
-
-            for index, (_, frame) in enumerate(source):
-                if sampler.take(index):
-                    depth = queue.infer(frame.unsqueeze(0))[0]
-                    with self.timer.stage("fit"):
-                        metric_samples[index] = 1.0 / depth[rows_t, cols_t].double().clamp_min(
-                            depth_fit.MIN_METRIC_DEPTH).cpu().numpy()
-                    self.metric_frames += 1
-                    for dropped in sampler.drop_surplus():
-                        metric_samples.pop(dropped, None)
-                        relative_samples.pop(dropped, None)
-                with self.timer.stage("vda"):
-                    outputs = stream.push(frame)
-                keep(outputs)
-            with self.timer.stage("vda"):
-                outputs = stream.flush()
-            keep(outputs)
+        """Pass 1: frames -> VDA -> float16 store at ``temp_path`` (+ DA-V2 samples); one robust fit;
+        pass 2: store -> upsample, fit -> ``writer``. Returns the frames written. The caller removes
+        ``temp_path``."""
+        pass1 = _GlobalPass1(self, source)
+        with open(temp_path, "wb") as store:
+            written = self._loop(source, pass1, _StoreSink(store, self.timer), source, name, passes=2)
         if written == 0:
             return 0
         with self.timer.stage("fit"):
-            frames = sorted(set(metric_samples) & set(relative_samples))
+            frames = sorted(set(pass1.metric_samples) & set(pass1.relative_samples))
             try:
                 fit, inliers = depth_fit.robust_scale_shift(
-                    np.concatenate([relative_samples[i] for i in frames]),
-                    np.concatenate([metric_samples[i] for i in frames]),
+                    np.concatenate([pass1.relative_samples[i] for i in frames]),
+                    np.concatenate([pass1.metric_samples[i] for i in frames]),
                 )
             except ValueError as exc:
                 raise UserError(f"{source.reader.path}: the global fit failed ({exc}); try --fit rolling") from None
@@ -622,24 +628,138 @@ class _Converter:
                  name, fit.scale, fit.shift, len(frames), int(inliers.sum()), inliers.size)
         self.global_fit = fit
 
-        with open(temp_path, "rb") as store, self._bar(source, name, passes=2) as bar:
-            bar.update(written)
-            buffer = np.empty(frame_values, dtype=np.float16)
+        net = pass1.net
+        values = net[0] * net[1]
+
+        def stored(store: Any) -> Iterator[np.ndarray]:  # decode thread
             for _ in range(written):
                 with self.timer.stage("store"):
+                    buffer = np.empty(values, dtype=np.float16)
                     if store.readinto(buffer) != buffer.nbytes:
                         raise UserError(f"temporary file {temp_path} is truncated; is the disk full?")
-                    r = torch.from_numpy(buffer).to(self.options.device).view(1, 1, *net).to(torch.float32)
-                with self.timer.stage("fit"):
-                    if tuple(out_size) != tuple(net):
-                        r = F.interpolate(r, size=out_size, mode="bilinear", align_corners=True)
-                    depth, counts = depth_fit.inverse_to_depth(
-                        depth_fit.apply_affine(r[0, 0], fit), self.options.max_depth, self.min_depth
-                    )
-                    self.clamps += counts
-                self._write(writer, depth)
-                bar.update(1)
-        return written
+                yield buffer
+
+        def upsample(buffer: np.ndarray) -> list[torch.Tensor]:  # calling thread
+            with self.timer.stage("store"):
+                r = torch.from_numpy(buffer).to(self.options.device).view(1, 1, *net).to(torch.float32)
+            with self.timer.stage("fit"):
+                if tuple(out_size) != tuple(net):
+                    r = F.interpolate(r, size=out_size, mode="bilinear", align_corners=True)
+            return [r[0, 0]]
+
+        def finish(r: torch.Tensor) -> torch.Tensor:  # encode thread
+            depth, counts = depth_fit.inverse_to_depth(depth_fit.apply_affine(r, fit), self.options.max_depth,
+                                                       self.min_depth)
+            self.clamps += counts
+            return depth
+
+        with open(temp_path, "rb") as store:
+            return self._loop(stored(store), upsample, _DepthSink(writer, self.timer, finish), source, name,
+                              passes=2, bar_initial=written)
+
+
+class _StreamingStep:
+    """Step of the rolling fit and of ``vda-metric``: one decoded frame in, the frames that VDA finished
+    out (``out_size``, each with its DA-V2 statistics); :meth:`flush` returns the rest at the end.
+    :meth:`finish` (the fit, per pixel) runs in the depth sink on the encode thread, in frame order."""
+
+    def __init__(self, converter: _Converter, out_size: tuple[int, int]) -> None:
+        self.c = converter
+        options = converter.options
+        self.metric_model = options.model == "vda-metric"
+        self.stream = converter._stream(out_size)
+        self.queue = None if self.metric_model else _MetricStatsQueue(converter.models.dav2, options, converter.timer)
+        self.every = options.metric_every
+        self.fit = depth_fit.RollingFit(*rolling_limits(self.every))
+        self.index = 0  # frames pushed
+        self.written = 0  # frames finished
+
+    def __call__(self, frame: torch.Tensor) -> list[torch.Tensor]:
+        if self.queue is not None and self.index % self.every == 0:
+            self.queue.add(self.index, frame)
+            self.c.metric_frames += 1
+        self.index += 1
+        with self.c.timer.stage("vda"):
+            outputs = self.stream.push(frame)
+        return self._finish(outputs)
+
+    def flush(self) -> list[torch.Tensor]:
+        with self.c.timer.stage("vda"):
+            outputs = self.stream.flush()
+        return self._finish(outputs)
+
+    def _finish(self, outputs: list[torch.Tensor]) -> list[tuple[torch.Tensor, depth_fit.MapStats | None]]:
+        """Pair each finished VDA frame with its DA-V2 statistics (None: none for this frame)."""
+        done = []
+        for r in outputs:
+            metric = self.queue.pop(self.written) if self.queue is not None and self.written % self.every == 0 else None
+            done.append((r, metric))
+            self.written += 1
+        return done
+
+    def finish(self, output: tuple[torch.Tensor, depth_fit.MapStats | None]) -> torch.Tensor:
+        """Encode thread, in frame order: the rolling fit (or the metric clamp) of one frame -> metres."""
+        c = self.c
+        r, metric = output
+        if self.metric_model:
+            depth, counts = clamp_metric_depth(r, c.options.max_depth, c.min_depth)
+        else:
+            params = self.fit.fit_frame(metric, depth_fit.relative_stats(r))
+            depth, counts = depth_fit.inverse_to_depth(
+                depth_fit.apply_rolling(r, params), c.options.max_depth, c.min_depth
+            )
+        c.clamps += counts
+        return depth
+
+
+class _GlobalPass1:
+    """Step of the global fit's first pass: VDA at network resolution (its frames go to the store),
+    DA-V2 on about ``global_frames`` evenly spaced frames; both sampled at the same pixels."""
+
+    def __init__(self, converter: _Converter, source: _FrameSource) -> None:
+        self.c = converter
+        options = converter.options
+        self.net = network_input_size(source.infer_h, source.infer_w,
+                                      video_input_size(source.infer_h, source.infer_w, options.input_size))
+        self.stream = converter._stream(self.net)
+        rows, cols = depth_fit.sample_grid(self.net[0], self.net[1], options.global_points)
+        self.rows = torch.from_numpy(rows).to(options.device)
+        self.cols = torch.from_numpy(cols).to(options.device)
+        self.sampler = _EvenSampler(source.expected, options.global_frames)
+        self.queue = _MetricStatsQueue(converter.models.dav2, options, converter.timer, output_size=self.net)
+        self.metric_samples: dict[int, np.ndarray] = {}  # frame -> 1/m at the grid (1/metres)
+        self.relative_samples: dict[int, np.ndarray] = {}  # frame -> r at the grid
+        self.index = 0
+        self.written = 0
+
+    def __call__(self, frame: torch.Tensor) -> list[torch.Tensor]:
+        c, index = self.c, self.index
+        self.index += 1
+        if self.sampler.take(index):
+            depth = self.queue.infer(frame.unsqueeze(0))[0]
+            with c.timer.stage("fit"):
+                self.metric_samples[index] = 1.0 / depth[self.rows, self.cols].double().clamp_min(
+                    depth_fit.MIN_METRIC_DEPTH).cpu().numpy()
+            c.metric_frames += 1
+            for dropped in self.sampler.drop_surplus():
+                self.metric_samples.pop(dropped, None)
+                self.relative_samples.pop(dropped, None)
+        with c.timer.stage("vda"):
+            outputs = self.stream.push(frame)
+        return self._keep(outputs)
+
+    def flush(self) -> list[torch.Tensor]:
+        with self.c.timer.stage("vda"):
+            outputs = self.stream.flush()
+        return self._keep(outputs)
+
+    def _keep(self, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        for r in outputs:
+            if self.written in self.metric_samples:
+                with self.c.timer.stage("store"):
+                    self.relative_samples[self.written] = r[self.rows, self.cols].double().cpu().numpy()
+            self.written += 1
+        return outputs
 
 
 class _EvenSampler:
@@ -794,3 +914,66 @@ def convert_batch(
             report(result.summary_line())
             outer.update(1)
     return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# the command line (video_metric_convert.py)
+
+
+def options_from_args(args: Any) -> ConvertOptions:
+    """Resolve device and precision of parsed ``video_metric_convert.py`` arguments and build the
+    :class:`ConvertOptions` (raises UserError); warns about flags that do not apply."""
+    from mvda.device import default_precision, precision_warning, resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if args.fp32:
+        if args.precision not in (None, "fp32"):
+            log.warning("--fp32 overrides --precision %s", args.precision)
+        precision = "fp32"
+    else:
+        precision = args.precision or default_precision(device)
+    slow = precision_warning(device, precision)
+    if slow:
+        log.warning(slow)
+    if args.model == "vda-metric" and args.fit != "rolling":
+        log.warning("--fit is ignored with --model vda-metric (its output is already metric)")
+    if args.metric_every != 1 and (args.model == "vda-metric" or args.fit == "global"):
+        log.warning("--metric_every only applies to --model vda+dav2 --fit rolling; ignored")
+    if args.model == "vda+dav2" and args.metric_model == "vkitti" and args.max_depth < 20:
+        log.warning("--metric_model vkitti predicts up to 80 m but --max_depth is %g m: farther depth is clipped",
+                    args.max_depth)
+    options = ConvertOptions(
+        model=args.model, fit=args.fit, input_size=args.input_size, max_res=args.max_res,
+        max_len=-1 if args.max_frames is None else args.max_frames,
+        target_fps=args.target_fps, max_depth=args.max_depth, metric_every=args.metric_every,
+        device=device, precision=precision, dav2_batch=4 if device.type == "cuda" else 1,
+        progress=not args.no_progress,
+    )
+    options.validate()
+    return options
+
+
+def run(args: Any) -> int:
+    """The whole of ``video_metric_convert.py`` after parsing: convert every input, print one summary
+    line per video (and a batch line for several), return 1 if any failed, else 0."""
+    options = options_from_args(args)
+    inputs = collect_inputs(args.input_video)
+
+    def models() -> Models:
+        return load_models(args.model, args.encoder, args.metric_encoder, args.metric_model, options.device,
+                           vda_checkpoint=args.vda_checkpoint, metric_checkpoint=args.metric_checkpoint)
+
+    results = convert_batch(inputs, Path(args.output_dir), models, options, skip_existing=args.skip_existing,
+                            report=lambda line: print(line, flush=True))
+    failed = [r for r in results if r.status == "failed"]
+    if len(results) > 1:
+        done = sum(r.status == "ok" for r in results)
+        skipped = sum(r.status == "skipped" for r in results)
+        line = f"{done} converted, {skipped} skipped, {len(failed)} failed"
+        if failed:
+            line += ": " + ", ".join(str(r.input) for r in failed)
+        print(line, flush=True)
+    return 1 if failed else 0
