@@ -23,6 +23,7 @@ __all__ = [
     "normalized_view_plane_uv",
     "solve_optimal_focal_shift",
     "solve_optimal_shift",
+    "solver_samples",
     "recover_focal_shift",
     "focal_from_fov_x",
     "fov_x_from_focal",
@@ -105,14 +106,35 @@ def solve_optimal_shift(uv: np.ndarray, xyz: np.ndarray, focal) -> np.ndarray:
     return solution["x"].squeeze().astype(np.float32)
 
 
+def solver_samples(
+    points: torch.Tensor, mask: torch.Tensor | None = None, downsample_size: tuple[int, int] = SOLVER_DOWNSAMPLE_HW,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The solver's inputs: ``(uv, xyz)`` float32 arrays ``(N_i, 2)``, ``(N_i, 3)`` per map.
+
+    ``points`` ``(B, H, W, 3)``, the uv grid of an ``H`` x ``W`` image and ``mask`` ``(B, H, W)`` (as
+    float, then ``> 0``) are downsampled to ``downsample_size`` (rows, cols) with torch's legacy
+    ``'nearest'`` (``src = floor(dst * in / out)``); the valid samples are kept (all without a mask).
+    """
+    height, width = points.shape[-3], points.shape[-2]
+    uv = normalized_view_plane_uv(width, height, dtype=points.dtype, device=points.device)
+    points_lr = F.interpolate(points.permute(0, 3, 1, 2), downsample_size, mode="nearest").permute(0, 2, 3, 1)
+    uv_lr = F.interpolate(uv.unsqueeze(0).permute(0, 3, 1, 2), downsample_size, mode="nearest").squeeze(0).permute(1, 2, 0)
+    points_np = points_lr.detach().cpu().numpy()
+    uv_np = uv_lr.cpu().numpy()
+    if mask is None:
+        return [(uv_np.reshape(-1, 2), p.reshape(-1, 3)) for p in points_np]
+    mask_lr = F.interpolate(mask.to(torch.float32).unsqueeze(1), downsample_size, mode="nearest").squeeze(1) > 0
+    mask_np = mask_lr.cpu().numpy()
+    return [(uv_np[m], p[m]) for p, m in zip(points_np, mask_np)]
+
+
 def recover_focal_shift(
     points: torch.Tensor, mask: torch.Tensor | None = None, focal: torch.Tensor | None = None,
     downsample_size: tuple[int, int] = SOLVER_DOWNSAMPLE_HW,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Focal and z shift of an affine point map (optical centre at the image centre, no distortion).
 
-    The points, the uv grid and the mask are downsampled to ``downsample_size`` (rows, cols) with
-    torch's legacy ``'nearest'`` (``src = floor(dst * in / out)``), the valid samples are fitted with
+    The valid samples of a 64x64 nearest downsample (:func:`solver_samples`) are fitted with
     :func:`solve_optimal_focal_shift` (or :func:`solve_optimal_shift` when ``focal`` is given). A map
     with fewer than 2 valid samples gives focal 1 and shift 0.
 
@@ -125,26 +147,13 @@ def recover_focal_shift(
         ``(focal, shift)``, each of shape ``(...)`` in ``points.dtype``; a given ``focal`` is returned as is.
     """
     shape = points.shape
-    height, width = shape[-3], shape[-2]
     points = points.reshape(-1, *shape[-3:])
     mask = None if mask is None else mask.reshape(-1, *shape[-3:-1])
     focal = None if focal is None else focal.reshape(-1)
-    uv = normalized_view_plane_uv(width, height, dtype=points.dtype, device=points.device)
-
-    points_lr = F.interpolate(points.permute(0, 3, 1, 2), downsample_size, mode="nearest").permute(0, 2, 3, 1)
-    uv_lr = F.interpolate(uv.unsqueeze(0).permute(0, 3, 1, 2), downsample_size, mode="nearest").squeeze(0).permute(1, 2, 0)
-    points_np = points_lr.detach().cpu().numpy()
-    uv_np = uv_lr.cpu().numpy()
-    mask_np = None
-    if mask is not None:
-        mask_lr = F.interpolate(mask.to(torch.float32).unsqueeze(1), downsample_size, mode="nearest").squeeze(1) > 0
-        mask_np = mask_lr.cpu().numpy()
     focal_np = None if focal is None else focal.cpu().numpy()
 
     shifts, focals = [], []
-    for i in range(points.shape[0]):
-        xyz_i = points_np[i] if mask_np is None else points_np[i][mask_np[i]]
-        uv_i = uv_np if mask_np is None else uv_np[mask_np[i]]
+    for i, (uv_i, xyz_i) in enumerate(solver_samples(points, mask, downsample_size)):
         if uv_i.shape[0] < 2:
             focals.append(1.0)
             shifts.append(0.0)
