@@ -320,6 +320,7 @@ def test_infer_golden_end_to_end(toy, name, fov_x):
     check_infer(out, g, fwd["mask"][0].numpy())
 
 
+@pytest.mark.slow
 def test_infer_batch_and_missing_heads(toy):
     image = torch.from_numpy(infer_golden("toy_infer")["image"])
     out = toy.infer(torch.stack([image, image.flip(-1)]), num_tokens=48, use_fp16=False)
@@ -440,6 +441,8 @@ def test_checkpoint_round_trip_builds_from_stored_config(toy_checkpoint):
     assert model.encoder.backbone.embed_dim == 384
     loaded = model.state_dict()
     assert list(loaded) == list(state) and all(torch.equal(loaded[k], v) for k, v in state.items())
+    same = MoGeModel.from_pretrained(path)  # upstream's entry point, also strict
+    assert all(torch.equal(same.state_dict()[k], v) for k, v in state.items())
 
 
 @pytest.mark.parametrize("change", ["missing", "extra"])

@@ -16,6 +16,7 @@ applies the metric scale and masks invalid pixels.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Mapping
 from numbers import Number
@@ -105,6 +106,26 @@ class MoGeModel(nn.Module):
             self.normal_head = ConvStack(**normal_head)
         if scale_head is not None:
             self.scale_head = MLP(**scale_head)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        model_kwargs: Mapping[str, Any] | None = None,
+        device: str | torch.device = "cpu",
+        download: bool = True,
+    ) -> "MoGeModel":
+        """Released model by checkpoint path, Hugging Face repo id (``"Ruicheng/moge-2-vitl-normal"``)
+        or name (``"vitl-normal"``); built from the checkpoint's ``model_config`` and loaded with
+        ``strict=True`` (see :func:`moge2.hub.load_moge2`)."""
+        from .hub import MOGE2_CHECKPOINTS, load_moge2
+
+        source = str(pretrained_model_name_or_path)
+        by_repo = {spec.repo_id: name for name, spec in MOGE2_CHECKPOINTS.items()}
+        if source in by_repo or source in MOGE2_CHECKPOINTS:
+            return load_moge2(by_repo.get(source, source), device=device, download=download, model_kwargs=model_kwargs)
+        return load_moge2(checkpoint=pretrained_model_name_or_path, device=device, download=download,
+                          model_kwargs=model_kwargs)
 
     @property
     def device(self) -> torch.device:
