@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 __all__ = [
+    "IMAGE_NORM_BUFFERS",
     "procedural_tensor",
     "sinusoidal_table",
     "procedural_state_dict",
@@ -30,6 +31,13 @@ __all__ = [
     "layout_problems",
     "fill_problems",
 ]
+
+
+#: Values of the MoGe-2 image normalisation buffers (float32), as upstream constructs them.
+IMAGE_NORM_BUFFERS: dict[str, tuple[float, float, float]] = {
+    "image_mean": (0.485, 0.456, 0.406),
+    "image_std": (0.229, 0.224, 0.225),
+}
 
 
 def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
@@ -49,14 +57,21 @@ def procedural_tensor(key: str, shape: Iterable[int], is_buffer: bool = False) -
     Seeded by ``zlib.crc32(key)`` on a CPU generator; transformed by the key's last component
     (``pos_embed``/``cls_token``/``mask_token``: ``0.5 n``; ``gamma``: ``0.2 (1 + 0.1 n)``;
     ``bias``: ``0.1 n``; other 1-D: ``1 + 0.1 n``; >= 2-D: ``n / sqrt(prod(shape[1:]))``).
-    Buffers (``pos_encoder.pe``, shape ``(1, L, D)``) get the sinusoidal table.
+    Buffers (``pos_encoder.pe``, shape ``(1, L, D)``) get the sinusoidal table; MoGe-2's
+    ``image_mean``/``image_std`` buffers (``(1, 3, 1, 1)``) get the ImageNet mean/std that the model
+    constructs (:data:`IMAGE_NORM_BUFFERS`, tests/fixtures/moge2/README.md).
     """
     shape = tuple(int(s) for s in shape)
+    leaf = key.rsplit(".", 1)[-1]
+    if is_buffer and leaf in IMAGE_NORM_BUFFERS:
+        values = torch.tensor(IMAGE_NORM_BUFFERS[leaf], dtype=torch.float32)
+        if math.prod(shape) != values.numel():
+            raise ValueError(f"pf-v1 {leaf} buffers hold 3 values, got {key} {shape}")
+        return values.view(shape)
     if is_buffer:
         if len(shape) != 3 or shape[0] != 1:
             raise ValueError(f"pf-v1 buffers are (1, L, D) positional tables, got {key} {shape}")
         return sinusoidal_table(shape[1], shape[2])
-    leaf = key.rsplit(".", 1)[-1]
     gen = torch.Generator().manual_seed(zlib.crc32(key.encode("utf-8")))
     n = torch.randn(shape, generator=gen, dtype=torch.float32)
     if leaf in ("pos_embed", "cls_token", "mask_token"):
