@@ -201,3 +201,57 @@ def test_bad_numbers_are_refused_with_one_line(tmp_path, capsys, main, argv, mes
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_variable_frame_rate_conversion_keeps_each_frames_time(tmp_path, procedural_checkpoints):
+    import video_metric_convert
+
+    colour = tmp_path / "phone.mp4"
+    times = write_vfr_colour_with_audio(colour)
+    out = tmp_path / "out"
+    ck = procedural_checkpoints
+    assert video_metric_convert.main([
+        "--input_video", str(colour), "--output_dir", str(out), "--encoder", "vits", "--metric_encoder", "vits",
+        "--input_size", "28", "--vda_checkpoint", str(ck["vda"]), "--metric_checkpoint", str(ck["dav2"]),
+        "--no_progress"]) == 0
+    with VideoReader(out / "phone_depth.mkv") as reader:
+        assert len(list(reader)) == 40
+        got = reader.times
+    assert got[30] == pytest.approx(1.0, abs=0.002)  # depth frame i carries colour frame i's time
+    assert np.allclose(got, times, atol=0.002)
+
+
+class _StubReader:
+    """What convert's frame source reads: frames in order, their times, and the stream's properties."""
+
+    def __init__(self, times: list[float], vfr: bool, fps) -> None:
+        from types import SimpleNamespace
+
+        self._times = times
+        self.times: list[float] = []
+        self.fps = Fraction(fps)
+        self.height, self.width = 2, 2
+        self.path = Path("stub.mp4")
+        self.info = SimpleNamespace(vfr=vfr, num_frames=len(times))
+
+    def __iter__(self):
+        for i, t in enumerate(self._times):
+            self.times.append(t)
+            yield np.full((2, 2, 3), i, np.uint8)
+
+
+def test_target_fps_picks_frames_by_time():
+    """--target_fps on a variable-rate video: output frame k shows the source frame on screen at k / fps."""
+    import mvda.apps.convert as cp
+
+    times = [i / 30 for i in range(30)] + [1.0 + i / 5 for i in range(10)]  # 30 at 30 fps, then 10 at 5 fps
+    options = cp.ConvertOptions(target_fps=10, max_depth=6.0, progress=False)
+    source = cp._FrameSource(_StubReader(times, vfr=True, fps=Fraction(40, 3)), options, cp.StageTimer(enabled=False))
+    shown = [int(frame[0, 0, 0]) for frame in source]
+    expected = [max(j for j, t in enumerate(times) if t <= k / 10 + 1e-9) for k in range(30)]
+    assert shown == expected
+    assert shown[10] == 30 and shown[12] == 31  # at 1.0 s and 1.2 s: the first frames of the slow part
+    # A constant-rate source gives the exact index formula, as before.
+    cfr = cp._FrameSource(_StubReader([i / 30 for i in range(9)], vfr=False, fps=30), options,
+                          cp.StageTimer(enabled=False))
+    assert [int(f[0, 0, 0]) for f in cfr] == [0, 3, 6]

@@ -37,6 +37,7 @@ to it so that every decoded pixel is in ``(0, max_depth]``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -427,6 +428,10 @@ class _FrameSource:
         self.infer_h, self.infer_w = inference_size(self.height, self.width, options.max_res)
         self.expected = expected_output_frames(reader.info.num_frames, self.source_fps, self.target_fps, options.max_len)
         self.emitted = 0
+        #: Variable frame rate kept in the output (no --target_fps): each depth frame carries its colour
+        #: frame's time, taken from :attr:`times` (seconds, one per output frame, in order).
+        self.vfr = bool(reader.info.vfr and self.target_fps is None)
+        self.times: collections.deque[float] = collections.deque()
 
     def _prepare(self, frame: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(frame).to(self.options.device, non_blocking=True)
@@ -438,28 +443,60 @@ class _FrameSource:
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         limit = self.options.max_len if self.options.max_len > 0 else None
+        for frame, repeats, time in self._selected():
+            with self.timer.stage("decode"):
+                prepared = self._prepare(frame)
+            for k in range(repeats):
+                if limit is not None and self.emitted >= limit:
+                    return
+                self.emitted += 1
+                if self.vfr:  # each output frame keeps its source frame's time
+                    self.times.append(time)
+                yield prepared
+
+    def _selected(self) -> Iterator[tuple[np.ndarray, int, float]]:
+        """``(frame, how many output frames show it, its time in seconds)`` for each decoded frame.
+
+        Frames are picked by time: output frame ``k`` (at ``k / target_fps``) shows the source frame on
+        screen then. For a constant-rate source that is :func:`selection_count` (exact fractions); for a
+        variable-rate one it uses the frames' own times, so each frame waits for the next one's time.
+        """
         frames = iter(self.reader)
+        times = self.reader.times
+        vfr = self.reader.info.vfr and self.target_fps is not None
+        held: tuple[np.ndarray, float] | None = None
+        previous: float | None = None  # time of the frame before the held one
         index = 0
-        while limit is None or self.emitted < limit:
+        while True:
             with self.timer.stage("decode"):
                 frame = next(frames, None)
+            if frame is not None and (frame.shape[0] != self.height or frame.shape[1] != self.width):
+                raise VideoDecodeError(
+                    f"{self.reader.path}: frame {index} is {frame.shape[1]}x{frame.shape[0]} but the video "
+                    f"is {self.width}x{self.height}; videos that change size are not supported"
+                )
+            if not vfr:
                 if frame is None:
                     return
                 repeats = selection_count(index, self.source_fps, self.target_fps)
                 index += 1
-                if repeats == 0:
-                    continue
-                if frame.shape[0] != self.height or frame.shape[1] != self.width:
-                    raise VideoDecodeError(
-                        f"{self.reader.path}: frame {index - 1} is {frame.shape[1]}x{frame.shape[0]} but the video "
-                        f"is {self.width}x{self.height}; videos that change size are not supported"
-                    )
-                prepared = self._prepare(frame)
-            for _ in range(repeats):
-                if limit is not None and self.emitted >= limit:
-                    return
-                self.emitted += 1
-                yield prepared
+                if repeats:
+                    yield frame, repeats, times[-1] if times else 0.0
+                continue
+            t = float(self.target_fps)
+            if held is not None:
+                start = held[1]
+                # The last frame lasts as long as the interval before it (the nominal one if it is alone).
+                end = times[-1] if frame is not None else start + (start - previous if previous is not None
+                                                                   else 1.0 / float(self.source_fps))
+                repeats = math.ceil(end * t - 1e-9) - math.ceil(start * t - 1e-9)
+                if repeats > 0:
+                    yield held[0], repeats, start
+                previous = start
+            if frame is None:
+                return
+            held = (frame, times[-1])
+            index += 1
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -525,16 +562,19 @@ class _DepthSink:
     turns a step output into depth (metres, torch; stage ``fit``), which is converted to numpy, packed
     and encoded (stage ``encode``). Closing is left to the caller (``with`` block)."""
 
-    def __init__(self, writer: DepthVideoWriter, timer: StageTimer, finish: Callable[[Any], torch.Tensor]) -> None:
+    def __init__(self, writer: DepthVideoWriter, timer: StageTimer, finish: Callable[[Any], torch.Tensor],
+                 times: "collections.deque[float] | None" = None) -> None:
         self.writer = writer
         self.timer = timer
         self.finish = finish
+        self.times = times  # output frame times (variable frame rate), consumed in order
 
     def write(self, output: Any) -> None:
         with self.timer.stage("fit"):
             depth = self.finish(output)
         with self.timer.stage("encode"):
-            self.writer.write(depth.detach().to("cpu", torch.float32).numpy())
+            time = self.times.popleft() if self.times is not None else None
+            self.writer.write(depth.detach().to("cpu", torch.float32).numpy(), time=time)
 
     def close(self) -> Path:
         return self.writer.close()
@@ -602,7 +642,7 @@ class _Converter:
     def run_streaming(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str) -> int:
         """Frames -> VDA (+ DA-V2 statistics, rolling fit) -> ``writer``; returns the frames written."""
         step = _StreamingStep(self, out_size)
-        return self._loop(source, step, _DepthSink(writer, self.timer, step.finish), source, name)
+        return self._loop(source, step, _DepthSink(writer, self.timer, step.finish, source.times if source.vfr else None), source, name)
 
     # -- global fit ---------------------------------------------------------------------------------
     def run_global(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str,
@@ -654,8 +694,8 @@ class _Converter:
             return depth
 
         with open(temp_path, "rb") as store:
-            return self._loop(stored(store), upsample, _DepthSink(writer, self.timer, finish), source, name,
-                              passes=2, bar_initial=written)
+            sink = _DepthSink(writer, self.timer, finish, source.times if source.vfr else None)
+            return self._loop(stored(store), upsample, sink, source, name, passes=2, bar_initial=written)
 
 
 class _StreamingStep:
@@ -824,7 +864,8 @@ def convert_video(
         }
         temp_store: Path | None = None
         try:
-            with DepthVideoWriter(output, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata) as writer:
+            with DepthVideoWriter(output, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
+                                  vfr=source.vfr) as writer:
                 if options.model == "vda+dav2" and options.fit == "global":
                     temp_store = _temp_store_path(output)
                     frames = converter.run_global(source, writer, (out_h, out_w), input_path.name, temp_store)
