@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from mvda.apps.convert import ENCODERS, FITS, METRIC_MODELS, MODELS, run
-from mvda.cli import (add_device_args, add_frame_limit_arg, add_max_depth_arg, add_report_args, positive_int,
+from mvda.cli import (add_device_args, frame_rate, add_frame_limit_arg, add_max_depth_arg, add_report_args, positive_int,
                       run_cli)
 
 PROG = "video_metric_convert.py"
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frames larger than this are downscaled for inference; output stays at the source "
                              "resolution (default 1440; <= 0: never)")
     add_frame_limit_arg(parser, alias="--max_len")
-    parser.add_argument("--target_fps", type=float, default=-1,
+    parser.add_argument("--target_fps", type=frame_rate, default=-1,
                         help="output frame rate; frames are dropped/duplicated by timestamp (-1: source rate)")
     add_max_depth_arg(parser, reader=False)
     parser.add_argument("--model", choices=MODELS, default="vda+dav2",

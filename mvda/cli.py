@@ -193,6 +193,24 @@ def max_depth_metres(text: str) -> float:
     return value
 
 
+#: The highest output frame rate accepted (frames per second).
+MAX_FPS = 1000.0
+
+
+def frame_rate(text: str) -> float:
+    """argparse type for ``--target_fps``: frames per second in (0, 1000], or -1 for the source rate."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value == -1:
+        return value
+    if not (0 < value <= MAX_FPS):  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be a frame rate between 0 and {MAX_FPS:g} (or -1 for the source "
+                                         f"rate), got {text}")
+    return value
+
+
 def fov_degrees(text: str) -> float:
     """argparse type: a field of view in degrees, strictly between 0 and 180."""
     value = positive_float(text)

@@ -255,3 +255,66 @@ def test_target_fps_picks_frames_by_time():
     cfr = cp._FrameSource(_StubReader([i / 30 for i in range(9)], vfr=False, fps=30), options,
                           cp.StageTimer(enabled=False))
     assert [int(f[0, 0, 0]) for f in cfr] == [0, 3, 6]
+
+
+def test_too_narrow_video_and_bad_target_fps_are_one_line_errors(tmp_path, capsys, procedural_checkpoints):
+    import video_metric_convert
+
+    thin = tmp_path / "thin.mkv"
+    with VideoWriter(thin, 2000, 50, 10, codec="ffv1", pix_fmt="bgr0") as writer:
+        for i in range(2):
+            writer.write(np.full((50, 2000, 3), 40 * i, np.uint8))
+    ck = procedural_checkpoints
+    argv = ["--input_video", str(thin), "--output_dir", str(tmp_path / "out"), "--encoder", "vits",
+            "--metric_encoder", "vits", "--vda_checkpoint", str(ck["vda"]), "--metric_checkpoint", str(ck["dav2"]),
+            "--no_progress"]
+    assert video_metric_convert.main([*argv, "--input_size", "28"]) == 2
+    assert "too narrow for the networks" in one_line(capsys)
+    assert not list((tmp_path / "out").iterdir())
+    for bad in ("inf", "1e300", "nan", "0"):
+        with pytest.raises(SystemExit) as exc:
+            video_metric_convert.main([*argv, "--target_fps", bad])
+        assert exc.value.code == 2
+        assert "--target_fps: must be a frame rate" in capsys.readouterr().err
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch, procedural_checkpoints):
+    """ENOSPC while writing the --fit global store or a --png16 frame: one line, no traceback, no leftovers."""
+    import video_metric_convert
+
+    clip = tmp_path / "clip.mkv"
+    with VideoWriter(clip, 64, 48, 10, codec="ffv1", pix_fmt="bgr0") as writer:
+        for i in range(6):
+            writer.write(np.full((48, 64, 3), 30 * i, np.uint8))
+
+    def no_space(self, data):
+        raise OSError(28, "No space left on device")
+
+    import mvda.apps.convert as cp
+
+    original = cp._StoreSink.write
+
+    def failing(self, r):
+        self.store = type("S", (), {"write": no_space, "name": str(tmp_path / "out" / ".clip.vda.f16"),
+                                    "flush": lambda s: None})()
+        return original(self, r)
+
+    monkeypatch.setattr(cp._StoreSink, "write", failing)
+    ck = procedural_checkpoints
+    out = tmp_path / "out"
+    assert video_metric_convert.main(["--input_video", str(clip), "--output_dir", str(out), "--fit", "global",
+                                      "--encoder", "vits", "--metric_encoder", "vits", "--input_size", "28",
+                                      "--vda_checkpoint", str(ck["vda"]), "--metric_checkpoint", str(ck["dav2"]),
+                                      "--no_progress"]) == 2
+    line = one_line(capsys)
+    assert "No space left on device" in line and "--fit rolling" in line
+    assert list(out.iterdir()) == []
+    # --png16 on a full disk
+    import mvda.apps.grey as grey
+
+    depth = write_depth(tmp_path / "d_depth.mkv", n=3)
+    monkeypatch.setattr(grey.Path, "write_bytes", no_space)
+    assert rgb_depth_to_greyscale.main(["--video", str(depth), "--png16", str(tmp_path / "png"),
+                                        "--no_progress"]) == 2
+    assert "No space left on device" in one_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv", "d_depth.mkv", "out"]

@@ -61,7 +61,8 @@ from depth_anything_v2.transform import network_input_size
 from depth_codec import DepthVideoWriter, depth_step
 from video_depth_anything.inference import VideoDepthStream, video_input_size
 from video_depth_anything.keyframe_cache import KeyframeFeatureCache
-from mvda.io.video import VideoDecodeError, VideoReader, ensure_writable_dir, probe_video
+from mvda.io.video import (VideoDecodeError, VideoReader, ensure_writable_dir, forget_temporary, probe_video,
+                           register_temporary)
 
 __all__ = [
     "MODELS",
@@ -426,6 +427,12 @@ class _FrameSource:
         self.fps = self.target_fps or self.source_fps
         self.height, self.width = reader.height, reader.width
         self.infer_h, self.infer_w = inference_size(self.height, self.width, options.max_res)
+        if video_input_size(self.infer_h, self.infer_w, options.input_size) < 14:
+            raise UserError(
+                f"{reader.path}: a {self.width}x{self.height} video is too narrow for the networks (at --input_size "
+                f"{options.input_size} its short side gets less than one 14-pixel patch); use a larger --input_size "
+                "or crop the video"
+            )
         self.expected = expected_output_frames(reader.info.num_frames, self.source_fps, self.target_fps, options.max_len)
         self.emitted = 0
         #: Variable frame rate kept in the output (no --target_fps): each depth frame carries its colour
@@ -593,7 +600,12 @@ class _StoreSink:
 
     def write(self, r: torch.Tensor) -> None:
         with self.timer.stage("store"):
-            self.store.write(r.to(torch.float16).cpu().numpy().tobytes())
+            data = r.to(torch.float16).cpu().numpy().tobytes()
+            try:
+                self.store.write(data)
+            except OSError as exc:  # e.g. a full disk: the store takes 2 bytes per pixel and frame
+                raise UserError(f"cannot write the global fit's temporary file {self.store.name}: "
+                                f"{exc.strerror or exc}; free space in the output folder or use --fit rolling") from None
 
     def close(self) -> None:
         self.store.flush()
@@ -831,7 +843,9 @@ class _EvenSampler:
 
 
 def _temp_store_path(output: Path) -> Path:
-    return output.with_name(f".{output.stem}.vda-{os.getpid()}.f16")
+    """The global fit's float16 store, hidden next to the output; registered so that a script that ends
+    without success removes it whatever the reason (see :func:`mvda.io.video.register_temporary`)."""
+    return register_temporary(output.with_name(f".{output.stem}.vda-{os.getpid()}.f16"))
 
 
 def convert_video(
@@ -878,6 +892,7 @@ def convert_video(
             if temp_store is not None:
                 with contextlib.suppress(FileNotFoundError):
                     temp_store.unlink()
+                forget_temporary(temp_store)
     seconds = time.perf_counter() - start
     return VideoResult(
         input=input_path, output=output, frames=frames, seconds=seconds, width=out_w, height=out_h,

@@ -89,7 +89,11 @@ class PngSequence:
 
     def write(self, image: np.ndarray) -> None:
         """Write one (H, W) uint16 image as the next frame."""
-        (self.folder.temp_path / f"frame_{self.count:06d}.png").write_bytes(encode_png16(image))
+        path = self.folder.temp_path / f"frame_{self.count:06d}.png"
+        try:
+            path.write_bytes(encode_png16(image))
+        except OSError as exc:  # e.g. a full disk
+            raise UserError(f"cannot write {self.folder.path / path.name}: {exc.strerror or exc}") from None
         self.count += 1
 
     def close(self) -> Path:
