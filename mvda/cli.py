@@ -269,7 +269,8 @@ def add_device_args(parser: argparse.ArgumentParser, precision: bool = True) -> 
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cuda, cuda:N, mps or cpu")
     if precision:
         parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
-                            help="network precision (default: fp16 on CUDA, fp32 elsewhere)")
+                            help="network precision, both networks (default: as the official code: on CUDA fp16 for "
+                                 "Video-Depth-Anything and fp32 for Depth-Anything-V2; fp32 elsewhere)")
         parser.add_argument("--fp32", action="store_true", help="run the networks in float32 (overrides --precision)")
 
 

@@ -318,3 +318,20 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch,
                                         "--no_progress"]) == 2
     assert "No space left on device" in one_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv", "d_depth.mkv", "out"]
+
+
+def test_precision_defaults_follow_the_official_code(monkeypatch):
+    """On CUDA: Video-Depth-Anything under fp16 autocast, Depth-Anything-V2 in float32; --precision sets both."""
+    import torch
+
+    import mvda.apps.convert as cp
+    import video_metric_convert
+
+    monkeypatch.setattr("mvda.device.resolve_device", lambda name: torch.device("cuda"))
+    parse = video_metric_convert.build_parser().parse_args
+    options = cp.options_from_args(parse(["--input_video", "x.mp4"]))
+    assert (options.precision, options.metric_precision) == ("fp16", "fp32")
+    options = cp.options_from_args(parse(["--input_video", "x.mp4", "--precision", "bf16"]))
+    assert (options.precision, options.metric_precision) == ("bf16", "bf16")
+    options = cp.options_from_args(parse(["--input_video", "x.mp4", "--fp32"]))
+    assert (options.precision, options.metric_precision) == ("fp32", "fp32")

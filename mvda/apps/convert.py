@@ -123,7 +123,10 @@ class ConvertOptions:
         max_depth: full scale of the packed output in metres.
         metric_every: DA-V2 on every N-th output frame (rolling fit).
         device: torch device of both networks.
-        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (autocast of both networks).
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``: autocast of Video-Depth-Anything, and of DA-V2
+            unless ``metric_precision`` is given.
+        metric_precision: DA-V2's precision; None: ``precision``. The command line sets it to fp32 by
+            default, as the official DA-V2 ``infer_image`` runs in float32 even on CUDA.
         dav2_batch: frames per DA-V2 call (frames wait at most until VDA needs their statistics).
         global_frames: frames sampled by the global fit.
         global_points: pixels sampled per frame by the global fit.
@@ -142,6 +145,7 @@ class ConvertOptions:
     metric_every: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     precision: str = "fp32"
+    metric_precision: str | None = None
     dav2_batch: int = 1
     global_frames: int = 32
     global_points: int = 4096
@@ -534,7 +538,8 @@ class _MetricStatsQueue:
             h, w = int(frames.shape[1]), int(frames.shape[2])
             return self.dav2.infer_images(
                 frames, input_size=self.options.input_size, output_size=self.output_size or (h, w),
-                precision=self.options.precision, batch_size=max(1, self.options.dav2_batch),
+                precision=self.options.metric_precision or self.options.precision,
+                batch_size=max(1, self.options.dav2_batch),
                 device=self.options.device,
             )
 
@@ -991,6 +996,9 @@ def options_from_args(args: Any) -> ConvertOptions:
         precision = "fp32"
     else:
         precision = args.precision or default_precision(device)
+    # The official Depth-Anything-V2 runs in float32 and Video-Depth-Anything under fp16 autocast on CUDA:
+    # without --precision each network keeps its official precision; --precision sets both.
+    metric_precision = precision if (args.fp32 or args.precision) else "fp32"
     slow = precision_warning(device, precision)
     if slow:
         log.warning(slow)
@@ -1005,7 +1013,8 @@ def options_from_args(args: Any) -> ConvertOptions:
         model=args.model, fit=args.fit, input_size=args.input_size, max_res=args.max_res,
         max_len=-1 if args.max_frames is None else args.max_frames,
         target_fps=args.target_fps, max_depth=args.max_depth, metric_every=args.metric_every,
-        device=device, precision=precision, dav2_batch=4 if device.type == "cuda" else 1,
+        device=device, precision=precision, metric_precision=metric_precision,
+        dav2_batch=4 if device.type == "cuda" else 1,
         progress=not args.no_progress,
     )
     options.validate()
