@@ -271,7 +271,8 @@ class _RateAfterFirst:
     def __call__(self) -> None:
         if self.first and not self.bar.disable:
             self.first = False
-            self.bar.start_t = self.bar._time()
+            # (last_print_t too: tqdm's close() prints the final line only if it printed after start_t)
+            self.bar.start_t = self.bar.last_print_t = self.bar._time()
             self.bar.initial = self.bar.n + 1
         self.bar.update(1)
 

@@ -138,6 +138,8 @@ def test_rate_is_measured_after_the_first_output(monkeypatch):
             super().write(item)
 
     run_frames(range(40), step, [Slow()], total=40, desc="t")
+    assert stream.getvalue().endswith("\n")  # the bar's final line is printed and ended
     final = stream.getvalue().replace("\r", "\n").strip().splitlines()[-1]
+    assert "40/40" in final
     rate = float(final.split(",")[-1].split("frame/s")[0].strip())
     assert rate > 55  # about 1 / 0.01 s; with the first 0.6 s included it would be near 40 / 1.0 s
