@@ -271,7 +271,9 @@ class _RateAfterFirst:
     def __call__(self) -> None:
         if self.first and not self.bar.disable:
             self.first = False
-            self.bar.start_t = self.bar._time()
+            # last_print_t too: tqdm's close() skips its final line and newline when the last print is
+            # older than start_t (the next message would be glued to the bar).
+            self.bar.start_t = self.bar.last_print_t = self.bar._time()
             self.bar.initial = self.bar.n + 1
         self.bar.update(1)
 
