@@ -65,8 +65,8 @@ def test_skip_damaged_leaves_out_the_frames_and_counts_them(tmp_path, capsys):
 def test_colour_video_with_a_fade_in_is_not_taken_for_depth(tmp_path, capsys):
     rng = np.random.default_rng(3)
     clip = tmp_path / "fade.mkv"
-    write_lossless_video(clip, [np.zeros((32, 32, 3), np.uint8) if i < 3 else rng.integers(0, 256, (32, 32, 3), np.uint8)
-                                for i in range(12)], fps=10)  # 3 black frames, then noise
+    black = [np.zeros((32, 32, 3), np.uint8)] * 3
+    write_lossless_video(clip, black + [rng.integers(0, 256, (32, 32, 3), np.uint8) for _ in range(9)], fps=10)
     for main, extra in ((rgb_depth_to_greyscale.main, []), (stero_rerender.main, ["--xfov", "60"])):
         assert main(["--video", str(clip), "--no_progress", *extra]) == 2
         one_line_error(capsys, "does not look like an RGB-packed depth video", alone=True)

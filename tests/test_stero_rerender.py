@@ -17,10 +17,11 @@ from mvda.errors import UserError
 from mvda.ops.geometry import intrinsics_from_fov
 from mvda.ops.stereo_warp import disparity_from_depth, pack_stereo, render_stereo
 from mvda.io.video import VideoWriter, probe_video
-from tests.helpers import (REPO, read_depth_frames, read_frames, rolled_noise_frames, write_depth_video,
-                           write_lossless_video)
+from tests.helpers import (REPO, one_line_error, read_depth_frames, read_frames, rolled_noise_frames,
+                           write_depth_video, write_lossless_video)
 
 SAMPLE = REPO / "assets" / "big_buck_bunny_3s.mp4"
+PROG = "stero_rerender.py"  # its error lines start "PROG: error: "
 
 
 def box_depth(h: int, w: int, i: int) -> np.ndarray:
@@ -219,8 +220,7 @@ def test_fov_required(tmp_path, capsys):
     code = stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
                                 "--no_progress"])
     assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("stero_rerender.py: error:") and "field of view" in err
+    one_line_error(capsys, "field of view", prog=PROG, alone=True)
     no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
 
 
@@ -231,8 +231,7 @@ def test_other_aspect_ratio_is_an_error(tmp_path, capsys):
     code = stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
                                 "--xfov", "60", "--infill_mask", "--no_progress"])
     assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "another aspect ratio" in err and "48x24" in err
+    one_line_error(capsys, "another aspect ratio", "48x24", prog=PROG, alone=True)
     no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
 
 
@@ -242,8 +241,7 @@ def test_missing_files(tmp_path, capsys):
     assert "nope.mkv: no such file" in capsys.readouterr().err
     assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "x.mp4"),
                                 "--xfov", "60"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "x.mp4: no such file" in err and len(err.splitlines()) == 1
+    one_line_error(capsys, "x.mp4: no such file", prog=PROG, alone=True)
     no_leftovers(tmp_path, {"d.mkv"})
 
 
@@ -252,8 +250,7 @@ def test_colour_video_as_depth(tmp_path, capsys):
     code = stero_rerender.main(["--video", str(tmp_path / "c.mkv"), "--color_video", str(tmp_path / "c.mkv"),
                                 "--xfov", "60", "--infill_mask", "--no_progress"])
     assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "does not look like an RGB-packed depth video" in err
+    one_line_error(capsys, "does not look like an RGB-packed depth video", prog=PROG, alone=True)
     no_leftovers(tmp_path, {"c.mkv"})
 
 
@@ -309,8 +306,7 @@ def test_failure_mid_video_leaves_no_output(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(VideoWriter, "write", failing_write)
     assert stero_rerender.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.endswith("simulated disk full") and len(err.splitlines()) == 1
+    assert one_line_error(capsys, prog=PROG, alone=True).endswith("simulated disk full")
     no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
 
 
