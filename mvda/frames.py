@@ -271,7 +271,8 @@ class _RateAfterFirst:
     def __call__(self) -> None:
         if self.first and not self.bar.disable:
             self.first = False
-            # (last_print_t too: tqdm's close() prints the final line only if it printed after start_t)
+            # last_print_t too: tqdm's close() skips its final line and newline when the last print is
+            # older than start_t (the next message would be glued to the bar).
             self.bar.start_t = self.bar.last_print_t = self.bar._time()
             self.bar.initial = self.bar.n + 1
         self.bar.update(1)

@@ -143,3 +143,23 @@ def test_rate_is_measured_after_the_first_output(monkeypatch):
     assert "40/40" in final
     rate = float(final.split(",")[-1].split("frame/s")[0].strip())
     assert rate > 55  # about 1 / 0.01 s; with the first 0.6 s included it would be near 40 / 1.0 s
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_bar_ends_its_line_done_or_failed(monkeypatch, fail):
+    """Once the loop ends (finished or failed) the bar's line is ended, so the next message (the one
+    error line, "terminated by SIGTERM") starts a line of its own and is not glued to the bar."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+
+    def step(item):
+        if fail and item == 3:
+            raise ValueError("bad frame")
+        return (item,)
+
+    if fail:
+        with pytest.raises(ValueError):
+            run_frames(range(5), step, [Recorder()], total=5, desc="t")
+    else:
+        run_frames(range(5), step, [Recorder()], total=5, desc="t")
+    assert stream.getvalue().endswith("\n"), repr(stream.getvalue())

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 
 import rgb_depth_to_greyscale as tool
-from depth_codec import DepthVideoWriter, pack_depth
+from depth_codec import DepthVideoWriter
 from mvda.apps import grey
-from mvda.io.video import VideoReader, VideoWriter, probe_video
+from mvda.io.video import probe_video
+from tests.helpers import one_line_error, original_pack, read_frames, write_lossless_video
 
 # (R, G, B) codes and their greyscale values (see the module docstring for the rule):
 CODES = [
@@ -36,6 +37,7 @@ CODES = [
 ]
 GREY8 = [0, 65, 130, 255, 255, 102, 11]
 GREY16 = [0, 16513, 33026, 65024, 65025, 26003, 2709]
+PROG = "rgb_depth_to_greyscale.py"  # its error lines start "PROG: error: "
 
 
 def packed_frame(shift: int = 0) -> np.ndarray:
@@ -54,27 +56,6 @@ def write_ours(path: Path, n: int = 3, max_depth: float = 6.0) -> Path:
         for i in range(n):
             writer.write_packed(packed_frame(i))
     return path
-
-
-def original_pack(depth: np.ndarray, max_depth: float) -> np.ndarray:
-    """The original tool's packing, from the issue text (byte view of the little-endian uint32)."""
-    v = (depth.astype(np.float64) * 255**4 / max_depth).astype("<u4")
-    b = v.view(np.uint8).reshape(*v.shape, 4)
-    return np.stack([b[..., 3], b[..., 3], b[..., 2]], axis=-1)
-
-
-def write_original(path: Path, frames_rgb: list[np.ndarray]) -> Path:
-    """A file as the original tool wrote it: FFV1 bgr0 .mkv without our metadata tags."""
-    h, w = frames_rgb[0].shape[:2]
-    with VideoWriter(path, w, h, 30, codec="ffv1", pix_fmt="bgr0") as writer:
-        for rgb in frames_rgb:
-            writer.write(rgb)
-    return path
-
-
-def read_grey(path: Path, bit16: bool) -> list[np.ndarray]:
-    with VideoReader(path, pix_fmt="gray16le" if bit16 else "gray") as reader:
-        return list(reader)
 
 
 def read_png16(path: Path) -> np.ndarray:
@@ -131,7 +112,7 @@ def test_8bit_from_our_writer(tmp_path, capsys):
     assert tool.main(["--video", str(src)]) == 0
     out = tmp_path / "clip_depth.mkv_grey_depth.mkv"
     assert "clip_depth.mkv_grey_depth.mkv (3 frames, max_depth 6 m)" in capsys.readouterr().out
-    frames = read_grey(out, bit16=False)
+    frames = read_frames(out, "gray")
     assert len(frames) == 3 and frames[0].dtype == np.uint8
     for i, frame in enumerate(frames):
         np.testing.assert_array_equal(frame, expected(GREY8, i))
@@ -145,7 +126,7 @@ def test_16bit_inverse_with_alias(tmp_path):
     src = write_ours(tmp_path / "c_depth.mkv", n=2, max_depth=12.0)
     out = tmp_path / "sub" / "inv16.mkv"
     assert tool.main(["--depth_video", str(src), "--bit16", "--inverse", "--output", str(out)]) == 0
-    frames = read_grey(out, bit16=True)
+    frames = read_frames(out, "gray16le")
     assert len(frames) == 2 and frames[0].dtype == np.uint16
     for i, frame in enumerate(frames):
         np.testing.assert_array_equal(frame, 65025 - expected(GREY16, i))
@@ -156,7 +137,7 @@ def test_16bit_inverse_with_alias(tmp_path):
 def test_8bit_inverse(tmp_path):
     src = write_ours(tmp_path / "c_depth.mkv", n=1)
     assert tool.main(["--video", str(src), "--inverse"]) == 0
-    (frame,) = read_grey(tmp_path / "c_depth.mkv_grey_depth.mkv", bit16=False)
+    (frame,) = read_frames(tmp_path / "c_depth.mkv_grey_depth.mkv", "gray")
     np.testing.assert_array_equal(frame, 255 - expected(GREY8))
 
 
@@ -166,14 +147,14 @@ def test_file_packed_by_the_original_formula(tmp_path):
     # code 1_057_030_144 -> /255**3 = 63.748 -> 64, /65025 = 16255.75 -> 16256.
     grey8 = [[0, 21, 64, 85, 178, 255]]  # 21.248, 63.748, 84.996, 178.498, 254.996
     grey16 = [[0, 5418, 16256, 21674, 45517, 65024]]  # 5418.25, 16255.75, 21674.0, 45516.9, 65024.0
-    src = write_original(tmp_path / "old_depth.mkv", [original_pack(metres, 6.0)] * 2)
+    src = write_lossless_video(tmp_path / "old_depth.mkv", [original_pack(metres, 6.0)] * 2, fps=30)
     assert tool.main(["--video", str(src)]) == 0
-    frames = read_grey(tmp_path / "old_depth.mkv_grey_depth.mkv", bit16=False)
+    frames = read_frames(tmp_path / "old_depth.mkv_grey_depth.mkv", "gray")
     assert len(frames) == 2
     np.testing.assert_array_equal(frames[1], grey8)
     out16 = tmp_path / "old16.mkv"
     assert tool.main(["--video", str(src), "--bit16", "--output", str(out16)]) == 0
-    np.testing.assert_array_equal(read_grey(out16, bit16=True)[0], grey16)
+    np.testing.assert_array_equal(read_frames(out16, "gray16le")[0], grey16)
     assert probe_video(out16).tag("max_depth") == "6.0"  # no tag in the source: the 6 m default
 
 
@@ -194,7 +175,7 @@ def test_png16_and_video_together_with_max_frames(tmp_path):
     assert tool.main(["--video", str(src), "--png16", str(tmp_path / "p"), "--output", str(out),
                       "--max_frames", "2"]) == 0
     assert sorted(os.listdir(tmp_path / "p")) == ["frame_000000.png", "frame_000001.png"]
-    assert len(read_grey(out, bit16=False)) == 2
+    assert len(read_frames(out, "gray")) == 2
     np.testing.assert_array_equal(read_png16(tmp_path / "p" / "frame_000001.png"), expected(GREY16, 1))
 
 
@@ -206,21 +187,12 @@ def test_max_depth_flag_overrides_tag_with_warning(tmp_path, capsys):
     assert "warning: c_depth.mkv: --max_depth 3 overrides the file's max_depth tag 6" in err
     assert probe_video(out).tag("max_depth") == "3.0"
     # The scale cancels: grey values are the same codes, now meaning 3 m at full scale.
-    np.testing.assert_array_equal(read_grey(out, bit16=False)[0], expected(GREY8))
-
-
-def one_line_error(capsys) -> str:
-    """The one error line on stderr (progress-bar lines aside); no traceback."""
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    lines = [line for line in captured.err.splitlines() if line.startswith("rgb_depth_to_greyscale.py:")]
-    assert len(lines) == 1 and lines[0].startswith("rgb_depth_to_greyscale.py: error: "), captured.err
-    return lines[0]
+    np.testing.assert_array_equal(read_frames(out, "gray")[0], expected(GREY8))
 
 
 def test_missing_file(tmp_path, capsys):
     assert tool.main(["--video", str(tmp_path / "nope_depth.mkv")]) == 2
-    assert "no such file" in one_line_error(capsys)
+    one_line_error(capsys, "no such file", prog=PROG)
     assert os.listdir(tmp_path) == []
 
 
@@ -228,17 +200,17 @@ def test_not_a_video(tmp_path, capsys):
     bogus = tmp_path / "notes_depth.mkv"
     bogus.write_text("not a video\n" * 50)
     assert tool.main(["--video", str(bogus)]) == 2
-    assert "not a readable video" in one_line_error(capsys)
+    one_line_error(capsys, "not a readable video", prog=PROG)
     assert os.listdir(tmp_path) == ["notes_depth.mkv"]
 
 
 def test_colour_video_passed_as_depth(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    colour = write_original(tmp_path / "holiday.mkv",
-                            [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8) for _ in range(2)])
+    colour = write_lossless_video(tmp_path / "holiday.mkv",
+                                 [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8) for _ in range(2)], fps=30)
     assert tool.main(["--video", str(colour), "--png16", str(tmp_path / "p"), "--output",
                       str(tmp_path / "g.mkv")]) == 2
-    assert "does not look like an RGB-packed depth video" in one_line_error(capsys)
+    one_line_error(capsys, "does not look like an RGB-packed depth video", prog=PROG)
     assert os.listdir(tmp_path) == ["holiday.mkv"]  # no partial video, no PNG folder, no temp files
 
 
@@ -247,30 +219,30 @@ def test_greyscale_video_passed_as_depth(tmp_path, capsys):
     assert tool.main(["--video", str(src)]) == 0
     grey = tmp_path / "c_depth.mkv_grey_depth.mkv"
     assert tool.main(["--video", str(grey)]) == 2
-    assert "greyscale depth video" in one_line_error(capsys)
+    one_line_error(capsys, "greyscale depth video", prog=PROG)
 
 
 def test_unwritable_output(tmp_path, capsys):
     src = write_ours(tmp_path / "c_depth.mkv", n=1)
     (tmp_path / "blocker").write_text("a file, not a folder")
     assert tool.main(["--video", str(src), "--output", str(tmp_path / "blocker" / "g.mkv")]) == 2
-    assert "cannot create output folder" in one_line_error(capsys)
+    one_line_error(capsys, "cannot create output folder", prog=PROG)
     assert tool.main(["--video", str(src), "--png16", str(tmp_path / "blocker" / "pngs")]) == 2
-    assert "cannot create output folder" in one_line_error(capsys)
+    one_line_error(capsys, "cannot create output folder", prog=PROG)
     assert sorted(os.listdir(tmp_path)) == ["blocker", "c_depth.mkv"]
 
 
 def test_bad_output_arguments(tmp_path, capsys):
     src = write_ours(tmp_path / "c_depth.mkv", n=1)
     assert tool.main(["--video", str(src), "--output", str(tmp_path / "g.mp4")]) == 2
-    assert "give an --output ending in .mkv" in one_line_error(capsys)
+    one_line_error(capsys, "give an --output ending in .mkv", prog=PROG)
     assert tool.main(["--video", str(src), "--output", str(src)]) == 2
-    assert "is the input video" in one_line_error(capsys)
+    one_line_error(capsys, "is the input video", prog=PROG)
     full = tmp_path / "full"
     full.mkdir()
     (full / "keep.txt").write_text("x")
     assert tool.main(["--video", str(src), "--png16", str(full)]) == 2
-    assert "already exists and is not empty" in one_line_error(capsys)
+    one_line_error(capsys, "already exists and is not empty", prog=PROG)
     assert sorted(os.listdir(tmp_path)) == ["c_depth.mkv", "full"]
 
 

@@ -12,19 +12,18 @@ import pytest
 
 import rgb_depth_to_greyscale
 import stero_rerender
-from depth_codec import DepthVideoWriter
 from mvda.io.video import VideoReader, VideoWriter, probe_video
+from tests.helpers import (one_line_error, read_frames, write_depth_video, write_lossless_video, write_portrait_clip,
+                           write_vfr_clip)
 
 
 def ramp_depth(i: int, h: int = 48, w: int = 64) -> np.ndarray:
     return (np.linspace(0.5, 5.0, h * w, dtype=np.float32).reshape(h, w) + 0.05 * i).astype(np.float32)
 
 
-def write_depth(path: Path, n: int = 10, h: int = 48, w: int = 64, fps=10) -> Path:
-    with DepthVideoWriter(path, w, h, fps, max_depth=6.0) as writer:
-        for i in range(n):
-            writer.write(ramp_depth(i, h, w))
-    return path
+def write_depth(path: Path, n: int = 10, h: int = 48, w: int = 64) -> Path:
+    """``n`` ramp frames (0.5..5 m, 5 cm further each frame) at 10 fps."""
+    return write_depth_video(path, (ramp_depth(i, h, w) for i in range(n)), fps=10)
 
 
 def damage(src: Path, dst: Path) -> Path:
@@ -35,19 +34,12 @@ def damage(src: Path, dst: Path) -> Path:
     return dst
 
 
-def one_line(capsys) -> str:
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(err) == 1, err
-    return err[0]
-
-
 def test_damaged_depth_file_stops_grey_and_stereo_naming_the_frame(tmp_path, capsys):
     bad = damage(write_depth(tmp_path / "good_depth.mkv"), tmp_path / "bad_depth.mkv")
     assert rgb_depth_to_greyscale.main(["--video", str(bad), "--no_progress"]) == 2
-    line = one_line(capsys)
-    assert "is damaged" in line and "--skip_damaged" in line and "frame " in line
+    one_line_error(capsys, "is damaged", "--skip_damaged", "frame ", alone=True)
     assert stero_rerender.main(["--video", str(bad), "--xfov", "60", "--no_progress"]) == 2
-    assert "is damaged" in one_line(capsys)
+    one_line_error(capsys, "is damaged", alone=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_depth.mkv", "good_depth.mkv"]
 
 
@@ -61,14 +53,11 @@ def test_skip_damaged_leaves_out_the_frames_and_counts_them(tmp_path, capsys):
     assert probe_video(out).num_frames == 9
     # Stereo with a colour video: the colour frame of the damaged depth frame goes too, so the rest stay paired.
     colour = tmp_path / "c.mkv"
-    with VideoWriter(colour, 64, 48, 10, codec="ffv1", pix_fmt="bgr0") as writer:
-        for i in range(10):
-            writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    write_lossless_video(colour, [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(10)], fps=10)
     stereo = tmp_path / "s.mkv"
     assert stero_rerender.main(["--video", str(bad), "--color_video", str(colour), "--xfov", "60", "--lossless",
                                 "--output", str(stereo), "--no_progress", "--skip_damaged"]) == 0
-    with VideoReader(stereo) as reader:
-        frames = list(reader)
+    frames = read_frames(stereo)
     levels = [int(np.median(f[:, 64:])) for f in frames]  # the colour level of each right-eye frame
     assert len(frames) == 9 and 80 not in levels  # frame 4 (level 80) is the damaged one
     assert levels == [20 * i for i in range(10) if i != 4]
@@ -77,13 +66,11 @@ def test_skip_damaged_leaves_out_the_frames_and_counts_them(tmp_path, capsys):
 def test_colour_video_with_a_fade_in_is_not_taken_for_depth(tmp_path, capsys):
     rng = np.random.default_rng(3)
     clip = tmp_path / "fade.mkv"
-    with VideoWriter(clip, 32, 32, 10, codec="ffv1", pix_fmt="bgr0") as writer:
-        for i in range(12):
-            black = i < 3
-            writer.write(np.zeros((32, 32, 3), np.uint8) if black else rng.integers(0, 256, (32, 32, 3), np.uint8))
+    black = [np.zeros((32, 32, 3), np.uint8)] * 3
+    write_lossless_video(clip, black + [rng.integers(0, 256, (32, 32, 3), np.uint8) for _ in range(9)], fps=10)
     for main, extra in ((rgb_depth_to_greyscale.main, []), (stero_rerender.main, ["--xfov", "60"])):
         assert main(["--video", str(clip), "--no_progress", *extra]) == 2
-        assert "does not look like an RGB-packed depth video" in one_line(capsys)
+        one_line_error(capsys, "does not look like an RGB-packed depth video", alone=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fade.mkv"]
 
 
@@ -94,29 +81,12 @@ def test_monochrome_h264_is_not_taken_for_depth(tmp_path, capsys):
         for i in range(6):
             writer.write(np.repeat(((xx * 8 + i) % 256).astype(np.uint8)[..., None], 3, axis=2))
     assert rgb_depth_to_greyscale.main(["--video", str(clip), "--no_progress"]) == 2
-    assert "monochrome" in one_line(capsys)
-
-
-def write_rotated_colour(path: Path, n: int = 4) -> None:
-    """A phone's portrait clip: 64x32 stored frames with a -90 degree display matrix (shown 32 wide, 64 high)."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
-        stream.set_display_rotation(-90)
-        for i in range(n):
-            stored = np.full((32, 64, 3), 60, np.uint8)
-            stored[:, :16] = 230
-            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    one_line_error(capsys, "monochrome", alone=True)
 
 
 def test_rotated_phone_video_is_shown_upright_in_stereo(tmp_path):
     colour = tmp_path / "portrait.mp4"
-    write_rotated_colour(colour)
+    write_portrait_clip(colour, n=4, dark=60, bright=230)
     depth = write_depth(tmp_path / "portrait_depth.mkv", n=4, h=64, w=32)  # depth at the displayed size
     out = tmp_path / "s.mkv"
     assert stero_rerender.main(["--video", str(depth), "--color_video", str(colour), "--xfov", "40", "--lossless",
@@ -129,38 +99,9 @@ def test_rotated_phone_video_is_shown_upright_in_stereo(tmp_path):
     assert left[:10].mean() > 180 and left[-30:].mean() < 100
 
 
-def write_vfr_colour_with_audio(path: Path, h: int = 48, w: int = 64) -> list[float]:
-    """30 frames at 30 fps then 10 at 5 fps (a phone's variable rate), H.264 + 3 s of AAC, in MP4."""
-    times = [i / 30 for i in range(30)] + [1.0 + i / 5 for i in range(10)]
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=30)
-        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
-        video.codec_context.time_base = Fraction(1, 90000)
-        audio = out.add_stream("aac", rate=48000)
-        for i, t in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), (i * 6) % 256, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = round(t * 90000), Fraction(1, 90000)
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
-        samples = np.sin(np.arange(3 * 48000) / 48000 * 2 * np.pi * 440).astype(np.float32)
-        for k in range(0, samples.size, 1024):
-            chunk = samples[k:k + 1024]
-            if chunk.size < 1024:
-                chunk = np.pad(chunk, (0, 1024 - chunk.size))
-            frame = av.AudioFrame.from_ndarray(chunk[None], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 48000, k
-            for packet in audio.encode(frame):
-                out.mux(packet)
-        for packet in audio.encode():
-            out.mux(packet)
-    return times
-
-
 def test_variable_frame_rate_stereo_keeps_picture_and_sound_in_sync(tmp_path):
     colour = tmp_path / "phone.mp4"
-    times = write_vfr_colour_with_audio(colour)
+    times = write_vfr_clip(colour, (48, 64), audio_seconds=3)
     depth = write_depth(tmp_path / "phone_depth.mkv", n=40)
     out = tmp_path / "s.mp4"
     assert stero_rerender.main(["--video", str(depth), "--color_video", str(colour), "--xfov", "60",
@@ -180,8 +121,7 @@ def test_variable_frame_rate_stereo_keeps_picture_and_sound_in_sync(tmp_path):
 def test_stereo_refuses_settings_whose_views_do_not_overlap(tmp_path, capsys, extra):
     depth = write_depth(tmp_path / "d_depth.mkv", n=3)
     assert stero_rerender.main(["--video", str(depth), "--no_progress", *extra]) == 2
-    line = one_line(capsys)
-    assert "barely overlap" in line and "pupillary distance" in line
+    one_line_error(capsys, "barely overlap", "pupillary distance", alone=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d_depth.mkv"]
 
 
@@ -207,7 +147,7 @@ def test_variable_frame_rate_conversion_keeps_each_frames_time(tmp_path, procedu
     import video_metric_convert
 
     colour = tmp_path / "phone.mp4"
-    times = write_vfr_colour_with_audio(colour)
+    times = write_vfr_clip(colour, (48, 64), audio_seconds=3)
     out = tmp_path / "out"
     ck = procedural_checkpoints
     assert video_metric_convert.main([
@@ -269,7 +209,7 @@ def test_too_narrow_video_and_bad_target_fps_are_one_line_errors(tmp_path, capsy
             "--metric_encoder", "vits", "--vda_checkpoint", str(ck["vda"]), "--metric_checkpoint", str(ck["dav2"]),
             "--no_progress"]
     assert video_metric_convert.main([*argv, "--input_size", "28"]) == 2
-    assert "too narrow for the networks" in one_line(capsys)
+    assert "too narrow for the networks" in one_line_error(capsys, alone=True)
     assert not list((tmp_path / "out").iterdir())
     for bad in ("inf", "1e300", "nan", "0"):
         with pytest.raises(SystemExit) as exc:
@@ -306,7 +246,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch,
                                       "--encoder", "vits", "--metric_encoder", "vits", "--input_size", "28",
                                       "--vda_checkpoint", str(ck["vda"]), "--metric_checkpoint", str(ck["dav2"]),
                                       "--no_progress"]) == 2
-    line = one_line(capsys)
+    line = one_line_error(capsys, alone=True)
     assert "No space left on device" in line and "--fit rolling" in line
     assert list(out.iterdir()) == []
     # --png16 on a full disk
@@ -316,7 +256,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch,
     monkeypatch.setattr(grey.Path, "write_bytes", no_space)
     assert rgb_depth_to_greyscale.main(["--video", str(depth), "--png16", str(tmp_path / "png"),
                                         "--no_progress"]) == 2
-    assert "No space left on device" in one_line(capsys)
+    assert "No space left on device" in one_line_error(capsys, alone=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv", "d_depth.mkv", "out"]
 
 

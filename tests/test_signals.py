@@ -16,31 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from depth_codec import DepthVideoWriter
-from mvda.io.video import VideoWriter
-from tests.procedural import write_procedural_checkpoint
+from tests.helpers import REPO, rolled_noise_frames, write_depth_video, write_lossless_video
 
-REPO = Path(__file__).resolve().parents[1]
 SIGNALS = [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGHUP, 129, "SIGHUP")]
 
 
-def _colour_clip(path: Path, frames: int, h: int = 48, w: int = 64) -> Path:
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    with VideoWriter(path, w, h, 25, codec="ffv1", pix_fmt="bgr0") as writer:
-        for i in range(frames):
-            writer.write(np.roll(base, i, axis=1))
-    return path
-
-
-def _depth_clip(path: Path, frames: int, h: int = 96, w: int = 128) -> Path:
+def _depth_ramps(frames: int, h: int = 96, w: int = 128):
+    """``frames`` depth frames (metres): a ramp that moves right by 1 px a frame, deeper towards the bottom."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    with DepthVideoWriter(path, w, h, 25, max_depth=6.0) as writer:
-        for i in range(frames):
-            writer.write(1.0 + 4.0 * (xx + i) % w / w + yy / h)
-    return path
+    return (1.0 + 4.0 * (xx + i) % w / w + yy / h for i in range(frames))
 
 
 def _hidden(folder: Path) -> list[str]:
@@ -83,19 +68,12 @@ def _check(result: subprocess.CompletedProcess, code: int, name: str, folder: Pa
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, Path]:
+def inputs(tmp_path_factory, procedural_checkpoints) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("signal_inputs")
-    with torch.device("meta"):
-        from depth_anything_v2.dpt import MODEL_CONFIGS, DepthAnythingV2
-        from video_depth_anything.video_depth import VideoDepthAnything
-
-        vda = VideoDepthAnything(**MODEL_CONFIGS["vits"])
-        dav2 = DepthAnythingV2(**MODEL_CONFIGS["vits"], max_depth=20.0)
     return {
-        "vda": write_procedural_checkpoint(vda, folder / "vda.pth"),
-        "dav2": write_procedural_checkpoint(dav2, folder / "dav2.pth"),
-        "colour": _colour_clip(folder / "clip.mkv", 400),
-        "depth": _depth_clip(folder / "clip_depth.mkv", 400),
+        **procedural_checkpoints,
+        "colour": write_lossless_video(folder / "clip.mkv", rolled_noise_frames(400, 48, 64), fps=25),
+        "depth": write_depth_video(folder / "clip_depth.mkv", _depth_ramps(400), fps=25),
     }
 
 

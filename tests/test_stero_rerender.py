@@ -12,14 +12,16 @@ import pytest
 import torch
 
 import stero_rerender
-from depth_codec import DepthVideoWriter
 from mvda.apps import stereo as stereo_app
 from mvda.errors import UserError
 from mvda.ops.geometry import intrinsics_from_fov
 from mvda.ops.stereo_warp import disparity_from_depth, pack_stereo, render_stereo
-from mvda.io.video import VideoReader, VideoWriter, probe_video
+from mvda.io.video import VideoWriter, probe_video
+from tests.helpers import (REPO, one_line_error, read_depth_frames, read_frames, rolled_noise_frames,
+                           write_depth_video, write_lossless_video)
 
-SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "big_buck_bunny_3s.mp4"
+SAMPLE = REPO / "assets" / "big_buck_bunny_3s.mp4"
+PROG = "stero_rerender.py"  # its error lines start "PROG: error: "
 
 
 def box_depth(h: int, w: int, i: int) -> np.ndarray:
@@ -30,31 +32,17 @@ def box_depth(h: int, w: int, i: int) -> np.ndarray:
 
 
 def write_depth(path: Path, h: int, w: int, frames: int, max_depth: float = 6.0) -> list[np.ndarray]:
-    depths = []
-    with DepthVideoWriter(path, w, h, 25, max_depth=max_depth) as writer:
-        for i in range(frames):
-            z = box_depth(h, w, i)
-            writer.write(z)
-            depths.append(z)
+    """``frames`` box_depth frames at 25 fps; returns them."""
+    depths = [box_depth(h, w, i) for i in range(frames)]
+    write_depth_video(path, depths, fps=25, max_depth=max_depth)
     return depths
 
 
 def write_colour(path: Path, h: int, w: int, frames: int, fps=25) -> list[np.ndarray]:
-    """A lossless (FFV1) colour clip with a moving pattern."""
-    rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    frames_out = []
-    with VideoWriter(path, w, h, fps, codec="ffv1", pix_fmt="bgr0") as writer:
-        for i in range(frames):
-            frame = np.roll(base, i, axis=1)
-            writer.write(frame)
-            frames_out.append(frame)
-    return frames_out
-
-
-def read_all(path: Path, pix_fmt: str = "rgb24") -> list[np.ndarray]:
-    with VideoReader(path, pix_fmt=pix_fmt) as reader:
-        return list(reader)
+    """A lossless (FFV1) colour clip with a moving pattern; returns its frames."""
+    colour = rolled_noise_frames(frames, h, w)
+    write_lossless_video(path, colour, fps=fps)
+    return colour
 
 
 def expected_views(colour: np.ndarray, depth_m: np.ndarray, xfov: float, ipd_mm: float = 63.0, far: float = 6.0):
@@ -63,13 +51,6 @@ def expected_views(colour: np.ndarray, depth_m: np.ndarray, xfov: float, ipd_mm:
     fx = intrinsics_from_fov(h, w, xfov=xfov).fx
     disp = disparity_from_depth(torch.from_numpy(depth_m.astype(np.float32)), fx, ipd_mm / 1000, far)
     return render_stereo(colour, disp.numpy())
-
-
-def decoded_depth(path: Path) -> list[np.ndarray]:
-    from depth_codec import DepthVideoReader
-
-    with DepthVideoReader(path) as reader:
-        return list(reader)
 
 
 def no_leftovers(folder: Path, expected: set[str]) -> None:
@@ -94,11 +75,11 @@ def test_sample_clip_sbs_with_audio(tmp_path, capsys):
     result = probe_video(out)
     assert (result.width, result.height) == (2 * info.width, info.height)
     assert result.codec == "h264" and result.fps == Fraction(25) and result.has_audio
-    frames = read_all(out)
+    frames = read_frames(out)
     assert len(frames) == 5
     # The left half of a frame is the left eye rendered from the decoded colour frame.
-    colour = read_all(SAMPLE)[:5]
-    depth = decoded_depth(depth_path)
+    colour = read_frames(SAMPLE)[:5]
+    depth = read_depth_frames(depth_path)
     views = expected_views(colour[3], depth[3], 47.5)
     err = frames[3].astype(float) - np.concatenate([views.left, views.right], axis=1)
     psnr = 10 * np.log10(255**2 / np.mean(err**2))
@@ -137,14 +118,14 @@ def test_formats_lossless_exact(tmp_path, fmt, size):
     h, w = 24, 48
     colour = write_colour(tmp_path / "c.mkv", h, w, 3)
     write_depth(tmp_path / "d.mkv", h, w, 3)
-    depth = decoded_depth(tmp_path / "d.mkv")
+    depth = read_depth_frames(tmp_path / "d.mkv")
     assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
                                 "--xfov", "70", "--pupillary_distance", "200", "--format", fmt, "--lossless",
                                 "--infill_mask", "--no_progress"]) == 0
     out = tmp_path / "d.mkv_stereo.mkv"
     mask_out = tmp_path / "d.mkv_stereo_mask.mkv"
     assert probe_video(out).codec == "ffv1"
-    frames, masks = read_all(out), read_all(mask_out, pix_fmt="gray")
+    frames, masks = read_frames(out), read_frames(mask_out, pix_fmt="gray")
     assert len(frames) == len(masks) == 3
     for i in range(3):
         views = expected_views(colour[i], depth[i], 70.0, ipd_mm=200.0)
@@ -239,8 +220,7 @@ def test_fov_required(tmp_path, capsys):
     code = stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
                                 "--no_progress"])
     assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("stero_rerender.py: error:") and "field of view" in err
+    one_line_error(capsys, "field of view", prog=PROG, alone=True)
     no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
 
 
@@ -251,8 +231,7 @@ def test_other_aspect_ratio_is_an_error(tmp_path, capsys):
     code = stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"),
                                 "--xfov", "60", "--infill_mask", "--no_progress"])
     assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "another aspect ratio" in err and "48x24" in err
+    one_line_error(capsys, "another aspect ratio", "48x24", prog=PROG, alone=True)
     no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
 
 
@@ -262,8 +241,7 @@ def test_missing_files(tmp_path, capsys):
     assert "nope.mkv: no such file" in capsys.readouterr().err
     assert stero_rerender.main(["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "x.mp4"),
                                 "--xfov", "60"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "x.mp4: no such file" in err and len(err.splitlines()) == 1
+    one_line_error(capsys, "x.mp4: no such file", prog=PROG, alone=True)
     no_leftovers(tmp_path, {"d.mkv"})
 
 
@@ -272,8 +250,7 @@ def test_colour_video_as_depth(tmp_path, capsys):
     code = stero_rerender.main(["--video", str(tmp_path / "c.mkv"), "--color_video", str(tmp_path / "c.mkv"),
                                 "--xfov", "60", "--infill_mask", "--no_progress"])
     assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "does not look like an RGB-packed depth video" in err
+    one_line_error(capsys, "does not look like an RGB-packed depth video", prog=PROG, alone=True)
     no_leftovers(tmp_path, {"c.mkv"})
 
 
@@ -329,8 +306,7 @@ def test_failure_mid_video_leaves_no_output(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(VideoWriter, "write", failing_write)
     assert stero_rerender.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.endswith("simulated disk full") and len(err.splitlines()) == 1
+    assert one_line_error(capsys, prog=PROG, alone=True).endswith("simulated disk full")
     no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
 
 

@@ -22,7 +22,7 @@ from mvda.io.video import (
     ensure_writable_dir,
     probe_video,
 )
-from tests.helpers import write_lossless_video
+from tests.helpers import write_lossless_video, write_portrait_clip, write_vfr_clip
 
 
 def ramp_frames(n: int, h: int = 48, w: int = 64) -> list[np.ndarray]:
@@ -386,22 +386,7 @@ def test_unwritable_output_folder(tmp_path):
 
 def test_display_rotation_is_applied_on_decode(tmp_path):
     """A phone's portrait video: landscape frames plus a display matrix; frames come out as displayed."""
-    import av
-
-    path = tmp_path / "portrait.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
-        stream.set_display_rotation(-90)  # what phones write for portrait: show it turned 90 degrees clockwise
-        for i in range(3):
-            stored = np.zeros((32, 64, 3), np.uint8)
-            stored[:, :16] = 255  # white on the left of the stored frame
-            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    path = write_portrait_clip(tmp_path / "portrait.mp4", n=3, dark=0, bright=255)  # white on the stored left
     info = probe_video(path)
     assert (info.rotation, info.height, info.width) == (-90, 64, 32)
     with VideoReader(path) as reader:
@@ -409,27 +394,6 @@ def test_display_rotation_is_applied_on_decode(tmp_path):
     assert frames[0].shape == (64, 32, 3)
     # Turned clockwise, the stored left edge is at the top.
     assert frames[0][:12].mean() > 200 and frames[0][-40:].mean() < 40
-
-
-def write_vfr_clip(path, size=(32, 48)) -> list[float]:
-    """30 frames at 30 fps, then 10 frames at 5 fps (as phones record), H.264 in MP4; returns the times."""
-    import av
-
-    h, w = size
-    times = [i / 30 for i in range(30)] + [1.0 + i / 5 for i in range(10)]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 90000)
-        for i, t in enumerate(times):
-            rgb = np.full((h, w, 3), (i * 6) % 256, np.uint8)
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = round(t * 90000), Fraction(1, 90000)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return times
 
 
 def test_variable_frame_rate_is_detected_and_kept(tmp_path):

@@ -25,17 +25,16 @@ import av
 import numpy as np
 import pytest
 
-from depth_codec import DepthVideoWriter
 from mvda.apps import view as depth_viewer
 from mvda.errors import UserError
 from mvda.io.pairing import check_pair, needs_resize
-from mvda.io.video import VideoReader, VideoWriter, probe_video
+from mvda.io.video import VideoReader, probe_video
 from mvda.ops import depth_mesh
 from mvda.ops.geometry import intrinsics_from_fov
+from tests.helpers import REPO, read_frames, write_depth_video, write_lossless_video
 
 viewer_cli = importlib.import_module("3d_view_depthfile")
 
-REPO = Path(__file__).resolve().parents[1]
 ARTIFACT = REPO / "tests" / "artifacts" / "viewer_screenshot.png"
 W, H, N = 64, 48, 6
 BLUE, RED = (0, 0, 255), (255, 0, 0)
@@ -56,25 +55,17 @@ def scene_frame(i: int, w: int = W, h: int = H) -> tuple[np.ndarray, np.ndarray]
 def write_scene(folder: Path, n: int = N, w: int = W, h: int = H, color_size=None) -> tuple[Path, Path]:
     depth_path, color_path = folder / "scene_depth.mkv", folder / "scene.mkv"
     cw, ch = color_size or (w, h)
-    with DepthVideoWriter(depth_path, w, h, 10, max_depth=6.0) as dw, \
-            VideoWriter(color_path, cw, ch, 10, codec="ffv1", pix_fmt="bgr0") as cv:
-        for i in range(n):
-            depth, rgb = scene_frame(i, w, h)
-            dw.write(depth)
-            if (cw, ch) != (w, h):
-                rgb = depth_viewer.resize_rgb(rgb, ch, cw)
-            cv.write(rgb)
+    depths, colours = zip(*(scene_frame(i, w, h) for i in range(n)))
+    if (cw, ch) != (w, h):
+        colours = [depth_viewer.resize_rgb(rgb, ch, cw) for rgb in colours]
+    write_depth_video(depth_path, depths, fps=10, max_depth=6.0)
+    write_lossless_video(color_path, colours, fps=10)
     return depth_path, color_path
 
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> tuple[Path, Path]:
     return write_scene(tmp_path_factory.mktemp("scene"))
-
-
-def read_frames(path: Path) -> list[np.ndarray]:
-    with VideoReader(path) as reader:
-        return list(reader)
 
 
 def color_share(img: np.ndarray, color, tol: int = 40) -> float:
@@ -353,9 +344,7 @@ def test_render_bundled_sample_clip_with_a_synthetic_depth(tmp_path, capsys):
     w, h = 320, 180
     depth_path = tmp_path / "bunny_depth.mkv"
     rows = np.arange(h, dtype=np.float64)[:, None].repeat(w, axis=1)
-    with DepthVideoWriter(depth_path, w, h, 25, max_depth=10.0) as dw:
-        for _ in range(75):
-            dw.write(1.5 + 6.0 * (1.0 - rows / (h - 1)))
+    write_depth_video(depth_path, [1.5 + 6.0 * (1.0 - rows / (h - 1))] * 75, fps=25, max_depth=10.0)
     out = tmp_path / "bunny_render.mp4"
     code, err = run_main(["--video", depth_path, "--color_video", clip, "--xfov", 60, *ORIGINAL_CAMERA,
                           "--render", out], capsys)
