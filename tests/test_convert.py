@@ -24,46 +24,17 @@ import torch.nn.functional as F
 
 import mvda.apps.convert as cp
 import video_metric_convert
-from depth_anything_v2.dpt import MODEL_CONFIGS as DAV2_CONFIGS
-from depth_anything_v2.dpt import DepthAnythingV2
-from tests.procedural import write_procedural_checkpoint
 from depth_codec import DepthVideoReader, depth_step
 from video_depth_anything.inference import infer_video_depth
-from video_depth_anything.video_depth import MODEL_CONFIGS as VDA_CONFIGS
-from video_depth_anything.video_depth import VideoDepthAnything
 from mvda.io.video import VideoReader, VideoWriter
+from tests.helpers import REPO, one_line_error, synthetic_frames
 
-REPO = Path(__file__).resolve().parents[1]
 H, W = 36, 48
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: thread start-up and contention on a shared 2-core machine dominate, so run the
-    networks single-threaded (identical results, far less noisy timing)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def synthetic_frames(n: int, height: int = H, width: int = W, seed: int = 0) -> np.ndarray:
-    """``(n, H, W, 3)`` uint8 smooth moving content whose brightness changes a lot over time."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    phase = rng.uniform(0, 6.28, 3)
-    frames = []
-    for i in range(n):
-        t = i / 5.0
-        r = 128 + 100 * np.sin(xx / 7.0 + t + phase[0])
-        g = 128 + 100 * np.cos(yy / 5.0 - 0.7 * t + phase[1])
-        b = 60 + 30 * i % 190 + 40 * np.sin((xx + yy) / 9.0 + phase[2])
-        cx, cy = (width / 2) + width / 3 * np.sin(t), (height / 2) + height / 3 * np.cos(t)
-        disc = ((xx - cx) ** 2 + (yy - cy) ** 2) < (height / 4) ** 2
-        frame = np.stack([r, g, b], -1)
-        frame[disc] = (240, 30, 200)
-        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
-    return np.stack(frames)
+# Tiny tensors: thread start-up and contention on a shared 2-core machine dominate, so the networks run
+# single-threaded (identical results, far less noisy timing).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_clip(path: Path, n: int, fps: int = 24, height: int = H, width: int = W, seed: int = 0) -> Path:
@@ -81,15 +52,9 @@ def read_depth(path: Path) -> tuple[np.ndarray, DepthVideoReader]:
 
 
 @pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("checkpoints")
-    with torch.device("meta"):
-        vda = VideoDepthAnything(**VDA_CONFIGS["vits"])
-        dav2 = DepthAnythingV2(**DAV2_CONFIGS["vits"], max_depth=20.0)
-    return {
-        "vda": write_procedural_checkpoint(vda, folder / "video_depth_anything_vits.pth"),
-        "dav2": write_procedural_checkpoint(dav2, folder / "depth_anything_v2_metric_hypersim_vits.pth"),
-    }
+def checkpoints(procedural_checkpoints) -> dict[str, Path]:
+    """The shared pf-v1 vits checkpoints (``tests/conftest.py``)."""
+    return procedural_checkpoints
 
 
 @pytest.fixture(scope="session")
@@ -239,21 +204,11 @@ def test_batch_folder_with_broken_file_and_skip_existing(tmp_path, checkpoints, 
 # errors: one line, non-zero exit, no output
 
 
-def _assert_one_line_error(capsys, *fragments: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    errors = [line for line in err if ": error: " in line]
-    assert len(errors) == 1, err
-    assert "Traceback" not in "\n".join(err)
-    for fragment in fragments:
-        assert fragment in errors[0]
-    return errors[0]
-
-
 def test_missing_input(tmp_path, checkpoints, capsys):
     code = video_metric_convert.main(cli_args(checkpoints, "--input_video", str(tmp_path / "nope.mp4"),
                                               "--output_dir", str(tmp_path / "out")))
     assert code == 2
-    _assert_one_line_error(capsys, "nope.mp4", "no such file")
+    one_line_error(capsys, "nope.mp4", "no such file")
     assert not list((tmp_path / "out").iterdir())
 
 
@@ -262,12 +217,12 @@ def test_unreadable_input_zero_frames_and_unwritable_output(tmp_path, checkpoint
     bad.write_bytes(b"\x00" * 1000)
     out = tmp_path / "out"
     assert video_metric_convert.main(cli_args(checkpoints, "--input_video", str(bad), "--output_dir", str(out))) == 2
-    _assert_one_line_error(capsys, "bad.mp4", "not a readable video")
+    one_line_error(capsys, "bad.mp4", "not a readable video")
 
     empty = tmp_path / "empty.avi"  # a readable container with a video stream but no frames
     VideoWriter(empty, W, H, 24, codec="mpeg4", pix_fmt="yuv420p").close()
     assert video_metric_convert.main(cli_args(checkpoints, "--input_video", str(empty), "--output_dir", str(out))) == 2
-    _assert_one_line_error(capsys, "empty.avi", "no frame")
+    one_line_error(capsys, "empty.avi", "no frame")
     assert list(out.iterdir()) == []
 
     blocker = tmp_path / "file.txt"
@@ -275,7 +230,7 @@ def test_unreadable_input_zero_frames_and_unwritable_output(tmp_path, checkpoint
     clip = write_clip(tmp_path / "c.mkv", 4)
     assert video_metric_convert.main(cli_args(checkpoints, "--input_video", str(clip),
                                               "--output_dir", str(blocker / "out"))) == 2
-    _assert_one_line_error(capsys, "output folder")
+    one_line_error(capsys, "output folder")
 
 
 def test_decode_error_mid_stream_leaves_no_output(tmp_path, checkpoints, capsys):
@@ -286,7 +241,7 @@ def test_decode_error_mid_stream_leaves_no_output(tmp_path, checkpoints, capsys)
     clip.write_bytes(bytes(data))
     out = tmp_path / "out"
     assert video_metric_convert.main(cli_args(checkpoints, "--input_video", str(clip), "--output_dir", str(out))) == 2
-    _assert_one_line_error(capsys, "c.mkv", "decode error after frame")
+    one_line_error(capsys, "c.mkv", "decode error after frame")
     assert list(out.iterdir()) == []
 
 
@@ -295,7 +250,7 @@ def test_missing_checkpoints(tmp_path, checkpoints, clip24, capsys, monkeypatch)
     args = cli_args(checkpoints, "--input_video", str(clip24), "--output_dir", str(out))
     args[args.index("--vda_checkpoint") + 1] = str(tmp_path / "missing.pth")
     assert video_metric_convert.main(args) == 2
-    _assert_one_line_error(capsys, "missing.pth", "does not exist")
+    one_line_error(capsys, "missing.pth", "does not exist")
     # no explicit path, nothing in the default folder, offline: names repo id, file and install command
     import video_depth_anything.hub as vda_hub
 
@@ -306,7 +261,7 @@ def test_missing_checkpoints(tmp_path, checkpoints, clip24, capsys, monkeypatch)
     args = cli_args(checkpoints, "--input_video", str(clip24), "--output_dir", str(out), "--encoder", "vitb")
     del args[args.index("--vda_checkpoint"):args.index("--vda_checkpoint") + 2]
     assert video_metric_convert.main(args) == 2
-    _assert_one_line_error(capsys, "depth-anything/Video-Depth-Anything-Base", "video_depth_anything_vitb.pth",
+    one_line_error(capsys, "depth-anything/Video-Depth-Anything-Base", "video_depth_anything_vitb.pth",
                            "install_mvda.sh")
     assert list(out.iterdir()) == []
 
@@ -319,7 +274,7 @@ def test_bad_device_is_a_one_line_error(tmp_path, checkpoints, clip24, capsys):
     args = cli_args(checkpoints, "--input_video", str(clip24), "--output_dir", str(tmp_path))
     args[args.index("--device") + 1] = device
     assert video_metric_convert.main(args) == 2
-    _assert_one_line_error(capsys, device)
+    one_line_error(capsys, device)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -585,7 +540,7 @@ def test_max_len_zero_is_rejected_and_minus_one_means_all(tmp_path, checkpoints,
         video_metric_convert.main(cli_args(checkpoints, "--input_video", str(clip), "--output_dir", str(tmp_path),
                                            "--max_len", "0"))
     assert exc.value.code == 2
-    _assert_one_line_error(capsys, "--max_len", "must be > 0 (or -1 for all frames), got 0")
+    one_line_error(capsys, "--max_len", "must be > 0 (or -1 for all frames), got 0")
     parser = video_metric_convert.build_parser()
     assert parser.parse_args(["--input_video", "x", "--max_len", "-1"]).max_frames is None
     assert parser.parse_args(["--input_video", "x", "--max_frames", "5"]).max_frames == 5

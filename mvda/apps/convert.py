@@ -454,7 +454,7 @@ class _FrameSource:
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         limit = self.options.max_len if self.options.max_len > 0 else None
-        for frame, repeats, time in self._selected():
+        for frame, repeats, frame_time in self._selected():
             with self.timer.stage("decode"):
                 prepared = self._prepare(frame)
             for k in range(repeats):
@@ -462,7 +462,7 @@ class _FrameSource:
                     return
                 self.emitted += 1
                 if self.vfr:  # each output frame keeps its source frame's time
-                    self.times.append(time)
+                    self.times.append(frame_time)
                 yield prepared
 
     def _selected(self) -> Iterator[tuple[np.ndarray, int, float]]:
