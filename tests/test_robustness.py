@@ -275,3 +275,20 @@ def test_precision_defaults_follow_the_official_code(monkeypatch):
     assert (options.precision, options.metric_precision) == ("bf16", "bf16")
     options = cp.options_from_args(parse(["--input_video", "x.mp4", "--fp32"]))
     assert (options.precision, options.metric_precision) == ("fp32", "fp32")
+
+
+def test_max_len_negative_and_two_png16_runs_into_one_folder(tmp_path, capsys):
+    import video_metric_convert
+
+    with pytest.raises(SystemExit) as exc:
+        video_metric_convert.main(["--input_video", "x.mp4", "--max_len", "-5"])
+    assert exc.value.code == 2 and "must be > 0 (or -1 for all frames), got -5" in capsys.readouterr().err
+    depth = write_depth(tmp_path / "d_depth.mkv", n=2)
+    png = tmp_path / "png"
+    assert rgb_depth_to_greyscale.main(["--video", str(depth), "--png16", str(png), "--no_progress"]) == 0
+    first = sorted(p.name for p in png.iterdir())
+    assert first == ["frame_000000.png", "frame_000001.png"]
+    capsys.readouterr()
+    assert rgb_depth_to_greyscale.main(["--video", str(depth), "--png16", str(png), "--no_progress"]) == 2
+    assert "already exists and is not empty" in one_line_error(capsys, alone=True)
+    assert sorted(p.name for p in png.iterdir()) == first  # the first run's frames are kept as they were
