@@ -416,3 +416,20 @@ def test_variable_frame_rate_is_detected_and_kept(tmp_path):
     assert not probe_video(tmp_path / "out.mkv").vfr  # only MP4/MOV sample tables are read
     sample = Path(__file__).resolve().parents[1] / "assets" / "big_buck_bunny_3s.mp4"
     assert probe_video(sample).vfr is False  # constant rate, B-frames (decode order) included
+
+
+def test_damage_watch_restores_pyav_logging(tmp_path):
+    """Reading a depth file with damage checks routes FFmpeg's log through Python only meanwhile: left on,
+    a threaded decoder that logs while its container closes can deadlock (seen with a corrupt H.264)."""
+    import av.logging
+
+    from depth_codec import DepthVideoReader, DepthVideoWriter
+
+    before = av.logging.get_level()
+    path = tmp_path / "d_depth.mkv"
+    with DepthVideoWriter(path, 16, 8, 10) as writer:
+        for i in range(3):
+            writer.write(np.full((8, 16), 1.0 + i, np.float32))
+    with DepthVideoReader(path) as reader:
+        assert len(list(reader)) == 3
+        assert av.logging.get_level() == before

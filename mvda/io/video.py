@@ -79,7 +79,12 @@ class _DamageLog:
     def __enter__(self) -> "_DamageLog":
         import av.logging as avlog
 
-        if avlog.get_level() is None or avlog.get_level() > avlog.ERROR:
+        # PyAV routes FFmpeg's log through Python only while a level is set, and that can deadlock a
+        # decoder whose own threads log while the GIL is held (e.g. when its container is closed). So
+        # the level is set only for this capture and restored after it, and the watched stream is
+        # decoded on the calling thread (see VideoReader.indexed).
+        self._previous_level = avlog.get_level()
+        if self._previous_level is None or self._previous_level > avlog.ERROR:
             avlog.set_level(avlog.ERROR)
         self._capture = avlog.Capture(local=False)
         self._logs = self._capture.__enter__()
@@ -90,7 +95,10 @@ class _DamageLog:
         return self
 
     def __exit__(self, *exc) -> None:
+        import av.logging as avlog
+
         self._capture.__exit__(*exc)
+        avlog.set_level(self._previous_level)
 
     def _scan(self) -> None:
         logs = self._logs
@@ -347,8 +355,10 @@ class VideoReader:
         if self.max_frames is not None and self.frames_read >= self.max_frames:
             return
         stream = self._container.streams.video[0]
-        stream.thread_type = "AUTO"
         watch = self.damaged != "ignore"
+        # A watched stream (its damage reports are read from FFmpeg's log) decodes on this thread; see
+        # _DamageLog. Others use FFmpeg's frame/slice threads.
+        stream.thread_type = "NONE" if watch else "AUTO"
         capture = _DamageLog() if watch else contextlib.nullcontext()
         start: float | None = None
         tainted = False
