@@ -361,9 +361,9 @@ def clamp_metric_depth(depth: torch.Tensor, max_depth: float, min_depth: float) 
     finite = torch.isfinite(depth)
     far = ~finite | (depth > max_depth)
     near = finite & (depth < min_depth)
-    out = torch.where(far, torch.full_like(depth, max_depth), depth)
-    out = torch.where(near, torch.full_like(out, min_depth), out)
-    counts = torch.stack([far.sum(), (~finite).sum(), near.sum()]).tolist()
+    out = depth.masked_fill(far, max_depth).masked_fill_(near, min_depth)
+    counts = torch.stack([torch.count_nonzero(far), finite.numel() - torch.count_nonzero(finite),
+                          torch.count_nonzero(near)]).tolist()
     return out, depth_fit.ClampCounts(far=int(counts[0]), nonpositive=int(counts[1]), near=int(counts[2]))
 
 

@@ -320,7 +320,7 @@ def inverse_to_depth(inverse: Array, max_depth: float, min_depth: float) -> tupl
         depth = inv.masked_fill(far, 1.0).reciprocal_()
         near = (depth < min_depth).logical_and_(far.logical_not())
         depth.masked_fill_(far, max_depth).masked_fill_(near, min_depth)
-        counts = torch.stack([far.sum(), nonpos.sum(), near.sum()]).tolist()
+        counts = torch.stack([torch.count_nonzero(m) for m in (far, nonpos, near)]).tolist()
         return depth, ClampCounts(far=int(counts[0]), nonpositive=int(counts[1]), near=int(counts[2]))
     inv = np.asarray(inverse)
     if inv.dtype not in (np.float32, np.float64):
