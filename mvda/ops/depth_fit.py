@@ -312,14 +312,16 @@ def inverse_to_depth(inverse: Array, max_depth: float, min_depth: float) -> tupl
         raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth} and {max_depth}")
     if isinstance(inverse, torch.Tensor):
         inv = inverse if inverse.dtype in (torch.float32, torch.float64) else inverse.float()
-        # Masks and one depth tensor updated in place: the same values as
-        # ``1.0 / where(far, 1, inv)`` (torch divides a number by a tensor as ``reciprocal() * 1.0``)
-        # and ``where(far, max_depth, ...)``, ``where(near, min_depth, ...)``.
+        # Masks and one depth tensor updated in place, the same values as
+        # ``depth = 1.0 / where(far, 1, inv)`` (torch divides a number by a tensor as ``reciprocal() * 1.0``)
+        # then ``where(far, max_depth, ...)``, ``where(near, min_depth, ...)``: the far pixels' reciprocals
+        # are never used (``near`` excludes them, and they are overwritten with ``max_depth``), and on the
+        # others (finite, positive) ``where(depth < min_depth, min_depth, depth)`` is ``clamp_min``.
         nonpos = torch.isfinite(inv).logical_not_().logical_or_(inv <= 0)
         far = (inv < 1.0 / max_depth).logical_or_(nonpos)
-        depth = inv.masked_fill(far, 1.0).reciprocal_()
+        depth = inv.reciprocal()
         near = (depth < min_depth).logical_and_(far.logical_not())
-        depth.masked_fill_(far, max_depth).masked_fill_(near, min_depth)
+        depth.clamp_min_(min_depth).masked_fill_(far, max_depth)
         counts = torch.stack([torch.count_nonzero(m) for m in (far, nonpos, near)]).tolist()
         return depth, ClampCounts(far=int(counts[0]), nonpositive=int(counts[1]), near=int(counts[2]))
     inv = np.asarray(inverse)
