@@ -83,12 +83,14 @@ def sanitize_depth(depth_m: np.ndarray, max_depth: float) -> tuple[np.ndarray, i
     if not max_depth > 0:
         raise ValueError(f"max_depth must be > 0, got {max_depth}")
     d = np.asarray(depth_m, dtype=np.float64)
-    invalid = ~np.isfinite(d) | (d < 0)
-    n_invalid = int(invalid.sum())
+    invalid = np.isfinite(d)
+    np.logical_not(invalid, out=invalid)
+    invalid |= d < 0
+    n_invalid = int(np.count_nonzero(invalid))
     if n_invalid:
         d = np.where(invalid, 0.0, d)
     over = d > max_depth
-    n_clipped = int(over.sum())
+    n_clipped = int(np.count_nonzero(over))
     if n_clipped:
         d = np.where(over, max_depth, d)
     return d, n_clipped, n_invalid
@@ -108,10 +110,22 @@ def pack_depth(depth_m: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH) -> np.
     d = np.asarray(depth_m, dtype=np.float64)
     if d.size and not (np.isfinite(d).all() and d.min() >= 0 and d.max() <= max_depth):
         raise ValueError("depth must be finite and within [0, max_depth]; call sanitize_depth first")
-    v = (d * FULL_SCALE / max_depth).astype(np.uint32)
-    high = (v >> 24).astype(np.uint8)
-    low = ((v >> 16) & 0xFF).astype(np.uint8)
-    return np.stack([high, high, low], axis=-1)
+    return _pack_valid(d, max_depth)
+
+
+def _pack_valid(d: np.ndarray, max_depth: float) -> np.ndarray:
+    """:func:`pack_depth` of float64 depth known to be finite and within ``[0, max_depth]``: the same
+    arithmetic (``d * FULL_SCALE / max_depth``, truncated to uint32), with fewer temporaries."""
+    v = d * FULL_SCALE
+    v /= max_depth
+    code = v.astype(np.uint32)
+    out = np.empty(d.shape + (3,), dtype=np.uint8)
+    out[..., 0] = code >> 24  # at most 252: FULL_SCALE < 2**32
+    out[..., 1] = out[..., 0]
+    code >>= 16
+    code &= 0xFF
+    out[..., 2] = code
+    return out
 
 
 def unpack_depth(rgb: np.ndarray, max_depth: float = DEFAULT_MAX_DEPTH) -> np.ndarray:
@@ -285,7 +299,7 @@ class DepthVideoWriter:
         """Write (H, W) metres; ``time`` (seconds) places the frame in a ``vfr`` file."""
         depth, clipped, invalid = sanitize_depth(depth_m, self.max_depth)
         self.stats.update(depth, clipped, invalid)
-        self._writer.write(pack_depth(depth, self.max_depth), time=time)
+        self._writer.write(_pack_valid(depth, self.max_depth), time=time)  # sanitized: in range
 
     def write_packed(self, rgb: np.ndarray, time: float | None = None) -> None:
         """Write an already packed (H, W, 3) uint8 RGB frame unchanged."""

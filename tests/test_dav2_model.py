@@ -130,6 +130,18 @@ def test_infer_images_batches_rgb_on_device(model):
     assert (small - ref[0]).abs().max() < 0.5
 
 
+def test_infer_prepared_equals_infer_images(model):
+    z = load_golden("golden_dav2_metric_vits_infer_image")
+    rgb = torch.from_numpy(np.ascontiguousarray(z["image_bgr"][:, :, ::-1]))
+    batch = torch.stack([rgb, rgb.flip(1), rgb])
+    x = prepare_images(batch, network_input_size(60, 80, 70))
+    for n, step in ((3, 2), (1, 4), (3, 4)):
+        ref = model.infer_images(batch[:n], input_size=70, output_size=(45, 61), batch_size=step)
+        out = model.infer_prepared(x[:n], (45, 61), batch_size=step)
+        assert out.shape == (n, 45, 61) and torch.equal(out, ref)
+    assert model.infer_images(batch[:0], input_size=70).shape == (0, 60, 80)
+
+
 @pytest.mark.slow
 def test_bf16_autocast_error_against_fp32_golden(model):
     """bf16 autocast on CPU: measured max |err| 0.16 m, mean 0.03 m on outputs of 1.6..14.6 m."""

@@ -345,6 +345,34 @@ def test_streaming_equals_batch(n, metric):
     np.testing.assert_array_equal(np.stack(generated), batch)
 
 
+@pytest.mark.parametrize("metric", [False, True])
+def test_push_prepared_equals_push(metric):
+    """Frames prepared once outside (e.g. shared with DA-V2) give bit-identical output; float frames
+    (downscaled by the converter) are not modified by either path."""
+    frames = torch.from_numpy(_random_video(57, seed=5)).to(torch.float32)
+    kept = frames.clone()
+    plain = VideoDepthStream(MixModel(metric), input_size=28, device="cpu", output="torch")
+    ref = [d for f in frames for d in plain.push(f)] + plain.flush()
+    stream = VideoDepthStream(MixModel(metric), input_size=28, device="cpu", output="torch")
+    size = stream.network_size_for(12, 16)
+    assert size == plain.network_size
+    out = []
+    for i, f in enumerate(frames):
+        if i % 3:
+            out += stream.push(f)
+        else:
+            out += stream.push_prepared(prepare_images(f, size), (12, 16))
+    out += stream.flush()
+    assert torch.equal(torch.stack(out), torch.stack(ref))
+    assert torch.equal(frames, kept)
+    stream = VideoDepthStream(MixModel(metric), input_size=28, device="cpu")
+    with pytest.raises(ValueError, match="prepared frames"):
+        stream.push_prepared(torch.zeros(1, 3, 14, 14), (12, 16))
+    stream.push(frames[0])
+    with pytest.raises(ValueError, match="same size"):
+        stream.push_prepared(prepare_images(frames[0], size), (13, 16))
+
+
 def test_output_size_and_torch_output():
     frames = _random_video(40, seed=3)
     reference = _reference_infer(MixModel(), frames, input_size=28, output_size=(25, 33))

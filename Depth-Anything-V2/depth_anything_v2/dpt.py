@@ -137,14 +137,47 @@ class DepthAnythingV2(nn.Module):
         if images.dim() != 4 or images.shape[-1] != 3:
             raise ValueError(f"images must have shape (N, H, W, 3), got {tuple(images.shape)}")
         n, h, w = images.shape[0], images.shape[1], images.shape[2]
-        out_h, out_w = (h, w) if output_size is None else (int(output_size[0]), int(output_size[1]))
+        out_size = (h, w) if output_size is None else (int(output_size[0]), int(output_size[1]))
         net_size = network_input_size(h, w, input_size)
-        result = torch.empty((n, out_h, out_w), dtype=torch.float32, device=dev)
         step = max(1, int(batch_size))
+        if 0 < n <= step:
+            return self.infer_prepared(prepare_images(images, net_size, device=dev), out_size, precision, step, dev)
+        result = torch.empty((n, *out_size), dtype=torch.float32, device=dev)
         for start in range(0, n, step):
             x = prepare_images(images[start : start + step], net_size, device=dev)
+            result[start : start + step] = self.infer_prepared(x, out_size, precision, step, dev)
+        return result
+
+    @torch.inference_mode()
+    def infer_prepared(
+        self,
+        x: torch.Tensor,
+        output_size: tuple[int, int],
+        precision: str = "fp32",
+        batch_size: int = 4,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """:meth:`infer_images` of images already prepared by
+        :func:`~depth_anything_v2.transform.prepare_images` (e.g. shared with another network that
+        takes the same input): ``(N, 3, h, w)`` normalised network input -> ``(N, H', W')`` float32
+        metric depth (metres) of ``output_size`` ``(H', W')``, on ``device``. Bit-identical to
+        :meth:`infer_images` on the images ``x`` was prepared from.
+        """
+        dev = torch.device(device) if device is not None else self.device
+        x = x.to(dev, non_blocking=True)
+        out_h, out_w = int(output_size[0]), int(output_size[1])
+        n = int(x.shape[0])
+        step = max(1, int(batch_size))
+        result: torch.Tensor | None = None
+        for start in range(0, n, step):
             with autocast_context(dev, precision):
-                depth = self.forward(x)
+                depth = self.forward(x[start : start + step])
             depth = F.interpolate(depth.float()[:, None], size=(out_h, out_w), mode="bilinear", align_corners=True)
+            if n <= step:  # one batch: the upsampled maps are the result, no copy
+                return depth[:, 0]
+            if result is None:
+                result = torch.empty((n, out_h, out_w), dtype=torch.float32, device=dev)
             result[start : start + step] = depth[:, 0]
+        if result is None:
+            return torch.empty((0, out_h, out_w), dtype=torch.float32, device=dev)
         return result

@@ -78,11 +78,13 @@ def prepare_images(
     if device is not None:
         images = images.to(device, non_blocking=True)
     h, w = int(size[0]), int(size[1])
-    x = images.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+    # One pass: convert to float32 straight into a new contiguous (N, 3, H, W) tensor (never the caller's
+    # frames, which may already be float), then divide in place; the same values as a cast, a copy and a
+    # division done one after the other.
+    x = torch.empty((images.shape[0], 3, images.shape[1], images.shape[2]), dtype=torch.float32, device=images.device)
+    x.copy_(images.permute(0, 3, 1, 2)).div_(255.0)
     if (x.shape[2], x.shape[3]) != (h, w):
-        x = F.interpolate(x.contiguous(), size=(h, w), mode="bicubic", align_corners=False, antialias=False)
-    else:
-        x = x.contiguous()
+        x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=False)
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     return x.sub_(mean).div_(std)

@@ -372,7 +372,33 @@ class VideoDepthStream:
         chunk, single = _as_frames(frames)
         if single:
             chunk = chunk[None]
-        height, width = int(chunk.shape[1]), int(chunk.shape[2])
+        self._check_size(int(chunk.shape[1]), int(chunk.shape[2]))
+        return self._push(chunk, prepared=False)
+
+    def push_prepared(self, prepared: torch.Tensor, frame_size: tuple[int, int]) -> list[np.ndarray] | list[torch.Tensor]:
+        """:meth:`push` of frames already prepared by :func:`~depth_anything_v2.transform.prepare_images`
+        at :meth:`network_size_for` ``(H, W)`` (e.g. shared with Depth-Anything-V2 when both take the
+        same input): ``prepared`` is ``(K, 3, h, w)`` normalised network input of ``K`` frames of
+        ``frame_size`` ``(H, W)``. Bit-identical to :meth:`push` of those frames.
+
+        Raises:
+            ValueError: ``prepared`` is not of the stream's network size, or ``frame_size`` differs
+                from the first frame's.
+            RuntimeError: the stream was already flushed.
+        """
+        if self._flushed:
+            raise RuntimeError("this stream was flushed; start a new VideoDepthStream for another video")
+        self._check_size(int(frame_size[0]), int(frame_size[1]))
+        if prepared.dim() != 4 or tuple(prepared.shape[1:]) != (3, *self.network_size):
+            raise ValueError(f"prepared frames must be (K, 3, {self.network_size[0]}, {self.network_size[1]}), "
+                             f"got {tuple(prepared.shape)}")
+        return self._push(prepared, prepared=True)
+
+    def network_size_for(self, height: int, width: int) -> tuple[int, int]:
+        """Network input ``(h, w)`` of frames of ``height`` x ``width`` pixels."""
+        return network_input_size(height, width, video_input_size(height, width, self.input_size))
+
+    def _check_size(self, height: int, width: int) -> None:
         if self.frame_size is None:
             self._start(height, width)
         elif (height, width) != self.frame_size:
@@ -380,13 +406,18 @@ class VideoDepthStream:
                 f"frame {self._pushed} is {height}x{width} but the video started with "
                 f"{self.frame_size[0]}x{self.frame_size[1]}: all frames must have the same size"
             )
+
+    def _push(self, chunk: Any, prepared: bool) -> list[Any]:
         out: list[Any] = []
         start = 0
         total = int(chunk.shape[0])
         while start < total:
             take = min(total - start, self._window_need() - len(self._fresh))
-            prepared = prepare_images(chunk[start : start + take], self.network_size, device=self.device)
-            self._fresh.extend(prepared.unbind(0))
+            if prepared:
+                x = chunk[start : start + take].to(self.device, non_blocking=True)
+            else:
+                x = prepare_images(chunk[start : start + take], self.network_size, device=self.device)
+            self._fresh.extend(x.unbind(0))
             self._pushed += take
             start += take
             if len(self._fresh) == self._window_need():
@@ -422,8 +453,7 @@ class VideoDepthStream:
         self.frame_size = (height, width)
         if self.output_size is None:
             self.output_size = (height, width)
-        size = video_input_size(height, width, self.input_size)
-        self.network_size = network_input_size(height, width, size)
+        self.network_size = self.network_size_for(height, width)
         new = torch.tensor(crossfade_weights(INTERP_LEN), dtype=torch.float64)
         old = torch.tensor([1.0 - w for w in crossfade_weights(INTERP_LEN)], dtype=torch.float64)
         self._weights_new = new.to(torch.float32).view(-1, 1, 1).to(self.device)
@@ -477,13 +507,16 @@ class VideoDepthStream:
             current = _to_host(depth[:ALIGN_LEN])
             width = current.shape[-1]  # the official fit concatenates the frames along the height
             scale, shift = fit_scale_shift(current.reshape(-1, width), self._ref.reshape(-1, width))
-        aligned = (depth[ALIGN_LEN:] * scale + shift).clamp_min_(0.0)  # window positions 2..31
+        # In place on the window's own (freshly upsampled) depth: the same arithmetic as
+        # ``(depth[2:] * scale + shift).clamp_min(0)`` and a concatenation, without 30-frame temporaries.
+        aligned = depth[ALIGN_LEN:].mul_(scale).add_(shift).clamp_min_(0.0)  # window positions 2..31
         post = aligned[: OVERLAP - ALIGN_LEN]  # window positions 2..9
         faded = self._tail * self._weights_old + post * self._weights_new
         if not self.metric:
             ref_new = _to_host(aligned[KF_ALIGN[1] - ALIGN_LEN])
             self._ref = np.stack([self._ref[0], ref_new])
-        result = torch.cat([faded, aligned[OVERLAP - ALIGN_LEN :]], dim=0)  # 8 + 22 frames
+        post.copy_(faded)
+        result = aligned  # 8 cross-faded + 22 frames
         self._tail = result[FRAME_STEP:].clone()
         return result[:FRAME_STEP]
 

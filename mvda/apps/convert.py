@@ -57,7 +57,7 @@ from mvda.ops import depth_fit
 from mvda.errors import UserError
 from mvda.cli import progress_bar
 from mvda.frames import run_frames
-from depth_anything_v2.transform import network_input_size
+from depth_anything_v2.transform import network_input_size, prepare_images
 from depth_codec import DepthVideoWriter, depth_step
 from video_depth_anything.inference import VideoDepthStream, video_input_size
 from video_depth_anything.keyframe_cache import KeyframeFeatureCache
@@ -361,9 +361,9 @@ def clamp_metric_depth(depth: torch.Tensor, max_depth: float, min_depth: float) 
     finite = torch.isfinite(depth)
     far = ~finite | (depth > max_depth)
     near = finite & (depth < min_depth)
-    out = torch.where(far, torch.full_like(depth, max_depth), depth)
-    out = torch.where(near, torch.full_like(out, min_depth), out)
-    counts = torch.stack([far.sum(), (~finite).sum(), near.sum()]).tolist()
+    out = depth.masked_fill(far, max_depth).masked_fill_(near, min_depth)
+    counts = torch.stack([torch.count_nonzero(far), finite.numel() - torch.count_nonzero(finite),
+                          torch.count_nonzero(near)]).tolist()
     return out, depth_fit.ClampCounts(far=int(counts[0]), nonpositive=int(counts[1]), near=int(counts[2]))
 
 
@@ -523,12 +523,27 @@ class _MetricStatsQueue:
         self.options = options
         self.timer = timer
         self.output_size = output_size
-        self.waiting: list[tuple[int, torch.Tensor]] = []
+        # (index, frame (h, w, 3) or prepared network input (1, 3, h', w'), frame size (h, w) if prepared)
+        self.waiting: list[tuple[int, torch.Tensor, tuple[int, int] | None]] = []
         self.stats: dict[int, depth_fit.MapStats] = {}
         self.runs = 0
 
+    def network_size(self, height: int, width: int) -> tuple[int, int] | None:
+        """DA-V2's network input ``(h', w')`` for frames of ``height`` x ``width``, or None when the
+        model cannot take prepared input (:meth:`add_prepared`)."""
+        if not hasattr(self.dav2, "infer_prepared"):
+            return None
+        return network_input_size(height, width, self.options.input_size)
+
     def add(self, index: int, frame: torch.Tensor) -> None:
-        self.waiting.append((index, frame))
+        self.waiting.append((index, frame, None))
+        if len(self.waiting) >= max(1, self.options.dav2_batch):
+            self.run()
+
+    def add_prepared(self, index: int, prepared: torch.Tensor, frame_size: tuple[int, int]) -> None:
+        """:meth:`add` of a frame of ``frame_size`` already prepared at :meth:`network_size` (the same
+        tensor VDA takes, so the full-resolution conversion and normalisation run once)."""
+        self.waiting.append((index, prepared, tuple(frame_size)))
         if len(self.waiting) >= max(1, self.options.dav2_batch):
             self.run()
 
@@ -543,11 +558,25 @@ class _MetricStatsQueue:
                 device=self.options.device,
             )
 
+    def infer_prepared(self, x: torch.Tensor, frame_size: tuple[int, int]) -> torch.Tensor:
+        """:meth:`infer` of prepared input ``(K, 3, h', w')`` of frames of ``frame_size``."""
+        with self.timer.stage("dav2"):
+            return self.dav2.infer_prepared(
+                x, output_size=self.output_size or frame_size,
+                precision=self.options.metric_precision or self.options.precision,
+                batch_size=max(1, self.options.dav2_batch),
+                device=self.options.device,
+            )
+
     def run(self) -> None:
         if not self.waiting:
             return
-        indices = [i for i, _ in self.waiting]
-        depth = self.infer(torch.stack([f for _, f in self.waiting]))
+        indices = [i for i, _, _ in self.waiting]
+        sizes = {size for _, _, size in self.waiting}
+        if None not in sizes and len(sizes) == 1:
+            depth = self.infer_prepared(torch.cat([x for _, x, _ in self.waiting]), sizes.pop())
+        else:  # frames (a model without infer_prepared)
+            depth = self.infer(torch.stack([f for _, f, _ in self.waiting]))
         self.waiting = []
         with self.timer.stage("fit"):
             for k, index in enumerate(indices):
@@ -557,7 +586,7 @@ class _MetricStatsQueue:
     def pop(self, index: int) -> depth_fit.MapStats | None:
         if index in self.stats:
             return self.stats.pop(index)
-        if any(i == index for i, _ in self.waiting):
+        if any(i == index for i, _, _ in self.waiting):
             self.run()
             return self.stats.pop(index)
         return None
@@ -732,12 +761,24 @@ class _StreamingStep:
         self.written = 0  # frames finished
 
     def __call__(self, frame: torch.Tensor) -> list[torch.Tensor]:
+        prepared = None
         if self.queue is not None and self.index % self.every == 0:
-            self.queue.add(self.index, frame)
+            frame_size = (int(frame.shape[0]), int(frame.shape[1]))
+            net = self.queue.network_size(*frame_size)
+            if net is not None and net == self.stream.network_size_for(*frame_size):
+                # Both networks take the same input: convert and normalise the frame once, for both.
+                with self.c.timer.stage("vda"):
+                    prepared = prepare_images(frame, net, device=self.c.options.device)
+                self.queue.add_prepared(self.index, prepared, frame_size)
+            else:
+                self.queue.add(self.index, frame)
             self.c.metric_frames += 1
         self.index += 1
         with self.c.timer.stage("vda"):
-            outputs = self.stream.push(frame)
+            if prepared is not None:
+                outputs = self.stream.push_prepared(prepared, (int(frame.shape[0]), int(frame.shape[1])))
+            else:
+                outputs = self.stream.push(frame)
         return self._finish(outputs)
 
     def flush(self) -> list[torch.Tensor]:

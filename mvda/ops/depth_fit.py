@@ -171,8 +171,10 @@ def inverse_depth_stats(depth_m: Array, min_depth: float = MIN_METRIC_DEPTH) -> 
         Statistics of the inverse depth in 1/metres.
     """
     if isinstance(depth_m, torch.Tensor):
-        t = depth_m.detach().to(_stat_dtype(depth_m))
-        return map_stats(1.0 / t.clamp_min(min_depth))
+        # One private copy, then in place: the same values as ``1.0 / t.clamp_min(min_depth)`` (torch
+        # computes ``1.0 / t`` as ``t.reciprocal() * 1.0``).
+        t = depth_m.detach().to(_stat_dtype(depth_m), copy=True)
+        return map_stats(t.clamp_min_(min_depth).reciprocal_())
     a = np.asarray(depth_m, dtype=np.float64)
     return map_stats(1.0 / np.maximum(a, min_depth))
 
@@ -275,11 +277,15 @@ class RollingFit:
 
 def apply_rolling(r: Array, params: RollingParams) -> Array:
     """Inverse depth (1/metres) ``(r - b) * s + a`` of a VDA output map ``r`` (any shape)."""
+    if isinstance(r, torch.Tensor):  # one new tensor, the same arithmetic
+        return r.sub(params.b).mul_(params.s).add_(params.a)
     return (r - params.b) * params.s + params.a
 
 
 def apply_affine(r: Array, fit: AffineFit) -> Array:
     """Inverse depth (1/metres) ``scale * r + shift`` of a VDA output map ``r`` (any shape)."""
+    if isinstance(r, torch.Tensor):  # one new tensor, the same arithmetic
+        return r.mul(fit.scale).add_(fit.shift)
     return r * fit.scale + fit.shift
 
 
@@ -306,14 +312,17 @@ def inverse_to_depth(inverse: Array, max_depth: float, min_depth: float) -> tupl
         raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth} and {max_depth}")
     if isinstance(inverse, torch.Tensor):
         inv = inverse if inverse.dtype in (torch.float32, torch.float64) else inverse.float()
-        finite = torch.isfinite(inv)
-        nonpos = ~finite | (inv <= 0)
-        far = nonpos | (inv < 1.0 / max_depth)
-        depth = 1.0 / torch.where(far, torch.ones_like(inv), inv)
-        near = ~far & (depth < min_depth)
-        depth = torch.where(far, torch.full_like(depth, max_depth), depth)
-        depth = torch.where(near, torch.full_like(depth, min_depth), depth)
-        counts = torch.stack([far.sum(), nonpos.sum(), near.sum()]).tolist()
+        # Masks and one depth tensor updated in place, the same values as
+        # ``depth = 1.0 / where(far, 1, inv)`` (torch divides a number by a tensor as ``reciprocal() * 1.0``)
+        # then ``where(far, max_depth, ...)``, ``where(near, min_depth, ...)``: the far pixels' reciprocals
+        # are never used (``near`` excludes them, and they are overwritten with ``max_depth``), and on the
+        # others (finite, positive) ``where(depth < min_depth, min_depth, depth)`` is ``clamp_min``.
+        nonpos = torch.isfinite(inv).logical_not_().logical_or_(inv <= 0)
+        far = (inv < 1.0 / max_depth).logical_or_(nonpos)
+        depth = inv.reciprocal()
+        near = (depth < min_depth).logical_and_(far.logical_not())
+        depth.clamp_min_(min_depth).masked_fill_(far, max_depth)
+        counts = torch.stack([torch.count_nonzero(m) for m in (far, nonpos, near)]).tolist()
         return depth, ClampCounts(far=int(counts[0]), nonpositive=int(counts[1]), near=int(counts[2]))
     inv = np.asarray(inverse)
     if inv.dtype not in (np.float32, np.float64):
