@@ -9,8 +9,12 @@ timestamps, so a change in any pixel, sample or time shows up.
     python -m benchmarks.record_outputs --checkpoints /tmp/ckpt --record /tmp/before.json
     python -m benchmarks.record_outputs --checkpoints /tmp/ckpt --check /tmp/before.json
 
+Baselines: ``benchmarks/outputs_before_redesign.json`` (before issue 11's redesign; the redesign changed
+no output) and ``benchmarks/outputs_baseline.json`` (after issue 12, which changed the 16-bit greyscale
+values on purpose to the original tool's exact arithmetic): check refactors against the latter.
+
 ``--checkpoints DIR`` must hold ``vda_vits.pth``, ``vda_metric_vits.pth`` and ``dav2_metric_vits.pth``
-(procedural weights; ``tests/procedural.py`` writes them with ``--make_checkpoints``).
+(procedural pf-v1 weights; ``--make_checkpoints`` writes them there first).
 """
 
 from __future__ import annotations
@@ -86,6 +90,23 @@ def digest(path: Path) -> dict:
     return result
 
 
+def make_checkpoints(folder: Path) -> None:
+    """The three procedural (pf-v1) vits checkpoints the cases use."""
+    import torch
+
+    from depth_anything_v2 import MODEL_CONFIGS as DAV2, DepthAnythingV2
+    from tests.procedural import write_procedural_checkpoint
+    from video_depth_anything import MODEL_CONFIGS as VDA, VideoDepthAnything
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.device("meta"):
+        models = {"vda_vits.pth": VideoDepthAnything(**VDA["vits"]),
+                  "vda_metric_vits.pth": VideoDepthAnything(**VDA["vits"], metric=True),
+                  "dav2_metric_vits.pth": DepthAnythingV2(**DAV2["vits"], max_depth=20.0)}
+    for name, model in models.items():
+        write_procedural_checkpoint(model, folder / name)
+
+
 def run_all(ck: Path, only: list[str] | None) -> dict:
     record: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,7 +151,10 @@ def main(argv=None) -> int:
     group.add_argument("--record", type=Path)
     group.add_argument("--check", type=Path)
     parser.add_argument("--only", nargs="*", help="case names (convert_rolling always runs: the others read it)")
+    parser.add_argument("--make_checkpoints", action="store_true", help="write the procedural checkpoints first")
     args = parser.parse_args(argv)
+    if args.make_checkpoints:
+        make_checkpoints(args.checkpoints)
     record = run_all(args.checkpoints, args.only)
     if args.record:
         args.record.write_text(json.dumps(record, indent=1))
