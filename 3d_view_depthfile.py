@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video", "--depth_video", dest="video", required=True,
                         help="RGB-packed depth video (*_depth.mkv)")
     parser.add_argument("--color_video", help="colour video with the same frames (default: colour by depth)")
-    add_fov_args(parser, required_note="; give --xfov or --yfov")
+    add_fov_args(parser)
     add_max_depth_arg(parser, reader=True)
     parser.add_argument("--point_cloud", action="store_true", help="draw points instead of a mesh")
     parser.add_argument("--remove_edges", action="store_true",

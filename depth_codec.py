@@ -48,6 +48,9 @@ __all__ = [
     "looks_like_packed_depth",
     "check_packed_depth_samples",
     "resolve_max_depth",
+    "resolve_fov",
+    "TAG_XFOV",
+    "TAG_YFOV",
     "DepthStats",
     "DepthVideoWriter",
     "DepthVideoReader",
@@ -63,6 +66,8 @@ FULL_SCALE = 255**4  # 4_228_250_625: the original tool's integer full scale
 ENCODING_NAME = "mvda-rgb-hilo-v1"  # R = G = high byte, B = low byte of uint32(d * 255**4 / max_depth)
 TAG_MAX_DEPTH = "max_depth"
 TAG_ENCODING = "depth_encoding"
+TAG_XFOV = "xfov"  # horizontal field of view of the camera, degrees (when known)
+TAG_YFOV = "yfov"  # vertical field of view, degrees
 GREY8_FULL_SCALE = 255  # 8-bit greyscale depth: value 255 = max_depth
 GREY16_FULL_SCALE = 255**2  # 16-bit greyscale depth: the original tool's 65025 (not 65535) = max_depth
 GREY_PIX_FMTS = ("gray", "gray10le", "gray12le", "gray16le", "gray16be", "ya8", "ya16le", "ya16be")
@@ -216,6 +221,33 @@ def check_packed_depth_samples(frames: list[np.ndarray], source: os.PathLike | s
                 f"{source}: is a monochrome (greyscale) video, not an RGB-packed depth video (B equals R and G); "
                 "pass the *_depth.mkv written by video_metric_convert.py"
             )
+
+
+def resolve_fov(xfov: float | None, yfov: float | None, path: str | os.PathLike) -> tuple[float | None, float | None]:
+    """The field of view to use for a depth video: the command line's, else the file's ``xfov`` / ``yfov``
+    tags (logged), else ``(None, None)``.
+
+    Args:
+        xfov, yfov: degrees given on the command line (None: not given).
+        path: the depth video, whose tags are read only when neither is given.
+    """
+    if xfov is not None or yfov is not None:
+        return xfov, yfov
+    from mvda.io.video import probe_video
+
+    info = probe_video(path)
+    tagged = []
+    for name in (TAG_XFOV, TAG_YFOV):
+        value = info.tag(name)
+        try:
+            fov = float(value) if value is not None else None
+        except ValueError:
+            fov = None
+        tagged.append(fov if fov is not None and 0.0 < fov < 180.0 else None)
+    if tagged[0] is not None or tagged[1] is not None:
+        log.info("%s: using the field of view in the file's tags (xfov %s, yfov %s degrees)", Path(path).name,
+                 *(f"{v:g}" if v is not None else "-" for v in tagged))
+    return tagged[0], tagged[1]
 
 
 def resolve_max_depth(tag_value: str | None, flag_value: float | None, source: str = "") -> float:

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from mvda.apps.convert import ENCODERS, FITS, METRIC_MODELS, MODELS, run
-from mvda.cli import (add_device_args, frame_rate, add_frame_limit_arg, add_max_depth_arg, add_report_args, positive_int,
+from mvda.cli import (add_device_args, add_fov_args, frame_rate, add_frame_limit_arg, add_max_depth_arg, add_report_args, positive_int,
                       run_cli)
 
 PROG = "video_metric_convert.py"
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target_fps", type=frame_rate, default=-1,
                         help="output frame rate; frames are dropped/duplicated by timestamp (-1: source rate)")
     add_max_depth_arg(parser, reader=False)
+    add_fov_args(parser, note="; a known field of view, written into the depth file's tags for stereo and the viewer")
     parser.add_argument("--model", choices=MODELS, default="vda+dav2",
                         help="vda+dav2: relative Video-Depth-Anything + metric Depth-Anything-V2 + fit (default); "
                              "vda-metric: Metric-Video-Depth-Anything directly (no DA-V2, no fit)")

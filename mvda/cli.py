@@ -232,10 +232,11 @@ def frame_limit(text: str) -> int | None:
     return value
 
 
-def add_fov_args(parser: argparse.ArgumentParser, required_note: str = "") -> None:
+def add_fov_args(parser: argparse.ArgumentParser, note: str = "") -> None:
     """``--xfov`` / ``--yfov`` (degrees; with one of them the other follows from the aspect ratio)."""
     parser.add_argument("--xfov", type=fov_degrees, default=None,
-                        help="horizontal field of view of the camera in degrees (fractions allowed)" + required_note)
+                        help="horizontal field of view of the camera in degrees (fractions allowed)" + (
+                            note or "; default: the depth file's xfov/yfov tags"))
     parser.add_argument("--yfov", type=fov_degrees, default=None,
                         help="vertical field of view in degrees; with only one of the two, the other follows "
                              "from the aspect ratio")

@@ -292,3 +292,34 @@ def test_max_len_negative_and_two_png16_runs_into_one_folder(tmp_path, capsys):
     assert rgb_depth_to_greyscale.main(["--video", str(depth), "--png16", str(png), "--no_progress"]) == 2
     assert "already exists and is not empty" in one_line_error(capsys, alone=True)
     assert sorted(p.name for p in png.iterdir()) == first  # the first run's frames are kept as they were
+
+
+def test_field_of_view_travels_in_the_depth_file(tmp_path, capsys, procedural_checkpoints):
+    """--xfov given to the converter is written into the depth file's tags; stereo and the viewer use it
+    when no --xfov/--yfov is given (and say so with -v), and an untagged file without a FOV is one line."""
+    import importlib
+
+    import video_metric_convert
+
+    clip = write_lossless_video(tmp_path / "clip.mkv", [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(4)])
+    ck = procedural_checkpoints
+    out = tmp_path / "out"
+    assert video_metric_convert.main([
+        "--input_video", str(clip), "--output_dir", str(out), "--encoder", "vits", "--metric_encoder", "vits",
+        "--input_size", "28", "--vda_checkpoint", str(ck["vda"]), "--metric_checkpoint", str(ck["dav2"]),
+        "--xfov", "50", "--no_progress"]) == 0
+    depth = out / "clip_depth.mkv"
+    info = probe_video(depth)
+    assert float(info.tag("xfov")) == pytest.approx(50.0) and 0 < float(info.tag("yfov")) < 50
+    capsys.readouterr()
+    assert stero_rerender.main(["--video", str(depth), "--output", str(tmp_path / "s.mkv"), "--lossless",
+                                "--no_progress", "-v"]) == 0
+    assert "using the field of view in the file's tags (xfov 50" in capsys.readouterr().err
+    assert probe_video(tmp_path / "s.mkv").tag("xfov") == "50"  # the stereo output records what it used
+    view = importlib.import_module("3d_view_depthfile")
+    assert view.main(["--video", str(depth), "--render", str(tmp_path / "v.mp4"), "--no_progress",
+                      "--max_frames", "1"]) == 0
+    untagged = write_depth(tmp_path / "plain_depth.mkv", n=2)
+    for main in (stero_rerender.main, view.main):
+        assert main(["--video", str(untagged), "--no_progress"]) == 2
+        assert "field-of-view tags" in one_line_error(capsys, alone=True)

@@ -54,11 +54,12 @@ import torch
 import torch.nn.functional as F
 
 from mvda.ops import depth_fit
+from mvda.ops.geometry import intrinsics_from_fov
 from mvda.errors import UserError
 from mvda.cli import progress_bar
 from mvda.frames import run_frames
 from depth_anything_v2.transform import network_input_size, prepare_images
-from depth_codec import DepthVideoWriter, depth_step
+from depth_codec import TAG_XFOV, TAG_YFOV, DepthVideoWriter, depth_step
 from video_depth_anything.inference import VideoDepthStream, video_input_size
 from video_depth_anything.keyframe_cache import KeyframeFeatureCache
 from mvda.io.video import (VideoDecodeError, VideoReader, ensure_writable_dir, forget_temporary, probe_video,
@@ -152,6 +153,8 @@ class ConvertOptions:
     output_size: tuple[int, int] | None = None
     reuse_keyframe_features: bool = True
     progress: bool = True
+    xfov: float | None = None
+    yfov: float | None = None
 
     def validate(self) -> None:
         """Raise :class:`UserError` for impossible combinations."""
@@ -922,6 +925,9 @@ def convert_video(
             "mvda_metric_every": str(options.metric_every),
             "mvda_source": input_path.name,
         }
+        if options.xfov is not None or options.yfov is not None:  # a known field of view travels with the file
+            intr = intrinsics_from_fov(out_h, out_w, options.xfov, options.yfov)
+            metadata.update({TAG_XFOV: f"{intr.xfov:.6g}", TAG_YFOV: f"{intr.yfov:.6g}"})
         temp_store: Path | None = None
         try:
             with DepthVideoWriter(output, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
@@ -1056,7 +1062,7 @@ def options_from_args(args: Any) -> ConvertOptions:
         target_fps=args.target_fps, max_depth=args.max_depth, metric_every=args.metric_every,
         device=device, precision=precision, metric_precision=metric_precision,
         dav2_batch=4 if device.type == "cuda" else 1,
-        progress=not args.no_progress,
+        progress=not args.no_progress, xfov=args.xfov, yfov=args.yfov,
     )
     options.validate()
     return options

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from depth_codec import DepthVideoReader
+from depth_codec import DepthVideoReader, resolve_fov
 from mvda.errors import UserError
 from mvda.frames import FunctionSink, run_frames
 from mvda.io.pairing import FramePair, check_pair, needs_resize, paired_frames
@@ -102,8 +102,11 @@ def job_from_args(args: argparse.Namespace) -> StereoJob:
     """Check the flags and paths that can be checked before decoding anything (raises UserError)."""
     from mvda.device import resolve_device
 
+    if args.xfov is None and args.yfov is None and Path(args.video).is_file():
+        args.xfov, args.yfov = resolve_fov(None, None, args.video)  # the depth file's tags, if any
     if args.xfov is None and args.yfov is None:
-        raise UserError("give the camera's field of view with --xfov (horizontal) or --yfov (vertical), in degrees")
+        raise UserError("give the camera's field of view with --xfov (horizontal) or --yfov (vertical), in degrees "
+                        "(the depth file has no field-of-view tags)")
     for flag, fov in (("--xfov", args.xfov), ("--yfov", args.yfov)):
         if fov is not None and not 0.0 < fov < 180.0:
             raise UserError(f"{flag} {fov:g} is not a field of view: give degrees between 0 and 180 (exclusive)")

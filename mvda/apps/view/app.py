@@ -3,9 +3,11 @@ then either open the interactive window or render every frame to a video."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from depth_codec import resolve_fov
 from mvda.errors import UserError
 from mvda.ops import depth_mesh
 from mvda.ops.geometry import intrinsics_from_fov
@@ -51,7 +53,8 @@ class ViewOptions:
     def validate(self) -> None:
         """Raise :class:`UserError` for option combinations that cannot work (before opening any file)."""
         if self.xfov is None and self.yfov is None:
-            raise UserError("give the camera's field of view with --xfov or --yfov (degrees)")
+            raise UserError("give the camera's field of view with --xfov or --yfov (degrees); the depth file has no "
+                            "field-of-view tags")
         if self.edge_threshold is not None and not self.remove_edges:
             raise UserError("--edge_threshold only applies with --remove_edges")
         if self.render_backend not in BACKENDS:
@@ -68,6 +71,9 @@ class ViewOptions:
 def view_depth_video(options: ViewOptions) -> RenderResult | None:
     """Show ``options.video`` in the interactive window (returns None when the user quits), or render it
     to ``options.render`` (returns what was written). Raises :class:`UserError` for what a user can fix."""
+    if options.xfov is None and options.yfov is None and Path(options.video).is_file():
+        xfov, yfov = resolve_fov(None, None, options.video)  # the depth file's tags, if any
+        options = dataclasses.replace(options, xfov=xfov, yfov=yfov)
     options.validate()
     with FrameSource(options.video, options.color_video, max_depth=options.max_depth,
                      max_frames=options.max_frames, skip_damaged=options.skip_damaged) as source:
