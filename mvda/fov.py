@@ -1,0 +1,123 @@
+"""Estimate the camera's field of view of a video or an image with MoGe-2 (what users opened
+PerspectiveFields for).
+
+MoGe-2 runs on frames spread over the video (one for an image); each gives the focal length of its
+metric point map, and the median of the horizontal and vertical fields of view is printed, ready for
+``--xfov`` of the other scripts.
+
+example:
+  python -m mvda.fov assets/big_buck_bunny_3s.mp4
+  python -m mvda.fov photo.jpg --fov_encoder vitl --fov_checkpoint MoGe/checkpoints/moge-2-vitl-normal/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from mvda.cli import add_device_args, add_report_args, positive_int, run_cli
+from mvda.errors import UserError
+
+__all__ = ["FovEstimate", "fov_from_intrinsics", "estimate_fov", "build_parser", "main"]
+
+PROG = "python -m mvda.fov"
+#: ``--fov_encoder`` choices and the released MoGe-2 checkpoint each selects.
+FOV_MODELS = {"vits": "vits-normal", "vitb": "vitb-normal", "vitl": "vitl-normal"}
+log = logging.getLogger("mvda")
+
+
+@dataclass(frozen=True)
+class FovEstimate:
+    """Fields of view in degrees: the medians ``xfov`` / ``yfov`` and each frame's ``(xfov, yfov)``."""
+
+    xfov: float
+    yfov: float
+    per_frame: list[tuple[float, float]]
+
+
+def fov_from_intrinsics(intrinsics: np.ndarray) -> tuple[float, float]:
+    """``(xfov, yfov)`` in degrees from MoGe-2's normalised (3, 3) intrinsics (focal lengths in units of
+    the image width and height): ``fov = 2 atan(1 / (2 f))``."""
+    fx, fy = float(intrinsics[0, 0]), float(intrinsics[1, 1])
+    if not (fx > 0 and fy > 0 and math.isfinite(fx) and math.isfinite(fy)):
+        raise ValueError(f"no usable focal length in {intrinsics.tolist()}")
+    return math.degrees(2 * math.atan(0.5 / fx)), math.degrees(2 * math.atan(0.5 / fy))
+
+
+def estimate_fov(frames: Iterable[np.ndarray], model: Any, device: torch.device, num_tokens: int | None = 1200
+                 ) -> FovEstimate:
+    """Median field of view of ``frames`` ((H, W, 3) uint8 RGB) by MoGe-2 ``model`` on ``device``.
+
+    Raises:
+        UserError: no frame gave a usable focal length.
+    """
+    per_frame: list[tuple[float, float]] = []
+    for rgb in frames:
+        image = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1).float() / 255.0
+        with torch.inference_mode():
+            out = model.infer(image, num_tokens=num_tokens)
+        try:
+            per_frame.append(fov_from_intrinsics(out["intrinsics"].float().cpu().numpy()))
+        except ValueError as exc:
+            log.warning("a frame gave no field of view (%s); skipped", exc)
+    if not per_frame:
+        raise UserError("MoGe-2 found no usable field of view in any frame")
+    xs, ys = zip(*per_frame)
+    return FovEstimate(float(np.median(xs)), float(np.median(ys)), per_frame)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", metavar="PATH", help="a video or an image")
+    parser.add_argument("--frames", type=positive_int, default=8,
+                        help="frames spread over a video to estimate from (default 8; the median is printed)")
+    parser.add_argument("--fov_encoder", choices=tuple(FOV_MODELS), default="vits",
+                        help="MoGe-2 size (default vits)")
+    parser.add_argument("--fov_checkpoint", default=None,
+                        help="local MoGe-2 model.pt (default: MoGe/checkpoints/<repo>/model.pt, then the hub)")
+    parser.add_argument("--num_tokens", type=positive_int, default=1200,
+                        help="MoGe-2 resolution in image tokens (default 1200, its lowest level: fast and enough "
+                             "for the field of view)")
+    add_device_args(parser, precision=False)
+    add_report_args(parser)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from moge2.hub import load_moge2
+
+    from mvda.device import resolve_device
+    from mvda.io.video import VideoReader
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    with VideoReader(Path(args.path)) as reader:  # a missing or unreadable file fails before the model loads
+        frames = reader.sample_frames(args.frames)
+    if not frames:
+        raise UserError(f"{args.path}: no frame could be decoded")
+    model = load_moge2(FOV_MODELS[args.fov_encoder], checkpoint=args.fov_checkpoint, device=device)
+    estimate = estimate_fov(frames, model, device, num_tokens=args.num_tokens)
+    spread = np.ptp([x for x, _ in estimate.per_frame]) if len(estimate.per_frame) > 1 else 0.0
+    print(f"xfov {estimate.xfov:.2f} yfov {estimate.yfov:.2f} (degrees; median of {len(estimate.per_frame)} "
+          f"frame(s), xfov spread {spread:.2f}); use: --xfov {estimate.xfov:.2f}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(PROG, lambda: _run(args), verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
