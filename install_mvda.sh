@@ -36,6 +36,9 @@ options:
   --vda_metric             also fetch the Metric-Video-Depth-Anything checkpoints of --encoders
   --metric_encoders LIST   Depth-Anything-V2 metric encoders: vits,vitb,vitl (default: vitl)
   --metric_models LIST     hypersim (indoor, 20 m) and/or vkitti (outdoor, 80 m) (default: hypersim)
+  --moge LIST              MoGe-2 sizes to fetch (field of view, python -m mvda.fov): vits,vitb,vitl
+                           (Ruicheng/moge-2-<size>-normal -> MoGe/checkpoints/moge-2-<size>-normal/model.pt;
+                           default: none)
   --no-weights             skip the checkpoint download
   --weights-only           only the checkpoint download (skip step 1)
   --dev                    also install the test tools (pytest, psutil; the Debian packages above)
@@ -47,6 +50,7 @@ HF_HUB_OFFLINE (as huggingface_hub).
 examples:
   bash install_mvda.sh                                   # default models, for the README's job
   bash install_mvda.sh --encoders vits,vitl --metric_models hypersim,vkitti --vda_metric
+  bash install_mvda.sh --moge vits          # MoGe-2 for python -m mvda.fov
   bash install_mvda.sh --no-weights --dev && python -m pytest -q       # the test set-up
 EOF
 }
@@ -60,6 +64,7 @@ ENCODERS="vitl"
 METRIC_ENCODERS="vitl"
 METRIC_MODELS="hypersim"
 VDA_METRIC=0
+MOGE=""
 WEIGHTS=1
 PACKAGES=1
 DEV=0
@@ -75,6 +80,8 @@ while [[ $# -gt 0 ]]; do
         --metric_models) need_value "$@"; METRIC_MODELS="$2"; shift 2 ;;
         --metric_models=*) METRIC_MODELS="${1#*=}"; shift ;;
         --vda_metric) VDA_METRIC=1; shift ;;
+        --moge) need_value "$@"; MOGE="$2"; shift 2 ;;
+        --moge=*) MOGE="${1#*=}"; shift ;;
         --no-weights|--no_weights) WEIGHTS=0; shift ;;
         --weights-only|--weights_only) PACKAGES=0; shift ;;
         --dev) DEV=1; shift ;;
@@ -97,6 +104,7 @@ check_list() {  # check_list FLAG VALUE ALLOWED...
 check_list --encoders "$ENCODERS" vits vitb vitl
 check_list --metric_encoders "$METRIC_ENCODERS" vits vitb vitl
 check_list --metric_models "$METRIC_MODELS" hypersim vkitti
+[[ -z "$MOGE" ]] || check_list --moge "$MOGE" vits vitb vitl
 [[ $WEIGHTS == 1 || $PACKAGES == 1 ]] || die "--no-weights and --weights-only together leave nothing to do"
 
 PY="${PYTHON:-}"
@@ -223,7 +231,7 @@ link_convert_script() {
 
 # --- 3. checkpoints --------------------------------------------------------------------------------
 download_weights() {
-    "$PY" - "$REPO" "$ENCODERS" "$VDA_METRIC" "$METRIC_ENCODERS" "$METRIC_MODELS" <<'PYEOF'
+    "$PY" - "$REPO" "$ENCODERS" "$VDA_METRIC" "$METRIC_ENCODERS" "$METRIC_MODELS" "$MOGE" <<'PYEOF'
 """Fetch the selected checkpoints; on failure list what is missing and how to get it by hand."""
 import os
 import shutil
@@ -236,10 +244,12 @@ encoders = sys.argv[2].split(",")
 vda_metric = sys.argv[3] == "1"
 metric_encoders = sys.argv[4].split(",")
 metric_models = sys.argv[5].split(",")
+moge = [m for m in sys.argv[6].split(",") if m]
 
 try:
     from depth_anything_v2.checkpoint import CheckpointError, download_checkpoint, hub_unreachable
     from depth_anything_v2.hub import DAV2_METRIC_CHECKPOINTS
+    from moge2.hub import MOGE2_CHECKPOINTS
     from video_depth_anything.hub import VDA_CHECKPOINTS
 except ImportError as exc:
     print(f"{PROG}: error: cannot import the project ({exc}); run bash install_mvda.sh without "
@@ -253,6 +263,9 @@ wanted = [(VDA_CHECKPOINTS[(e, False)], VDA_DIR) for e in encoders]
 if vda_metric:
     wanted += [(VDA_CHECKPOINTS[(e, True)], VDA_DIR) for e in encoders]
 wanted += [(DAV2_METRIC_CHECKPOINTS[(m, e)], DAV2_DIR) for m in metric_models for e in metric_encoders]
+for size in moge:  # one folder per release: every MoGe-2 repository names its file model.pt
+    spec = MOGE2_CHECKPOINTS[f"{size}-normal"]
+    wanted.append((spec, repo / "MoGe" / "checkpoints" / spec.local_dir.name))
 
 
 def offline() -> bool:
@@ -294,7 +307,7 @@ reason = hub_unreachable() if missing and not offline() else None
 failed = []
 for spec, folder in missing:
     if reason is not None:
-        failed.append(spec)
+        failed.append((spec, folder))
         continue
     created = first_missing_dir(folder)
     if offline():
@@ -308,7 +321,7 @@ for spec, folder in missing:
         if not offline():
             cause = exc.__cause__
             print(f"{PROG}: warning: {spec.filename}: {type(cause).__name__ if cause else exc}", file=sys.stderr)
-        failed.append(spec)
+        failed.append((spec, folder))
     except KeyboardInterrupt:
         clean_partial(folder, spec.filename, created)
         print(f"{PROG}: interrupted; {spec.filename} was not saved", file=sys.stderr)
@@ -321,8 +334,7 @@ if failed:
         reason = "HF_HUB_OFFLINE is set" if offline() else "download failed"
     lines = [f"{PROG}: error: {len(failed)} checkpoint(s) missing ({reason}).",
              "Download them by hand and put them here (then run this script again, or add --no-weights):"]
-    for spec in failed:
-        folder = VDA_DIR if spec.family.startswith("vda") else DAV2_DIR
+    for spec, folder in failed:
         lines.append(f"  {(folder / spec.filename).relative_to(repo)}")
         lines.append(f"      Hugging Face repo {spec.repo_id}, file {spec.filename}")
         lines.append(f"      {spec.url}")

@@ -271,3 +271,17 @@ def test_without_dev_names_missing_viewer_libraries_to_a_user(repo, fake_system)
     assert read_lines(fake_system["FAKE_APT_LOG"]) == []
     (hint,) = [line for line in result.stderr.splitlines() if "open3d" in line]
     assert "sudo apt-get install libusb-1.0-0 libegl1 libgl1" in hint
+
+
+def test_moge_checkpoints_are_listed_with_their_own_folders(repo):
+    result = run(["--weights-only", "--moge", "vits,vitl"], repo, HF_HUB_OFFLINE="1")
+    assert result.returncode == 3, result.stderr
+    check_missing_report(result.stderr, [
+        ("MoGe/checkpoints/moge-2-vits-normal/model.pt", "Ruicheng/moge-2-vits-normal"),
+        ("MoGe/checkpoints/moge-2-vitl-normal/model.pt", "Ruicheng/moge-2-vitl-normal"),
+        (VDA_L, "depth-anything/Video-Depth-Anything-Large"),
+        (DAV2_HL, "depth-anything/Depth-Anything-V2-Metric-Hypersim-Large"),
+    ])
+    assert files_under(repo) == ["Video-Depth-Anything/video_metric_convert.py", "install_mvda.sh"]
+    bad = run(["--moge", "vitx"], repo)
+    assert bad.returncode != 0 and "--moge: unknown value 'vitx'" in bad.stderr
