@@ -18,8 +18,8 @@ import argparse
 import sys
 
 from mvda.apps import view
-from mvda.cli import (add_damage_arg, finite_float, add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args, non_negative_float,
-                      non_negative_int, positive_float, run_cli)
+from mvda.cli import (add_damage_arg, add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args,
+                      finite_float, non_negative_float, non_negative_int, positive_float, run_cli)
 
 PROG = "3d_view_depthfile.py"
 EXAMPLE = """\
@@ -71,7 +71,8 @@ def _run(args: argparse.Namespace) -> int:
         max_depth=args.max_depth, point_cloud=args.point_cloud, remove_edges=args.remove_edges,
         edge_threshold=args.edge_threshold, max_frames=args.max_frames, draw_frame=args.draw_frame,
         eye=(args.x, args.y, args.z), target=(args.tx, args.ty, args.tz), render=args.render,
-        render_backend=args.render_backend, point_size=args.point_size, progress=not args.no_progress, skip_damaged=args.skip_damaged,
+        render_backend=args.render_backend, point_size=args.point_size, progress=not args.no_progress,
+        skip_damaged=args.skip_damaged,
     ))
     if result is not None:
         print(f"{PROG}: wrote {result.frames} frames ({result.width}x{result.height}) in {result.seconds:.1f} s "

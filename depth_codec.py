@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 
 from mvda.errors import UserError
-from mvda.io.video import VideoReader, VideoWriter, ffv1_settings
+from mvda.io.video import VideoReader, VideoWriter, ffv1_settings, probe_video
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
@@ -233,8 +233,6 @@ def resolve_fov(xfov: float | None, yfov: float | None, path: str | os.PathLike)
     """
     if xfov is not None or yfov is not None:
         return xfov, yfov
-    from mvda.io.video import probe_video
-
     info = probe_video(path)
     tagged = []
     for name in (TAG_XFOV, TAG_YFOV):

@@ -19,8 +19,8 @@ import argparse
 import sys
 
 from mvda.apps import stereo
-from mvda.cli import (add_damage_arg, add_device_args, add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args,
-                      non_negative_int, positive_float, run_cli)
+from mvda.cli import (add_damage_arg, add_device_args, add_fov_args, add_frame_limit_arg, add_max_depth_arg,
+                      add_report_args, non_negative_int, positive_float, run_cli)
 
 PROG = "stero_rerender.py"
 EXAMPLE = """example:

@@ -13,8 +13,8 @@ import argparse
 import sys
 
 from mvda.apps.convert import ENCODERS, FITS, METRIC_MODELS, MODELS, run
-from mvda.cli import (add_device_args, add_fov_args, frame_rate, add_frame_limit_arg, add_max_depth_arg, add_report_args, positive_int,
-                      run_cli)
+from mvda.cli import (add_device_args, add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args,
+                      frame_rate, positive_int, run_cli)
 
 PROG = "video_metric_convert.py"
 EPILOG = """example:

@@ -122,12 +122,18 @@ def progress_bar(total: int | None = None, desc: str = "", unit: str = "frame", 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, **kwargs)
 
 
+def _parse(text: str, kind: type) -> int | float:
+    """``int(text)`` or ``float(text)``; argparse's error (one line) when it is not such a number."""
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = _parse(text, int)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
@@ -135,10 +141,7 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = _parse(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
@@ -146,10 +149,7 @@ def non_negative_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _parse(text, float)
     if not (value > 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
@@ -157,10 +157,7 @@ def positive_float(text: str) -> float:
 
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _parse(text, float)
     if not (0.0 <= value < float("inf")):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
@@ -171,10 +168,7 @@ def non_negative_float(text: str) -> float:
 # --------------------------------------------------------------------------------------------------
 def finite_float(text: str) -> float:
     """argparse type: any finite number (no nan / inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _parse(text, float)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
@@ -199,10 +193,7 @@ MAX_FPS = 1000.0
 
 def frame_rate(text: str) -> float:
     """argparse type for ``--target_fps``: frames per second in (0, 1000], or -1 for the source rate."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    value = _parse(text, float)
     if value == -1:
         return value
     if not (0 < value <= MAX_FPS):  # also false for nan
@@ -221,10 +212,7 @@ def fov_degrees(text: str) -> float:
 
 def frame_limit(text: str) -> int | None:
     """argparse type for ``--max_frames`` / ``--max_len``: N > 0 frames, or -1 for all (the original's value)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = _parse(text, int)
     if value == -1:
         return None
     if value <= 0:

@@ -447,6 +447,11 @@ class _FrameSource:
         self.vfr = bool(reader.info.vfr and self.target_fps is None)
         self.times: collections.deque[float] = collections.deque()
 
+    @property
+    def output_times(self) -> "collections.deque[float] | None":
+        """The output frames' times for the depth writer, or None for a constant-rate output."""
+        return self.times if self.vfr else None
+
     def _prepare(self, frame: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(frame).to(self.options.device, non_blocking=True)
         if (self.infer_h, self.infer_w) == (self.height, self.width):
@@ -691,7 +696,7 @@ class _Converter:
     def run_streaming(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str) -> int:
         """Frames -> VDA (+ DA-V2 statistics, rolling fit) -> ``writer``; returns the frames written."""
         step = _StreamingStep(self, out_size)
-        return self._loop(source, step, _DepthSink(writer, self.timer, step.finish, source.times if source.vfr else None), source, name)
+        return self._loop(source, step, _DepthSink(writer, self.timer, step.finish, source.output_times), source, name)
 
     # -- global fit ---------------------------------------------------------------------------------
     def run_global(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str,
@@ -743,7 +748,7 @@ class _Converter:
             return depth
 
         with open(temp_path, "rb") as store:
-            sink = _DepthSink(writer, self.timer, finish, source.times if source.vfr else None)
+            sink = _DepthSink(writer, self.timer, finish, source.output_times)
             return self._loop(stored(store), upsample, sink, source, name, passes=2, bar_initial=written)
 
 

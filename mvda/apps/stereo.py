@@ -102,14 +102,12 @@ def job_from_args(args: argparse.Namespace) -> StereoJob:
     """Check the flags and paths that can be checked before decoding anything (raises UserError)."""
     from mvda.device import resolve_device
 
-    if args.xfov is None and args.yfov is None and Path(args.video).is_file():
-        args.xfov, args.yfov = resolve_fov(None, None, args.video)  # the depth file's tags, if any
-    if args.xfov is None and args.yfov is None:
+    xfov, yfov = args.xfov, args.yfov  # range-checked by the flags' type (and the tags by resolve_fov)
+    if xfov is None and yfov is None and Path(args.video).is_file():
+        xfov, yfov = resolve_fov(None, None, args.video)  # the depth file's tags, if any
+    if xfov is None and yfov is None:
         raise UserError("give the camera's field of view with --xfov (horizontal) or --yfov (vertical), in degrees "
                         "(the depth file has no field-of-view tags)")
-    for flag, fov in (("--xfov", args.xfov), ("--yfov", args.yfov)):
-        if fov is not None and not 0.0 < fov < 180.0:
-            raise UserError(f"{flag} {fov:g} is not a field of view: give degrees between 0 and 180 (exclusive)")
     try:
         device = resolve_device(args.device)
     except ValueError as exc:
@@ -125,8 +123,9 @@ def job_from_args(args: argparse.Namespace) -> StereoJob:
         if out is not None and out.resolve() in inputs:
             raise UserError(f"output {out} would overwrite an input; choose another --output")
     return StereoJob(
-        depth_video=depth, color_video=color, output=output, mask_output=mask, xfov=args.xfov, yfov=args.yfov,
-        max_depth=args.max_depth, ipd_mm=args.pupillary_distance, max_frames=args.max_frames, skip_damaged=args.skip_damaged, fmt=args.format,
+        depth_video=depth, color_video=color, output=output, mask_output=mask, xfov=xfov, yfov=yfov,
+        max_depth=args.max_depth, ipd_mm=args.pupillary_distance, max_frames=args.max_frames,
+        skip_damaged=args.skip_damaged, fmt=args.format,
         crf=args.crf, preset=args.preset, lossless=args.lossless, max_stretch=args.max_stretch,
         drop_fragments=args.drop_fragments, device=device, progress=not args.no_progress,
     )
