@@ -102,12 +102,6 @@ def job_from_args(args: argparse.Namespace) -> StereoJob:
     """Check the flags and paths that can be checked before decoding anything (raises UserError)."""
     from mvda.device import resolve_device
 
-    xfov, yfov = args.xfov, args.yfov  # range-checked by the flags' type (and the tags by resolve_fov)
-    if xfov is None and yfov is None and Path(args.video).is_file():
-        xfov, yfov = resolve_fov(None, None, args.video)  # the depth file's tags, if any
-    if xfov is None and yfov is None:
-        raise UserError("give the camera's field of view with --xfov (horizontal) or --yfov (vertical), in degrees "
-                        "(the depth file has no field-of-view tags)")
     try:
         device = resolve_device(args.device)
     except ValueError as exc:
@@ -117,6 +111,12 @@ def job_from_args(args: argparse.Namespace) -> StereoJob:
     for path, flag in ((depth, "--video"), (color, "--color_video")):
         if path is not None and not path.is_file():
             raise UserError(f"{flag} {path}: no such file" if not path.exists() else f"{flag} {path}: not a file")
+    xfov, yfov = args.xfov, args.yfov  # range-checked by the flags' type (and the tags by resolve_fov)
+    if xfov is None and yfov is None:
+        xfov, yfov = resolve_fov(None, None, depth)  # the depth file's tags, if any
+    if xfov is None and yfov is None:
+        raise UserError("give the camera's field of view with --xfov (horizontal) or --yfov (vertical), in degrees "
+                        "(the depth file has no field-of-view tags)")
     output, mask = default_outputs(depth, args.output, args.lossless, args.infill_mask)
     inputs = {depth.resolve()} | ({color.resolve()} if color else set())
     for out in (output, mask):

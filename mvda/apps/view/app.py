@@ -71,8 +71,8 @@ class ViewOptions:
 def view_depth_video(options: ViewOptions) -> RenderResult | None:
     """Show ``options.video`` in the interactive window (returns None when the user quits), or render it
     to ``options.render`` (returns what was written). Raises :class:`UserError` for what a user can fix."""
-    if options.xfov is None and options.yfov is None and Path(options.video).is_file():
-        xfov, yfov = resolve_fov(None, None, options.video)  # the depth file's tags, if any
+    if options.xfov is None and options.yfov is None:
+        xfov, yfov = resolve_fov(None, None, options.video)  # the depth file's tags (a missing file: one line)
         options = dataclasses.replace(options, xfov=xfov, yfov=yfov)
     options.validate()
     with FrameSource(options.video, options.color_video, max_depth=options.max_depth,
