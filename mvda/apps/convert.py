@@ -20,6 +20,11 @@ Ctrl-C or SIGTERM/SIGHUP leaves neither a partial output nor the global fit's te
   back, upsamples, applies the fit and writes.
 * ``model="vda-metric"``: the Metric-Video-Depth-Anything checkpoint gives metres directly; no DA-V2,
   no fit.
+* ``model="vda+moge2"``: as ``vda+dav2`` (rolling or global fit), with MoGe-2's metric depth, its field of
+  view fixed to the video's, as the metric anchor instead of DA-V2 (:mod:`mvda.apps.metric_anchor`).
+
+The field of view (``fov``, ``xfov``, ``yfov``; :mod:`mvda.apps.video_fov`) is found before the frame loop
+and written into the depth file's ``xfov`` / ``yfov`` tags.
 
 ``metric_every = N`` (rolling fit): DA-V2 runs on output frames ``0, N, 2N, ...`` only, and each of
 them adds one history entry; every other frame uses the parameters computed for the most recent DA-V2
@@ -54,12 +59,12 @@ import torch
 import torch.nn.functional as F
 
 from mvda.ops import depth_fit
-from mvda.ops.geometry import intrinsics_from_fov
+from mvda.apps.video_fov import FOV_MODES, fov_tags, load_fov_model, video_fov
 from mvda.errors import UserError
 from mvda.cli import progress_bar
 from mvda.frames import run_frames
 from depth_anything_v2.transform import network_input_size, prepare_images
-from depth_codec import TAG_XFOV, TAG_YFOV, DepthVideoWriter, depth_step
+from depth_codec import DepthVideoWriter, depth_step
 from video_depth_anything.inference import VideoDepthStream, video_input_size
 from video_depth_anything.keyframe_cache import KeyframeFeatureCache
 from mvda.io.video import (VideoDecodeError, VideoReader, ensure_writable_dir, forget_temporary, probe_video,
@@ -90,8 +95,8 @@ __all__ = [
 
 log = logging.getLogger("mvda")
 
-#: ``--model`` choices: VDA relative + DA-V2 metric + fit, or Metric-VDA directly.
-MODELS: tuple[str, ...] = ("vda+dav2", "vda-metric")
+#: ``--model`` choices: VDA relative + DA-V2 metric + fit, Metric-VDA directly, or VDA relative + MoGe-2 metric + fit.
+MODELS: tuple[str, ...] = ("vda+dav2", "vda-metric", "vda+moge2")
 #: ``--encoder`` / ``--metric_encoder`` choices.
 ENCODERS: tuple[str, ...] = ("vits", "vitb", "vitl")
 #: ``--metric_model`` choices (Depth-Anything-V2 metric training sets).
@@ -134,6 +139,8 @@ class ConvertOptions:
         output_size: ``(H, W)`` of the written depth; ``None``: the source resolution.
         reuse_keyframe_features: encode each frame once in VDA (:class:`KeyframeFeatureCache`).
         progress: show tqdm bars.
+        fov: ``"auto"``: MoGe-2's field of view of keyframes into the tags (when :attr:`Models.moge` is
+            loaded); ``"off"``: none. ``xfov`` / ``yfov`` (degrees), when given, are written instead.
     """
 
     model: str = "vda+dav2"
@@ -155,6 +162,7 @@ class ConvertOptions:
     progress: bool = True
     xfov: float | None = None
     yfov: float | None = None
+    fov: str = "auto"
 
     def validate(self) -> None:
         """Raise :class:`UserError` for impossible combinations."""
@@ -168,18 +176,26 @@ class ConvertOptions:
             raise UserError(f"--max_depth must be a finite number > 0, got {self.max_depth}")
         if self.metric_every < 1:
             raise UserError(f"--metric_every must be >= 1, got {self.metric_every}")
+        if self.fov not in FOV_MODES:
+            raise UserError(f"unknown --fov {self.fov!r}: use one of {', '.join(FOV_MODES)}")
+        if self.model == "vda+moge2" and self.fov == "off" and self.xfov is None and self.yfov is None:
+            raise UserError("--model vda+moge2 fixes MoGe-2's field of view to the video's: use --fov auto "
+                            "(the default) or give --xfov")
 
 
 @dataclass
 class Models:
     """The networks of one run (loaded once for a whole batch).
 
-    ``vda``: VideoDepthAnything (relative for ``vda+dav2``, metric for ``vda-metric``);
-    ``dav2``: metric DepthAnythingV2, or ``None`` for ``vda-metric``.
+    ``vda``: VideoDepthAnything (relative for ``vda+dav2`` and ``vda+moge2``, metric for ``vda-metric``);
+    ``dav2``: metric DepthAnythingV2 (``vda+dav2`` only);
+    ``moge``: MoGe-2 for the field of view (``fov="auto"``; None: no estimate) and the metric anchor of
+    ``vda+moge2``.
     """
 
     vda: Any
     dav2: Any | None = None
+    moge: Any | None = None
 
 
 def load_models(
@@ -190,23 +206,33 @@ def load_models(
     device: torch.device,
     vda_checkpoint: str | os.PathLike | None = None,
     metric_checkpoint: str | os.PathLike | None = None,
+    fov_encoder: str | None = None,
+    fov_checkpoint: str | os.PathLike | None = None,
 ) -> Models:
     """Load the networks for ``model`` strictly from their checkpoints.
 
     Checkpoints: the explicit paths, else the default local folders of the packages
-    (``Video-Depth-Anything/checkpoints``, ``Depth-Anything-V2/metric_depth/checkpoints``), else the
-    Hugging Face hub. Raises :class:`depth_anything_v2.hub.CheckpointError` (a one-line message naming
-    the repo id, the file and the install command) when one is missing or does not match.
+    (``Video-Depth-Anything/checkpoints``, ``Depth-Anything-V2/metric_depth/checkpoints``,
+    ``MoGe/checkpoints``), else the Hugging Face hub. Raises :class:`depth_anything_v2.hub.CheckpointError`
+    (a one-line message naming the repo id, the file and the install command) when one is missing or
+    does not match; MoGe-2 of size ``fov_encoder`` (``None``: not loaded) is needed only by
+    ``vda+moge2``, elsewhere a missing or bad one is a warning and ``Models.moge`` stays None.
     """
     from depth_anything_v2.hub import load_depth_anything_v2_metric
     from video_depth_anything.hub import load_video_depth_anything
 
     if model == "vda-metric":
         vda = load_video_depth_anything(encoder, metric=True, checkpoint=vda_checkpoint, device=device)
-        return Models(vda=vda, dav2=None)
-    vda = load_video_depth_anything(encoder, metric=False, checkpoint=vda_checkpoint, device=device)
-    dav2 = load_depth_anything_v2_metric(metric_encoder, metric_model, checkpoint=metric_checkpoint, device=device)
-    return Models(vda=vda, dav2=dav2)
+        dav2 = None
+    else:
+        vda = load_video_depth_anything(encoder, metric=False, checkpoint=vda_checkpoint, device=device)
+        dav2 = None if model == "vda+moge2" else load_depth_anything_v2_metric(
+            metric_encoder, metric_model, checkpoint=metric_checkpoint, device=device)
+    if model == "vda+moge2":
+        fov_encoder = fov_encoder or "vits"
+    moge = None if fov_encoder is None else load_fov_model(fov_encoder, fov_checkpoint, device,
+                                                           required=model == "vda+moge2")
+    return Models(vda=vda, dav2=dav2, moge=moge)
 
 
 class StageTimer:
@@ -674,6 +700,8 @@ class _Converter:
         self.min_depth = near_limit(options.max_depth)
         self.clamps = depth_fit.ClampCounts()
         self.metric_frames = 0
+        #: The metric network of the fit (``infer_images``): DA-V2, or MoGe-2 set by :func:`convert_video`.
+        self.metric: Any = models.dav2
 
     # -- shared -------------------------------------------------------------------------------------
     def _stream(self, output_size: tuple[int, int]) -> VideoDepthStream:
@@ -762,7 +790,7 @@ class _StreamingStep:
         options = converter.options
         self.metric_model = options.model == "vda-metric"
         self.stream = converter._stream(out_size)
-        self.queue = None if self.metric_model else _MetricStatsQueue(converter.models.dav2, options, converter.timer)
+        self.queue = None if self.metric_model else _MetricStatsQueue(converter.metric, options, converter.timer)
         self.every = options.metric_every
         self.fit = depth_fit.RollingFit(*rolling_limits(self.every))
         self.index = 0  # frames pushed
@@ -832,7 +860,7 @@ class _GlobalPass1:
         self.rows = torch.from_numpy(rows).to(options.device)
         self.cols = torch.from_numpy(cols).to(options.device)
         self.sampler = _EvenSampler(source.expected, options.global_frames)
-        self.queue = _MetricStatsQueue(converter.models.dav2, options, converter.timer, output_size=self.net)
+        self.queue = _MetricStatsQueue(converter.metric, options, converter.timer, output_size=self.net)
         self.metric_samples: dict[int, np.ndarray] = {}  # frame -> 1/m at the grid (1/metres)
         self.relative_samples: dict[int, np.ndarray] = {}  # frame -> r at the grid
         self.index = 0
@@ -930,14 +958,19 @@ def convert_video(
             "mvda_metric_every": str(options.metric_every),
             "mvda_source": input_path.name,
         }
-        if options.xfov is not None or options.yfov is not None:  # a known field of view travels with the file
-            intr = intrinsics_from_fov(out_h, out_w, options.xfov, options.yfov)
-            metadata.update({TAG_XFOV: f"{intr.xfov:.6g}", TAG_YFOV: f"{intr.yfov:.6g}"})
+        with timer.stage("fov"):  # the field of view travels with the file (given, or MoGe-2's estimate)
+            fov = video_fov(reader, (out_h, out_w), source.expected, float(source.fps), options.fov, options.xfov,
+                            options.yfov, models.moge, options.device)
+        metadata.update(fov_tags(fov))
+        if options.model == "vda+moge2":
+            from mvda.apps.metric_anchor import MoGeMetricDepth
+
+            converter.metric = MoGeMetricDepth(models.moge, None if fov is None else fov[0])
         temp_store: Path | None = None
         try:
             with DepthVideoWriter(output, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
                                   vfr=source.vfr) as writer:
-                if options.model == "vda+dav2" and options.fit == "global":
+                if options.model != "vda-metric" and options.fit == "global":
                     temp_store = _temp_store_path(output)
                     frames = converter.run_global(source, writer, (out_h, out_w), input_path.name, temp_store)
                 else:
@@ -1058,6 +1091,10 @@ def options_from_args(args: Any) -> ConvertOptions:
         log.warning("--fit is ignored with --model vda-metric (its output is already metric)")
     if args.metric_every != 1 and (args.model == "vda-metric" or args.fit == "global"):
         log.warning("--metric_every only applies to --model vda+dav2 --fit rolling; ignored")
+    if args.model == "vda+moge2" and (args.metric_checkpoint or args.metric_encoder != "vitl"
+                                      or args.metric_model != "hypersim"):
+        log.warning("--metric_encoder/--metric_model/--metric_checkpoint choose Depth-Anything-V2; --model vda+moge2 "
+                    "uses the MoGe-2 of --fov_encoder/--fov_checkpoint")
     if args.model == "vda+dav2" and args.metric_model == "vkitti" and args.max_depth < 20:
         log.warning("--metric_model vkitti predicts up to 80 m but --max_depth is %g m: farther depth is clipped",
                     args.max_depth)
@@ -1067,7 +1104,7 @@ def options_from_args(args: Any) -> ConvertOptions:
         target_fps=args.target_fps, max_depth=args.max_depth, metric_every=args.metric_every,
         device=device, precision=precision, metric_precision=metric_precision,
         dav2_batch=4 if device.type == "cuda" else 1,
-        progress=not args.no_progress, xfov=args.xfov, yfov=args.yfov,
+        progress=not args.no_progress, xfov=args.xfov, yfov=args.yfov, fov=args.fov,
     )
     options.validate()
     return options
@@ -1079,9 +1116,14 @@ def run(args: Any) -> int:
     options = options_from_args(args)
     inputs = collect_inputs(args.input_video)
 
+    # MoGe-2 runs for --fov auto unless a field of view is given, and always for vda+moge2 (its metric anchor).
+    estimate = options.fov == "auto" and options.xfov is None and options.yfov is None
+    fov_encoder = args.fov_encoder if estimate or options.model == "vda+moge2" else None
+
     def models() -> Models:
         return load_models(args.model, args.encoder, args.metric_encoder, args.metric_model, options.device,
-                           vda_checkpoint=args.vda_checkpoint, metric_checkpoint=args.metric_checkpoint)
+                           vda_checkpoint=args.vda_checkpoint, metric_checkpoint=args.metric_checkpoint,
+                           fov_encoder=fov_encoder, fov_checkpoint=args.fov_checkpoint)
 
     results = convert_batch(inputs, Path(args.output_dir), models, options, skip_existing=args.skip_existing,
                             report=lambda line: print(line, flush=True))

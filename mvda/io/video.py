@@ -23,7 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Sequence
 
 import av
 import numpy as np
@@ -424,18 +424,29 @@ class VideoReader:
 
         For judging what a file holds without decoding all of it; does not disturb iteration.
         """
+        duration = self._duration()
+        return self.frames_at([0.0] if not duration else [duration * k / count for k in range(count)])
+
+    def _duration(self) -> float | None:
+        """The video stream's (else the container's) duration in seconds, or None."""
+        stream = self._container.streams.video[0]
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if self._container.duration is not None:
+            return self._container.duration / av.time_base
+        return None
+
+    def frames_at(self, times: Sequence[float]) -> list[np.ndarray]:
+        """The frames on screen at ``times`` (seconds, by their timestamps), as displayed, each found by
+        seeking a second decoder to the key frame before it and decoding from there (so reading a few
+        frames of a long video costs a few GOPs, not a pass). Does not disturb iteration; frames that
+        cannot be read are left out."""
         frames: list[np.ndarray] = []
         quarter = {0: 0, 90: 1, 180: 2, -90: 3}[self.info.rotation]
         try:
             with av.open(str(self.path), mode="r") as probe:
                 stream = probe.streams.video[0]
-                duration = None
-                if stream.duration is not None and stream.time_base is not None:
-                    duration = float(stream.duration * stream.time_base)
-                elif probe.duration is not None:
-                    duration = probe.duration / av.time_base
-                points = [0.0] if not duration else [duration * k / count for k in range(count)]
-                for t in points:
+                for t in times:
                     if t > 0:
                         probe.seek(int(t / float(stream.time_base)), stream=stream, backward=True)
                     for frame in probe.decode(stream):
