@@ -958,7 +958,8 @@ def convert_video(
             "mvda_metric_every": str(options.metric_every),
             "mvda_source": input_path.name,
         }
-        with timer.stage("fov"):  # the field of view travels with the file (given, or MoGe-2's estimate)
+        # The field of view travels with the file (given, or MoGe-2's estimate: stage "fov").
+        with timer.stage("fov") if models.moge is not None else contextlib.nullcontext():
             fov = video_fov(reader, (out_h, out_w), source.expected, float(source.fps), options.fov, options.xfov,
                             options.yfov, models.moge, options.device)
         metadata.update(fov_tags(fov))
