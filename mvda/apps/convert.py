@@ -966,6 +966,8 @@ def convert_video(
         if options.model == "vda+moge2":
             from mvda.apps.metric_anchor import MoGeMetricDepth
 
+            if models.moge is None:
+                raise ValueError("--model vda+moge2 needs Models.moge (load_models(..., fov_encoder=...))")
             converter.metric = MoGeMetricDepth(models.moge, None if fov is None else fov[0])
         temp_store: Path | None = None
         try:
