@@ -164,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         shares = []
         for frames in (10, 20, 75, 300, 3000):
             k = keyframe_count(frames)
-            shares.append(f"{frames} frames ({k} keyframes) {100 * k * (cpu + seek_per_keyframe) / (frames * dav2[0]):.1f} %")
+            share = 100 * k * (cpu + seek_per_keyframe) / (frames * dav2[0])
+            shares.append(f"{frames} frames ({k} keyframes) {share:.1f} %")
         print(f"share of a default conversion, at most, MoGe-2 {encoder} {tokens} tokens: " + ", ".join(shares),
               flush=True)
     return 0

@@ -134,7 +134,8 @@ def test_missing_or_bad_moge_checkpoint_is_one_warning_and_no_tag(tmp_path, proc
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     # No local MoGe-2 file either (whatever this checkout holds in MoGe/checkpoints).
     monkeypatch.setattr(moge2.hub, "MOGE2_CHECKPOINTS", {
-        name: dataclasses.replace(spec, local_dir=tmp_path / "none") for name, spec in moge2.hub.MOGE2_CHECKPOINTS.items()})
+        name: dataclasses.replace(spec, local_dir=tmp_path / "none")
+        for name, spec in moge2.hub.MOGE2_CHECKPOINTS.items()})
     # Not downloadable (offline, no local file): one warning, the conversion succeeds without tags.
     assert convert(procedural_checkpoints, clip, tmp_path / "a", "--max_frames", "3") == 0
     (line,) = fov_warnings(capsys.readouterr().err)

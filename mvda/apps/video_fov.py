@@ -66,7 +66,8 @@ def load_fov_model(encoder: str, checkpoint: str | os.PathLike | None, device: t
         if required:
             raise
         log.warning("no field of view estimate (--fov auto), the depth files get no xfov/yfov tags: %s; install "
-                    "MoGe-2 with `bash install_mvda.sh --moge %s`, give --xfov, or use --fov off", _one_line(exc), encoder)
+                    "MoGe-2 with `bash install_mvda.sh --moge %s`, give --xfov, or use --fov off",
+                    _one_line(exc), encoder)
         return None
 
 
