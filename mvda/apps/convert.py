@@ -120,8 +120,8 @@ class ConvertOptions:
     """Everything that controls one conversion (the CLI flags, resolved).
 
     Attributes:
-        model: ``"vda+dav2"`` or ``"vda-metric"``.
-        fit: ``"rolling"`` or ``"global"`` (``vda+dav2`` only).
+        model: ``"vda+dav2"``, ``"vda-metric"`` or ``"vda+moge2"``.
+        fit: ``"rolling"`` or ``"global"`` (``vda+dav2`` and ``vda+moge2``).
         input_size: network shorter side (518 for the released models).
         max_res: frames whose larger side exceeds this are downscaled for inference (<= 0: never).
         max_len: at most this many output frames (<= 0: all).
