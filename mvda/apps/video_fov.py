@@ -127,15 +127,17 @@ def fov_tags(fov: tuple[float, float] | None) -> dict[str, str]:
 
 
 def video_fov(reader: VideoReader, size: tuple[int, int], frames: int | None, fps: float, mode: str,
-              xfov: float | None, yfov: float | None, model: Any | None, device: torch.device
-              ) -> tuple[float, float] | None:
+              xfov: float | None, yfov: float | None, model: Any | None, device: torch.device,
+              indices: Sequence[int] | None = None) -> tuple[float, float] | None:
     """The field of view ``(xfov, yfov)`` (degrees) of a video converted to ``size`` = (H, W) over ``frames``
     output frames at ``fps``: the given one, else (``mode == "auto"`` and a MoGe-2 ``model``) the median
-    over :func:`mvda.fov.keyframe_count` keyframes spread over the frames, else None."""
+    over the keyframes ``indices`` (None: :func:`mvda.fov.keyframe_count` of them spread over the frames,
+    or the first frame when the length is unknown), else None."""
     given = given_fov(size[0], size[1], xfov, yfov)
     if given is not None or mode != "auto" or model is None:
         return given
-    indices = keyframe_indices(frames, keyframe_count(frames)) if frames else [0]
+    if indices is None:
+        indices = keyframe_indices(frames, keyframe_count(frames)) if frames else [0]
     estimate = keyframe_fov(reader, indices, fps, model, device)
     if estimate is None:
         return None
