@@ -140,6 +140,7 @@ def test_missing_or_bad_moge_checkpoint_is_one_warning_and_no_tag(tmp_path, proc
     assert convert(procedural_checkpoints, clip, tmp_path / "a", "--max_frames", "3") == 0
     (line,) = fov_warnings(capsys.readouterr().err)
     assert "no field of view estimate" in line and "moge-2-vits-normal" in line and "--fov off" in line
+    assert "`bash install_mvda.sh --moge vits`" in line  # the command that fetches MoGe-2, not the default one
     assert tags(tmp_path / "a" / "clip_depth.mkv") == (None, None)
     # Corrupt file, and a file that is not a MoGe checkpoint: one warning each, no tag.
     corrupt = tmp_path / "corrupt.pt"

@@ -65,9 +65,8 @@ def load_fov_model(encoder: str, checkpoint: str | os.PathLike | None, device: t
     except CheckpointError as exc:
         if required:
             raise
-        log.warning("no field of view estimate (--fov auto), the depth files get no xfov/yfov tags: %s; install "
-                    "MoGe-2 with `bash install_mvda.sh --moge %s`, give --xfov, or use --fov off",
-                    _one_line(exc), encoder)
+        log.warning("no field of view estimate (--fov auto), the depth files get no xfov/yfov tags: %s; "
+                    "or give --xfov, or use --fov off", _one_line(exc))
         return None
 
 
