@@ -134,6 +134,8 @@ class ConvertOptions:
         output_size: ``(H, W)`` of the written depth; ``None``: the source resolution.
         reuse_keyframe_features: encode each frame once in VDA (:class:`KeyframeFeatureCache`).
         progress: show tqdm bars.
+        on_frame: called (on the encode thread) after each depth frame is written, e.g. to feed a
+            batch's overall progress from a worker (``mvda.apps.ray_batch``); None: nothing.
     """
 
     model: str = "vda+dav2"
@@ -155,6 +157,7 @@ class ConvertOptions:
     progress: bool = True
     xfov: float | None = None
     yfov: float | None = None
+    on_frame: Callable[[], None] | None = None
 
     def validate(self) -> None:
         """Raise :class:`UserError` for impossible combinations."""
@@ -612,11 +615,13 @@ class _DepthSink:
     and encoded (stage ``encode``). Closing is left to the caller (``with`` block)."""
 
     def __init__(self, writer: DepthVideoWriter, timer: StageTimer, finish: Callable[[Any], torch.Tensor],
-                 times: "collections.deque[float] | None" = None) -> None:
+                 times: "collections.deque[float] | None" = None,
+                 on_written: Callable[[], None] | None = None) -> None:
         self.writer = writer
         self.timer = timer
         self.finish = finish
         self.times = times  # output frame times (variable frame rate), consumed in order
+        self.on_written = on_written  # ConvertOptions.on_frame
 
     def write(self, output: Any) -> None:
         with self.timer.stage("fit"):
@@ -624,6 +629,8 @@ class _DepthSink:
         with self.timer.stage("encode"):
             time = self.times.popleft() if self.times is not None else None
             self.writer.write(depth.detach().to("cpu", torch.float32).numpy(), time=time)
+        if self.on_written is not None:
+            self.on_written()
 
     def close(self) -> Path:
         return self.writer.close()
@@ -696,7 +703,8 @@ class _Converter:
     def run_streaming(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str) -> int:
         """Frames -> VDA (+ DA-V2 statistics, rolling fit) -> ``writer``; returns the frames written."""
         step = _StreamingStep(self, out_size)
-        return self._loop(source, step, _DepthSink(writer, self.timer, step.finish, source.output_times), source, name)
+        sink = _DepthSink(writer, self.timer, step.finish, source.output_times, self.options.on_frame)
+        return self._loop(source, step, sink, source, name)
 
     # -- global fit ---------------------------------------------------------------------------------
     def run_global(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str,
@@ -748,7 +756,7 @@ class _Converter:
             return depth
 
         with open(temp_path, "rb") as store:
-            sink = _DepthSink(writer, self.timer, finish, source.output_times)
+            sink = _DepthSink(writer, self.timer, finish, source.output_times, self.options.on_frame)
             return self._loop(stored(store), upsample, sink, source, name, passes=2, bar_initial=written)
 
 

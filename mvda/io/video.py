@@ -766,7 +766,9 @@ class VideoWriter:
     def _open_container(self, audio_source: av.container.InputContainer | None) -> None:
         muxer = _MUXER_BY_SUFFIX.get(self.path.suffix.lower())
         try:
-            self._out = av.open(str(self.temp_path), mode="w", format=muxer)
+            # bitexact: no creation date or random UIDs in the container, so the same frames give the
+            # same bytes (a batch spread over workers writes exactly what a serial run writes).
+            self._out = av.open(str(self.temp_path), mode="w", format=muxer, options={"fflags": "+bitexact"})
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             if audio_source is not None:
                 audio_source.close()
