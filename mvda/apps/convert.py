@@ -1091,8 +1091,16 @@ def run(args: Any) -> int:
         return load_models(args.model, args.encoder, args.metric_encoder, args.metric_model, options.device,
                            vda_checkpoint=args.vda_checkpoint, metric_checkpoint=args.metric_checkpoint)
 
-    results = convert_batch(inputs, Path(args.output_dir), models, options, skip_existing=args.skip_existing,
-                            report=lambda line: print(line, flush=True))
+    def report(line: str) -> None:
+        print(line, flush=True)
+
+    if getattr(args, "ray", None):  # many videos on a Ray cluster (Ray is imported only then)
+        from mvda.apps.ray_batch import convert_on_ray
+
+        results = convert_on_ray(inputs, args, options, report)
+    else:
+        results = convert_batch(inputs, Path(args.output_dir), models, options, skip_existing=args.skip_existing,
+                                report=report)
     failed = [r for r in results if r.status == "failed"]
     if len(results) > 1:
         done = sum(r.status == "ok" for r in results)
