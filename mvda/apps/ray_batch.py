@@ -338,6 +338,27 @@ def _signal_handlers_kept() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _signals_deferred(received: list[int]) -> Iterator[None]:
+    """SIGINT/SIGTERM/SIGHUP only recorded in ``received`` during the block; the driver acts on them
+    between Ray calls (:meth:`_Batch.check_signals`): an exception raised by a handler while Ray's
+    ``wait``/``get`` run inside its C++ core comes out as a SystemError."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        received.append(signum)
+
+    saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, old in saved.items():
+            if old is not None:
+                signal.signal(signum, old)
+
+
+@contextlib.contextmanager
 def _signals_ignored() -> Iterator[None]:
     """SIGINT/SIGTERM/SIGHUP ignored during the block (a second Ctrl-C must not cut the clean-up short)."""
     if threading.current_thread() is not threading.main_thread():
@@ -376,6 +397,27 @@ def _workers_import_this_tree() -> Iterator[None]:
             os.environ["PYTHONPATH"] = before
 
 
+#: Seconds to wait for a cluster's address to accept a connection before ray.init (which, given an
+#: address nobody answers at, retries for ever without reacting to signals).
+CONNECT_CHECK_SECONDS = 5.0
+
+
+def _check_reachable(address: str, flag: str) -> None:
+    """Raise :class:`UserError` unless ``address`` (``host:port`` or ``ray://host:port``) accepts a TCP
+    connection within :data:`CONNECT_CHECK_SECONDS`; other forms are left to Ray."""
+    import socket
+
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_CHECK_SECONDS):
+            pass
+    except OSError as exc:
+        raise UserError(f"{flag}: no Ray cluster answers at {address} ({exc.strerror or exc}); check the address "
+                        "(`ray start --head` prints it) and that its port is open from here") from None
+
+
 class RayConnection:
     """Ray for one batch: a local runtime started here (``mode="local"``), a cluster joined
     (``"auto"`` or an address), or, when this process already has Ray initialised, that connection
@@ -401,6 +443,9 @@ class RayConnection:
             kwargs.update(address="local", num_cpus=num_cpus or os.cpu_count() or 1, _temp_dir=self.temp_dir,
                           object_store_memory=LOCAL_OBJECT_STORE_BYTES)
         else:
+            target = os.environ.get("RAY_ADDRESS", "") if mode == "auto" else mode
+            if target and target not in ("auto", "local"):
+                _check_reachable(target, f"--ray {mode}" + (f" (RAY_ADDRESS={target})" if mode == "auto" else ""))
             kwargs.update(address=mode)
         try:
             with _signal_handlers_kept(), _workers_import_this_tree() if self.local else contextlib.nullcontext():
@@ -449,6 +494,18 @@ class _Batch:
         self.infos: dict[int, WorkerInfo] = {}  # actor index -> its info
         self.inflight: dict[Any, tuple[int, VideoJob]] = {}  # task ref -> (actor index, job)
         self.counter: Any = None
+        self.signals: list[int] = []  # received while the batch runs (see _signals_deferred)
+
+    def check_signals(self) -> None:
+        """Raise what a signal received meanwhile stands for: KeyboardInterrupt (SIGINT) or
+        :class:`mvda.frames.Interrupted` (SIGTERM, SIGHUP)."""
+        if self.signals:
+            from mvda.frames import Interrupted
+
+            signum = self.signals[0]
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise Interrupted(signum)
 
     # -- start ------------------------------------------------------------------------------------
     def _worker_args(self) -> argparse.Namespace:
@@ -471,6 +528,7 @@ class _Batch:
         pending = {a.setup.remote(): k for k, a in enumerate(self.actors)}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_SECONDS)
+            self.check_signals()
             for ref in done:
                 k = pending.pop(ref)
                 try:
@@ -506,6 +564,7 @@ class _Batch:
                         finished(job, self._failed(job, "no Ray worker left (they all died)"), None)
                     break
                 done, _ = ray.wait(list(self.inflight), num_returns=1, timeout=POLL_SECONDS)
+                self.check_signals()
                 ended: list[tuple[VideoJob, VideoResult, WorkerInfo]] = []
                 for ref in done:
                     k, job = self.inflight.pop(ref)
@@ -527,6 +586,7 @@ class _Batch:
                 running = {job.index for _, job in self.inflight.values()}
                 if running:
                     snapshot = ray.get(self.counter.snapshot.remote())
+                    self.check_signals()
                     for index in running:
                         frames[index] = max(frames.get(index, 0), snapshot.get(index, 0))
                 done_videos += len(ended)
@@ -618,8 +678,9 @@ def convert_on_ray(inputs: Sequence[Path], args: argparse.Namespace, options: An
         connection = RayConnection(args.ray, num_cpus=args.ray_cpus, verbose=args.verbose)
         batch = _Batch(connection, args, out_dir.resolve(), jobs, expected, progress=options.progress)
         try:
-            batch.start()
-            batch.run(finished)
+            with _signals_deferred(batch.signals):
+                batch.start()
+                batch.run(finished)
         finally:
             batch.stop()
         rows = [("video", "result", "frames", "seconds", "node", "worker")]
