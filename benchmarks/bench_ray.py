@@ -6,7 +6,7 @@ shutdown are included):
 
 * ``serial``: the ordinary run, torch with ``--threads`` threads;
 * ``ray_1cpu_workers``: ``--ray local --ray_cpus_per_worker 1``: one single-threaded worker per core;
-* ``ray_all_cpu_worker``: ``--ray local --ray_cpus_per_worker <cores>``: one worker using every core.
+* ``ray_<cores>cpu_worker``: ``--ray local --ray_cpus_per_worker <cores>``: one worker using every core.
 
 Reports frames/s, the sum of the per-video seconds (conversion alone, from the summary lines) and
 whether the depth files are byte-identical to the serial run's (expected only where the thread counts
@@ -14,9 +14,9 @@ match: serial with ``--threads 1`` against one-core workers). Networks: vits wit
 (``tests/procedural.py``, same speed as the released ones) unless checkpoints are given. On a GPU
 machine ``--device cuda`` and ``--ray_workers N`` give frames/s with 1 and with all GPUs.
 
-Example (2-core VM, about 3 minutes)::
+Example (2-core VM, 2.5 to 12 minutes depending on the load)::
 
-    nice python -m benchmarks.bench_ray --clip assets/big_buck_bunny_3s.mp4 --frames 32 --input_size 140
+    nice python -m benchmarks.bench_ray --clip assets/big_buck_bunny_3s.mp4 --frames 32 --input_size 140 --threads 1
 """
 
 from __future__ import annotations
