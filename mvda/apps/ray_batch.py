@@ -452,10 +452,14 @@ class RayConnection:
                 self.ray.init(**kwargs)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
             self.close()
+            # Ray >= 2.59 starts clusters with token authentication; a driver joining one must say so.
+            auth = "" if self.local or os.environ.get("RAY_AUTH_MODE") else (
+                "; if the cluster uses token authentication, set RAY_AUTH_MODE=token here (the token: "
+                "RAY_AUTH_TOKEN or ~/.ray/auth_token, see `ray get-auth-token`)")
             if mode == "auto":
                 raise UserError("--ray auto: no running Ray cluster found (start one with `ray start --head`, set "
-                                f"RAY_ADDRESS, or use --ray local): {_one_line(exc)}") from None
-            raise UserError(f"--ray {mode}: cannot start or join Ray: {_one_line(exc)}") from None
+                                f"RAY_ADDRESS, or use --ray local): {_one_line(exc)}{auth}") from None
+            raise UserError(f"--ray {mode}: cannot start or join Ray: {_one_line(exc)}{auth}") from None
         except BaseException:
             self.close()
             raise
