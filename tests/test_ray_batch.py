@@ -178,6 +178,15 @@ def test_skip_existing(ray_runtime, tmp_path, capsys, clips, procedural_checkpoi
     assert sorted(p.name for p in out.iterdir()) == ["a_depth.mkv", "b_depth.mkv"]
 
 
+def test_a_single_video_that_fails_is_a_one_line_error(ray_runtime, tmp_path, capsys, clips, procedural_checkpoints):
+    """As in the serial run: one input's own error is the command's error (exit 2), nothing written."""
+    out = tmp_path / "out"
+    assert video_metric_convert.main(ray_cli(procedural_checkpoints, "--input_video", str(clips / "thin.mkv"),
+                                             "--output_dir", str(out), "--no_progress")) == 2
+    one_line_error(capsys, "thin.mkv", "too narrow for the networks", alone=True)
+    assert list(out.iterdir()) == []
+
+
 def test_a_worker_that_cannot_write_the_output_folder_refuses(ray_runtime, tmp_path, procedural_checkpoints):
     """Each worker proves it can create files in --output_dir (here a path under a file, as a folder
     that a node does not mount would be) and refuses with one line."""
