@@ -322,16 +322,27 @@ def _short_temp_root() -> str | None:
 
 
 @contextlib.contextmanager
-def _signal_handlers_kept() -> Iterator[None]:
-    """Restore SIGINT/SIGTERM/SIGHUP handlers after the block (``ray.init`` installs its own SIGTERM
-    handler, which would bypass the script's clean-up)."""
+def _signal_handlers_kept(ray: Any) -> Iterator[None]:
+    """Keep this process's SIGINT/SIGTERM/SIGHUP handlers through ``ray.init``.
+
+    ``ray.init`` first installs a SIGTERM handler that calls ``sys.exit``: a SIGTERM while it starts a
+    local runtime would leave that runtime's processes running, and afterwards the handler would bypass
+    the script's clean-up. Ray installs it through ``ray._private.utils.set_sigterm_handler``, which is
+    made a no-op for the block where it exists (else the handlers are restored afterwards).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    original = getattr(utils, "set_sigterm_handler", None)
+    if original is not None:
+        utils.set_sigterm_handler = lambda handler: None
     try:
         yield
     finally:
+        if original is not None:
+            utils.set_sigterm_handler = original
         for signum, handler in saved.items():
             if handler is not None:
                 signal.signal(signum, handler)
@@ -448,7 +459,7 @@ class RayConnection:
                 _check_reachable(target, f"--ray {mode}" + (f" (RAY_ADDRESS={target})" if mode == "auto" else ""))
             kwargs.update(address=mode)
         try:
-            with _signal_handlers_kept(), _workers_import_this_tree() if self.local else contextlib.nullcontext():
+            with _signal_handlers_kept(self.ray), _workers_import_this_tree() if self.local else contextlib.nullcontext():
                 self.ray.init(**kwargs)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
             self.close()
@@ -486,7 +497,8 @@ class _Batch:
     feed the bar, and on every exit kill what it started and remove what the workers left."""
 
     def __init__(self, connection: RayConnection, args: argparse.Namespace, output_dir: Path,
-                 jobs: Sequence[VideoJob], expected: Mapping[int, int | None], progress: bool) -> None:
+                 jobs: Sequence[VideoJob], expected: Mapping[int, int | None], progress: bool,
+                 signals: list[int] | None = None) -> None:
         self.ray = connection.ray
         self.connection = connection
         self.args = args
@@ -498,7 +510,7 @@ class _Batch:
         self.infos: dict[int, WorkerInfo] = {}  # actor index -> its info
         self.inflight: dict[Any, tuple[int, VideoJob]] = {}  # task ref -> (actor index, job)
         self.counter: Any = None
-        self.signals: list[int] = []  # received while the batch runs (see _signals_deferred)
+        self.signals = signals if signals is not None else []  # received meanwhile (see _signals_deferred)
 
     def check_signals(self) -> None:
         """Raise what a signal received meanwhile stands for: KeyboardInterrupt (SIGINT) or
@@ -679,14 +691,22 @@ def convert_on_ray(inputs: Sequence[Path], args: argparse.Namespace, options: An
         report(result.summary_line())
 
     if jobs:
-        connection = RayConnection(args.ray, num_cpus=args.ray_cpus, verbose=args.verbose)
-        batch = _Batch(connection, args, out_dir.resolve(), jobs, expected, progress=options.progress)
+        signals: list[int] = []  # from here on a signal is acted on between Ray calls (see _signals_deferred)
+        connection: RayConnection | None = None
+        batch: _Batch | None = None
         try:
-            with _signals_deferred(batch.signals):
+            with _signals_deferred(signals):
+                connection = RayConnection(args.ray, num_cpus=args.ray_cpus, verbose=args.verbose)
+                batch = _Batch(connection, args, out_dir.resolve(), jobs, expected, progress=options.progress,
+                               signals=signals)
+                batch.check_signals()
                 batch.start()
                 batch.run(finished)
         finally:
-            batch.stop()
+            if batch is not None:
+                batch.stop()
+            elif connection is not None:
+                connection.close()
         rows = [("video", "result", "frames", "seconds", "node", "worker")]
         for k, path in enumerate(inputs):
             r, w = results[k], where.get(k)
