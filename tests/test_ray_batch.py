@@ -9,6 +9,7 @@ The interruption tests run the script as a real subprocess with its own ``--ray 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -208,26 +209,47 @@ def test_a_worker_that_cannot_write_the_output_folder_refuses(ray_runtime, tmp_p
 # Ctrl-C and SIGTERM (a real process with its own local runtime)
 
 
-def _run_and_signal(argv: list[str], folder: Path, send) -> tuple[subprocess.CompletedProcess,
-                                                                   list[psutil.Process], set[str]]:
+def _session_folders(processes: list[psutil.Process]) -> set[str]:
+    """The local runtimes' session folders (``/tmp/mvda-ray-*``) named on the processes' command lines."""
+    found = set()
+    for p in processes:
+        with contextlib.suppress(psutil.Error):
+            match = re.search(r"(/\S*?mvda-ray-[^/\s]+)", " ".join(p.cmdline()))
+            if match:
+                found.add(match.group(1))
+    return found
+
+
+def _processes_of(session: str) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if session in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+    return found
+
+
+def _run_and_signal(argv: list[str], folder: Path, send, early: bool = False) -> tuple[
+        subprocess.CompletedProcess, list[psutil.Process], set[str]]:
     """Start the script in its own session (as a terminal runs it), wait for a worker's hidden
-    temporary output in ``folder``, call ``send(proc)``; returns the result, the processes the script
-    had started (Ray's) and the local runtime's session folders named on their command lines."""
+    temporary output in ``folder`` (``early``: for Ray's first process, i.e. while Ray starts), call
+    ``send(proc)``; returns the result, the processes the script had started (Ray's) and the local
+    runtime's session folders named on their command lines."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(REPO), str(REPO / "Depth-Anything-V2"), str(REPO / "Video-Depth-Anything")]))
     proc = subprocess.Popen([sys.executable, "video_metric_convert.py", *argv], cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 240
     try:
-        while not [name for name in hidden(folder) if ".partial-" in name]:
+        while not (_session_folders(psutil.Process(proc.pid).children(recursive=True)) if early else
+                   [name for name in hidden(folder) if ".partial-" in name]):
             if proc.poll() is not None:
                 pytest.fail(f"ended (exit {proc.returncode}) before writing anything:\n{proc.communicate()[1][-2000:]}")
             if time.monotonic() > deadline:
                 pytest.fail("no temporary output within 240 s")
             time.sleep(0.05)
         started = psutil.Process(proc.pid).children(recursive=True)
-        sessions = {match.group(1) for p in started for match in [re.search(r"(/\S*?mvda-ray-[^/\s]+)", " ".join(
-            p.cmdline()))] if match}
+        sessions = _session_folders(started)
         send(proc)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -241,6 +263,7 @@ def _run_and_signal(argv: list[str], folder: Path, send) -> tuple[subprocess.Com
 @pytest.mark.parametrize("how, code, last", [
     ("ctrl-c", 130, "interrupted; no output was finalised"),
     ("sigterm", 143, "terminated by SIGTERM; no output was finalised"),
+    ("sigterm-while-ray-starts", 143, "terminated by SIGTERM; no output was finalised"),
 ])
 def test_interrupt_leaves_nothing_and_stops_the_local_runtime(tmp_path, procedural_checkpoints, how, code, last):
     inputs = tmp_path / "in"
@@ -257,12 +280,17 @@ def test_interrupt_leaves_nothing_and_stops_the_local_runtime(tmp_path, procedur
         else:
             proc.send_signal(signal.SIGTERM)
 
-    result, started, sessions = _run_and_signal(argv, out, send)
+    result, started, sessions = _run_and_signal(argv, out, send, early=how.endswith("while-ray-starts"))
     assert result.returncode == code, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"video_metric_convert.py: {last}"
     assert list(out.iterdir()) == []  # no output, no temporary
     assert started and len(sessions) == 1  # Ray's processes, in a session folder of their own ...
+    session = sessions.pop()
     _, alive = psutil.wait_procs(started, timeout=30)
-    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []  # ... all ended
-    assert not Path(sessions.pop()).exists()  # and the folder is gone
+    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []  # ... all ended,
+    deadline = time.monotonic() + 30
+    while _processes_of(session) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_of(session) == []  # also those started after the signal,
+    assert not Path(session).exists()  # and the folder is gone
