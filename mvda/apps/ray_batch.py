@@ -459,7 +459,8 @@ class RayConnection:
                 _check_reachable(target, f"--ray {mode}" + (f" (RAY_ADDRESS={target})" if mode == "auto" else ""))
             kwargs.update(address=mode)
         try:
-            with _signal_handlers_kept(self.ray), _workers_import_this_tree() if self.local else contextlib.nullcontext():
+            import_path = _workers_import_this_tree() if self.local else contextlib.nullcontext()
+            with _signal_handlers_kept(self.ray), import_path:
                 self.ray.init(**kwargs)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
             self.close()
