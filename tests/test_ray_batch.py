@@ -188,6 +188,19 @@ def test_a_single_video_that_fails_is_a_one_line_error(ray_runtime, tmp_path, ca
     assert list(out.iterdir()) == []
 
 
+def test_a_worker_without_its_checkpoint_refuses_the_job(ray_runtime, tmp_path, capsys, clips,
+                                                         procedural_checkpoints):
+    """Each worker loads the networks itself, with the serial run's checkpoint resolution; a missing file
+    is one line naming the node and the file, and nothing is converted."""
+    missing = tmp_path / "nowhere" / "video_depth_anything_vits.pth"
+    out = tmp_path / "out"
+    argv = ray_cli(procedural_checkpoints, "--input_video", str(clips / "a.mkv"), str(clips / "b.mkv"),
+                   "--output_dir", str(out), "--no_progress", "--vda_checkpoint", str(missing))
+    assert video_metric_convert.main(argv) == 2
+    one_line_error(capsys, "worker on node ", str(missing), alone=True)
+    assert list(out.iterdir()) == []
+
+
 def test_a_worker_that_cannot_write_the_output_folder_refuses(ray_runtime, tmp_path, procedural_checkpoints):
     """Each worker proves it can create files in --output_dir (here a path under a file, as a folder
     that a node does not mount would be) and refuses with one line."""
