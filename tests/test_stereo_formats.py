@@ -75,6 +75,11 @@ def test_vr180_mp4_hevc_with_player_name(clip):
     assert found["stereo3d"] == AV_STEREO3D_SIDEBYSIDE
     assert found["spherical"][4:] == (1 << 30, 0, 1 << 30, 0)
     assert len(frames) == 3
+    with av.open(str(out)) as container:  # tagged hvc1 (Apple's players need it), parameter sets complete
+        assert container.streams.video[0].codec_context.codec_tag == "hvc1"
+    data = out.read_bytes()
+    hvcc = data[data.index(b"hvcC") + 4:]
+    assert hvcc[23] == 0x80 | 32  # the first array (after the 22-byte record and its count): VPS, complete
 
 
 @pytest.mark.parametrize("fmt, stereo, side", [("sbs", "left-right", AV_STEREO3D_SIDEBYSIDE),

@@ -272,6 +272,32 @@ def _spliced_moov(moov: bytes, boxes: bytes) -> bytearray:
     return data
 
 
+def _hev1_to_hvc1(moov: bytearray) -> None:
+    """Rename an ``hev1`` video sample entry to ``hvc1`` and mark its parameter-set arrays (VPS, SPS, PPS)
+    complete, in place: Apple's players play HEVC only as ``hvc1``. Valid when no parameter sets are sent
+    in-band, which holds for FFmpeg's libx265 in MP4 (it puts them in the hvcC box only)."""
+    _, _, entry = _video_sample_entry(moov)
+    if entry.kind != b"hev1":
+        return
+    hvcc = next((b for b in _boxes(moov, entry.body + _VISUAL_SAMPLE_ENTRY_FIELDS, entry.end) if b.kind == b"hvcC"),
+                None)
+    if hvcc is None:
+        return
+    pos = hvcc.body + 22  # the fixed part of HEVCDecoderConfigurationRecord
+    arrays = moov[pos]
+    pos += 1
+    for _ in range(arrays):
+        if moov[pos] & 0x3F in (32, 33, 34):  # VPS, SPS, PPS
+            moov[pos] |= 0x80  # array_completeness
+        count = struct.unpack_from(">H", moov, pos + 1)[0]
+        pos += 3
+        for _ in range(count):
+            pos += 2 + struct.unpack_from(">H", moov, pos)[0]
+    if pos > hvcc.end:
+        raise ValueError("malformed hvcC box")
+    moov[entry.start + 4:entry.start + 8] = b"hvc1"
+
+
 def _copy_range(src, dst, start: int, end: int, chunk: int = 1 << 22) -> None:
     src.seek(start)
     left = end - start
@@ -283,9 +309,10 @@ def _copy_range(src, dst, start: int, end: int, chunk: int = 1 << 22) -> None:
         left -= len(block)
 
 
-def write_mp4_spatial_metadata(path: str | os.PathLike, meta: SpatialMetadata) -> None:
+def write_mp4_spatial_metadata(path: str | os.PathLike, meta: SpatialMetadata, hvc1: bool = True) -> None:
     """Insert ``st3d`` (and ``sv3d`` for a spherical ``meta``) into the video track of the MP4/MOV file
-    ``path``, in place. Raises ValueError when the file is not a well-formed MP4 with a video track."""
+    ``path``, in place; with ``hvc1`` an HEVC track tagged ``hev1`` becomes ``hvc1`` (see
+    :func:`_hev1_to_hvc1`). Raises ValueError when the file is not a well-formed MP4 with a video track."""
     from mvda.io.video import forget_temporary, register_temporary
 
     path = Path(path)
@@ -299,6 +326,8 @@ def write_mp4_spatial_metadata(path: str | os.PathLike, meta: SpatialMetadata) -
         f.seek(moov_box.start)
         moov = f.read(moov_box.size)
         new = _spliced_moov(moov, boxes)
+        if hvc1:
+            _hev1_to_hvc1(new)
         delta = len(new) - len(moov)
         media_after = any(b.kind == b"mdat" and b.start > moov_box.start for b in top)
         if moov_box.end == top[-1].end and not media_after:
