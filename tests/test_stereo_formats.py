@@ -65,11 +65,13 @@ def test_vr180_lossless_exact_with_projection_and_stereo_mode(clip):
 
 
 def test_vr180_mp4_hevc_with_player_name(clip):
-    assert render(clip, "--format", "vr180", "--codec", "hevc", "--player_names", "--vr180_size", "40") == 0
+    # (x265 is given frames of at least 64 x 64 px in the tests: on smaller ones this libx265 build
+    # sometimes corrupts its heap.)
+    assert render(clip, "--format", "vr180", "--codec", "hevc", "--player_names", "--vr180_size", "64") == 0
     out = clip / "d.mkv_stereo_180_LR.mp4"
     no_leftovers(clip, {"c.mkv", "d.mkv", out.name})
     info = probe_video(out)
-    assert (info.codec, info.width, info.height) == ("hevc", 80, 40)
+    assert (info.codec, info.width, info.height) == ("hevc", 128, 64)
     assert read_mp4_spatial_metadata(out) == VR180
     found, frames = side_data(out)
     assert found["stereo3d"] == AV_STEREO3D_SIDEBYSIDE
@@ -128,16 +130,28 @@ def test_444_keeps_one_pixel_colour_detail(tmp_path, codec):
     # Alternating red / cyan columns: 4:2:0 would average each pair of columns into grey; 4:4:4 keeps them.
     from mvda.io.video import VideoWriter
 
-    frame = np.zeros((16, 16, 3), np.uint8)
+    frame = np.zeros((64, 64, 3), np.uint8)
     frame[:, 0::2] = (255, 0, 0)
     frame[:, 1::2] = (0, 255, 255)
-    settings = stereo_output.encoder_settings(codec, 10, "fast", "anaglyph")
-    with VideoWriter(tmp_path / "a.mp4", 16, 16, 10, **settings) as writer:
+    settings = stereo_output.encoder_settings(codec, 10, "fast", "anaglyph", frames=2)
+    with VideoWriter(tmp_path / "a.mp4", 64, 64, 10, **settings) as writer:
         for _ in range(2):
             writer.write(frame)
     decoded = read_frames(tmp_path / "a.mp4")
     assert probe_video(tmp_path / "a.mp4").pix_fmt == "yuv444p"
     assert np.abs(decoded[0].astype(int) - frame).max() < 40
+
+
+def test_hevc_clips_of_one_or_two_frames(tmp_path):
+    # libx265 through FFmpeg gives the first packet of a 1-2 frame clip a garbage DTS about half the
+    # time when B-frames are on; without them (what encoder_settings does for short clips) it never does.
+    write_colour(tmp_path / "c.mkv", 64, 64, 2)
+    write_depth(tmp_path / "d.mkv", 64, 64, 2)
+    for frames in ("1", "2", "1", "2", "1", "2"):
+        assert render(tmp_path, "--codec", "hevc", "--format", "half-sbs", "--max_frames", frames) == 0
+        assert len(read_frames(tmp_path / "d.mkv_stereo.mp4")) == int(frames)
+    assert "bframes=0" in stereo_output.encoder_settings("hevc", 18, "fast", "sbs", 3)["options"]["x265-params"]
+    assert "bframes" not in stereo_output.encoder_settings("hevc", 18, "fast", "sbs", 4)["options"]["x265-params"]
 
 
 def test_level_warning(clip, capsys, monkeypatch):
@@ -150,8 +164,7 @@ def test_level_warning(clip, capsys, monkeypatch):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "exceeds level 5.2" in line]
     assert len(lines) == 1 and "--codec hevc" in lines[0] and "half-sbs" in lines[0], err
-    assert render(clip, "--codec", "hevc") == 0
-    assert "exceeds level" not in capsys.readouterr().err
+    assert level_warning(64, 24, "hevc") is None
 
 
 def test_missing_encoder_is_one_line(clip, capsys, monkeypatch):

@@ -169,12 +169,12 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, pad, mode="edge") if (h % 2 or w % 2) else frame
 
 
-def _writer_settings(job: StereoJob, mask: bool) -> dict:
+def _writer_settings(job: StereoJob, mask: bool, frames: int | None = None) -> dict:
     if job.lossless:
         return ffv1_settings("gray" if mask else "bgr0")
     if mask:  # qp 0: lossless luma, so the mask stays exactly black and white
         return {"codec": "libx264", "pix_fmt": "yuv420p", "options": {"qp": "0", "preset": job.preset}}
-    return encoder_settings(job.codec, job.crf, job.preset, job.fmt)
+    return encoder_settings(job.codec, job.crf, job.preset, job.fmt, frames)
 
 
 @contextlib.contextmanager
@@ -293,7 +293,7 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
         # sound stay in sync; constant-rate sources keep frame i at i / fps.
         vfr = colour_info.vfr
         writer = VideoWriter(job.output, enc_w, enc_h, fps, metadata=metadata, audio_from=audio_source, vfr=vfr,
-                             **_writer_settings(job, mask=False), **metadata_writer_args(job.fmt, job.output))
+                             **_writer_settings(job, mask=False, frames=total), **metadata_writer_args(job.fmt, job.output))
         writers.append(writer)
         time_of = (lambda out: out[2]) if vfr else None
         sinks = [FunctionSink(writer, select=lambda out: pad(out[0]), time=time_of)]

@@ -72,13 +72,22 @@ def check_encoder(codec: str) -> str:
     return encoder
 
 
-def encoder_settings(codec: str, crf: int, preset: str, fmt: str) -> dict:
+#: FFmpeg's libx265 wrapper hands out a garbage decoding time for the first packet of clips this short
+#: when B-frames are on (the MP4 muxer then fails with "pts/dts pair unsupported"); such clips are
+#: encoded without B-frames.
+X265_SHORT_CLIP_FRAMES = 3
+
+
+def encoder_settings(codec: str, crf: int, preset: str, fmt: str, frames: int | None = None) -> dict:
     """``VideoWriter`` keyword arguments for a lossy stereo video: the encoder, 4:4:4 for anaglyphs
-    (4:2:0 otherwise), crf and preset (x265 logs errors only)."""
+    (4:2:0 otherwise), crf and preset (x265 logs errors only; without B-frames when ``frames``, the
+    expected frame count, is unknown or at most :data:`X265_SHORT_CLIP_FRAMES`)."""
     encoder = CODECS[codec]
     options = {"crf": str(crf), "preset": preset}
     if encoder == "libx265":
         options["x265-params"] = "log-level=error"
+        if frames is None or frames <= X265_SHORT_CLIP_FRAMES:
+            options["x265-params"] += ":bframes=0"
     return {"codec": encoder, "pix_fmt": "yuv444p" if fmt == "anaglyph" else "yuv420p", "options": options}
 
 
