@@ -114,6 +114,7 @@ def test_anaglyph_is_dubois_by_default_and_444(clip):
     info = probe_video(out)
     assert (info.codec, info.pix_fmt) == ("h264", "yuv444p")
     assert read_mp4_spatial_metadata(out) is None  # players show an anaglyph as a plain video
+    assert info.metadata.get("anaglyph_method") == "dubois"
     for method in ("color", "gray"):
         assert render(clip, "--format", "anaglyph", "--anaglyph_method", method, "--lossless") == 0
         frames = read_frames(clip / "d.mkv_stereo.mkv")

@@ -265,6 +265,8 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
     audio_source = job.color_video if job.color_video is not None else job.depth_video
     metadata = {"stereo_layout": job.fmt, "pupillary_distance_mm": f"{job.ipd_mm:g}",
                 "xfov": f"{intr.xfov:.6g}", "yfov": f"{intr.yfov:.6g}"}
+    if job.fmt == "anaglyph":
+        metadata["anaglyph_method"] = job.anaglyph_method
     warper = StereoWarper(h, w, device=job.device, max_stretch=job.max_stretch, drop_fragments=job.drop_fragments)
     ipd_m = job.ipd_mm / 1000.0
     far = depth_reader.max_depth
