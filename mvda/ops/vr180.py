@@ -81,17 +81,24 @@ def vr180_grid(intr: Intrinsics, size: int) -> tuple[torch.Tensor, torch.Tensor]
 class VR180Projector:
     """Re-project (H, W, C) pinhole images of one size and field of view to (S, S, C) VR180 eye images.
 
-    The grid is built once (on ``device``); :meth:`project` samples bilinearly (``nearest`` for masks)
-    and blacks out what lies outside the source's field of view.
+    The grid is built once (on ``device``), cropped to the rows and columns that see the source (a 70-degree
+    view covers about a tenth of the half-sphere, so only that part is sampled); :meth:`project` samples
+    bilinearly (``nearest`` for masks) and leaves the rest black.
     """
 
     def __init__(self, intr: Intrinsics, size: int, device: torch.device | str = "cpu") -> None:
         self.intr = intr
         self.size = int(size)
         grid, inside = vr180_grid(intr, self.size)
+        rows = torch.nonzero(inside.any(dim=1)).flatten()
+        cols = torch.nonzero(inside.any(dim=0)).flatten()
+        if rows.numel() == 0:  # (cannot happen for a camera looking forward; kept for safety)
+            rows = cols = torch.zeros(1, dtype=torch.long)
+        self._rows = slice(int(rows[0]), int(rows[-1]) + 1)
+        self._cols = slice(int(cols[0]), int(cols[-1]) + 1)
         self.device = torch.device(device)
-        self._grid = grid[None].to(self.device)  # (1, S, S, 2)
-        self._inside = inside.to(self.device)  # (S, S)
+        self._grid = grid[self._rows, self._cols][None].to(self.device)  # (1, h, w, 2) of the crop
+        self._inside = inside[self._rows, self._cols].to(self.device)  # (h, w)
 
     def project(self, image: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
         """(H, W, C) or (H, W) image (uint8, bool or float) -> (S, S, C) or (S, S) of the same dtype.
@@ -115,4 +122,6 @@ class VR180Projector:
             y = y.round_().clamp_(0, 255).to(dtype)
         else:
             y = y.to(dtype)
-        return y[..., 0] if squeeze else y
+        out = torch.zeros((self.size, self.size, y.shape[-1]), dtype=dtype, device=y.device)
+        out[self._rows, self._cols] = y
+        return out[..., 0] if squeeze else out
