@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from depth_codec import DepthVideoReader, resolve_fov
+from mvda.apps.stereo_output import (OUTPUT_FORMATS, StereoPacker, check_encoder, encoder_settings, level_warning,
+                                    metadata_writer_args, player_name)
 from mvda.errors import UserError
 from mvda.frames import FunctionSink, run_frames
 from mvda.io.pairing import FramePair, check_pair, needs_resize, paired_frames
-from mvda.apps.stereo_output import (OUTPUT_FORMATS, StereoPacker, check_encoder, encoder_settings, level_warning,
-                                    metadata_writer_args, player_name)
 from mvda.io.video import VideoReader, VideoWriter, ffv1_settings
 from mvda.ops.anaglyph import DEFAULT_ANAGLYPH_METHOD
 from mvda.ops.geometry import intrinsics_from_fov
@@ -295,14 +295,16 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
         # sound stay in sync; constant-rate sources keep frame i at i / fps.
         vfr = colour_info.vfr
         writer = VideoWriter(job.output, enc_w, enc_h, fps, metadata=metadata, audio_from=audio_source, vfr=vfr,
-                             **_writer_settings(job, mask=False, frames=total), **metadata_writer_args(job.fmt, job.output))
+                             **_writer_settings(job, mask=False, frames=total),
+                             **metadata_writer_args(job.fmt, job.output))
         writers.append(writer)
         time_of = (lambda out: out[2]) if vfr else None
         sinks = [FunctionSink(writer, select=lambda out: pad(out[0]), time=time_of)]
         if job.mask_output is not None:
             mask_writer = VideoWriter(job.mask_output, enc_w, enc_h, fps, input_format="gray", vfr=vfr,
                                       metadata={"stereo_layout": job.fmt, "content": "infill mask"},
-                                      **_writer_settings(job, mask=True), **metadata_writer_args(job.fmt, job.mask_output))
+                                      **_writer_settings(job, mask=True),
+                                      **metadata_writer_args(job.fmt, job.mask_output))
             writers.append(mask_writer)
             sinks.insert(0, FunctionSink(mask_writer, select=lambda out: pad(out[1]), time=time_of))  # closed first
         if resize:
