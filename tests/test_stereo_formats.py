@@ -175,6 +175,12 @@ def test_missing_encoder_is_one_line(clip, capsys, monkeypatch):
     no_leftovers(clip, {"c.mkv", "d.mkv"})
 
 
+def test_hevc_refuses_tiny_frames(clip, capsys):
+    assert render(clip, "--codec", "hevc", "--format", "half-sbs") == 2  # 32 x 24
+    one_line_error(capsys, "--codec hevc", "32x24", "--codec h264", prog=PROG)
+    no_leftovers(clip, {"c.mkv", "d.mkv"})
+
+
 def test_bad_vr180_size_is_rejected(clip, capsys):
     with pytest.raises(SystemExit):
         render(clip, "--format", "vr180", "--vr180_size", "0")

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from depth_codec import DepthVideoReader, resolve_fov
-from mvda.apps.stereo_output import (OUTPUT_FORMATS, StereoPacker, check_encoder, encoder_settings, level_warning,
-                                    metadata_writer_args, player_name)
+from mvda.apps.stereo_output import (OUTPUT_FORMATS, StereoPacker, check_encoder, check_frame_size, encoder_settings,
+                                    level_warning, metadata_writer_args, player_name)
 from mvda.errors import UserError
 from mvda.frames import FunctionSink, run_frames
 from mvda.io.pairing import FramePair, check_pair, needs_resize, paired_frames
@@ -259,6 +259,8 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
         log.warning("the %s frame is %dx%d; H.264 needs even sizes, so the last row/column is repeated "
                     "(%dx%d); use --lossless to keep the exact size", job.fmt, out_w, out_h, enc_w, enc_h)
     pad = _pad_even if (enc_h, enc_w) != (out_h, out_w) else (lambda frame: frame)
+    if not job.lossless:
+        check_frame_size(enc_w, enc_h, job.codec)
     warning = None if job.lossless else level_warning(enc_w, enc_h, job.codec)
     if warning:
         log.warning("%s", warning)

@@ -29,6 +29,7 @@ from mvda.ops.stereo_warp import FORMATS, pack_stereo, packed_size
 from mvda.ops.vr180 import DEFAULT_MAX_EYE_SIZE, VR180Projector, vr180_eye_size
 
 __all__ = ["OUTPUT_FORMATS", "CODECS", "PLAYER_SUFFIXES", "H264_MAX_MACROBLOCKS", "StereoPacker", "check_encoder",
+           "check_frame_size",
            "encoder_settings", "level_warning", "player_name", "spatial_metadata", "metadata_writer_args"]
 
 log = logging.getLogger("mvda")
@@ -101,6 +102,18 @@ def level_warning(width: int, height: int, codec: str) -> str | None:
     return (f"the {width}x{height} H.264 output exceeds level 5.2 ({H264_MAX_MACROBLOCKS} macroblocks, e.g. "
             "4096x2304), which most TVs, phones and headsets cannot decode; use --codec hevc, or a half-width "
             "layout (--format half-sbs / half-tb)")
+
+
+#: Frames narrower or lower than this are refused for HEVC: libx265 (in this PyAV build) corrupts its heap
+#: on frames under one 64-px coding tree unit now and then, which kills the process.
+X265_MIN_SIDE = 64
+
+
+def check_frame_size(width: int, height: int, codec: str) -> None:
+    """Raise UserError for an HEVC frame smaller than :data:`X265_MIN_SIDE` pixels on a side."""
+    if codec == "hevc" and min(width, height) < X265_MIN_SIDE:
+        raise UserError(f"--codec hevc: the {width}x{height} output frame is smaller than {X265_MIN_SIDE} px on a "
+                        "side, which libx265 cannot encode reliably; use --codec h264")
 
 
 def spatial_metadata(fmt: str) -> SpatialMetadata | None:
