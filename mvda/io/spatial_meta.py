@@ -155,8 +155,9 @@ def _boxes(data: bytes | bytearray, start: int, end: int) -> list[_Box]:
     return out
 
 
-def _child(data: bytes | bytearray, parent: _Box, kind: bytes, skip: int = 0) -> _Box | None:
-    for box in _boxes(data, parent.body + skip, parent.end):
+def _child(data: bytes | bytearray, parent: _Box, kind: bytes) -> _Box | None:
+    """The first child box of type ``kind`` of a plain container box (None if there is none)."""
+    for box in _boxes(data, parent.body, parent.end):
         if box.kind == kind:
             return box
     return None
@@ -229,7 +230,6 @@ def _shift_chunk_offsets(moov: bytearray, delta: int) -> None:
     for trak in _boxes(moov, root.body, root.end):
         if trak.kind != b"trak":
             continue
-        stbl = None
         mdia = _child(moov, trak, b"mdia")
         minf = _child(moov, mdia, b"minf") if mdia else None
         stbl = _child(moov, minf, b"stbl") if minf else None
