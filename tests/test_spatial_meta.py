@@ -13,7 +13,7 @@ import pytest
 
 from mvda.io import spatial_meta as sm
 from mvda.io.spatial_meta import (SpatialMetadata, flat_metadata, read_matroska_projection, read_mp4_spatial_metadata,
-                                  st3d_box, sv3d_box, vr180_metadata, write_matroska_projection,
+                                  st3d_box, sv3d_box, vr180_metadata, write_matroska_spatial,
                                   write_mp4_spatial_metadata)
 
 # FFmpeg enums (libavutil/stereo3d.h, spherical.h)
@@ -144,7 +144,7 @@ def test_matroska_stereo_mode_tag_and_projection(tmp_path):
     assert crcs and all(crcs.values())  # FFmpeg's own CRC-32s pass this check
     assert read_matroska_projection(path) == SpatialMetadata("left-right")  # StereoMode from the muxer
     length = path.stat().st_size
-    write_matroska_projection(path, vr180_metadata().equirect_bounds)
+    write_matroska_spatial(path, vr180_metadata())
     assert path.stat().st_size == length
     assert read_matroska_projection(path) == SpatialMetadata("left-right", (0.0, 0.0, 0.25, 0.25))
     assert crc_ok(path) == crcs  # SeekHead and Tracks CRC-32s recomputed
@@ -155,9 +155,23 @@ def test_matroska_stereo_mode_tag_and_projection(tmp_path):
     with av.open(str(path)) as container:  # the SeekHead still points at the right elements (Cues: seeking)
         container.seek(0)
         assert len(list(container.decode(video=0))) == len(frames)
-    write_matroska_projection(path, (0.0, 0.0, 0.25, 0.25))  # again: replaced, not doubled
+    write_matroska_spatial(path, vr180_metadata())  # again: replaced, not doubled
     assert read_matroska_projection(path).equirect_bounds == (0.0, 0.0, 0.25, 0.25)
     assert side_data(path)[0]["spherical"][0] == AV_SPHERICAL_EQUIRECTANGULAR_TILE
+    write_matroska_spatial(path, flat_metadata("tb"))  # Projection removed, StereoMode replaced: the Void grows
+    assert read_matroska_projection(path) == SpatialMetadata("top-bottom")
+    assert crc_ok(path) == crcs
+    found, decoded = side_data(path)
+    assert found == {"stereo3d": AV_STEREO3D_TOPBOTTOM} and len(decoded) == len(frames)
+
+
+def test_matroska_stereo_mode_written_into_an_untagged_file(tmp_path):
+    path = encode(tmp_path / "v.mkv", stripe_frames(3))
+    assert read_matroska_projection(path) is None
+    write_matroska_spatial(path, flat_metadata("sbs"))
+    assert read_matroska_projection(path) == SpatialMetadata("left-right")
+    assert side_data(path)[0] == {"stereo3d": AV_STEREO3D_SIDEBYSIDE}
+    assert all(crc_ok(path).values())
 
 
 @pytest.mark.parametrize("fmt, expected", [("sbs", AV_STEREO3D_SIDEBYSIDE), ("half-tb", AV_STEREO3D_TOPBOTTOM)])

@@ -21,7 +21,7 @@ Matroska: the stereo mode is the ``StereoMode`` element, which FFmpeg's Matroska
 stream tag ``stereo_mode`` (:func:`matroska_stream_tags`); the projection is the ``Projection`` element
 (ID 0x7670) inside the track's ``Video`` element: ``ProjectionType`` (0x7671) 1 = equirectangular and
 ``ProjectionPrivate`` (0x7672) = the ``equi`` box's payload (version, flags and the four bounds).
-:func:`write_matroska_projection` inserts it into the finished file (see there).
+:func:`write_matroska_spatial` inserts both into a finished file (see there).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 
 __all__ = ["SpatialMetadata", "flat_metadata", "vr180_metadata", "st3d_box", "sv3d_box", "mp4_box",
            "write_mp4_spatial_metadata", "read_mp4_spatial_metadata", "matroska_stream_tags",
-           "write_matroska_projection", "read_matroska_projection", "write_spatial_metadata",
+           "write_matroska_spatial", "read_matroska_projection", "write_spatial_metadata",
            "projection_element"]
 
 #: st3d stereo_mode values.
@@ -496,9 +496,18 @@ def _refresh_crc(data: bytearray, parent: _Element) -> None:
         data[first.body:first.end] = crc.to_bytes(4, "little")
 
 
-def write_matroska_projection(path: str | os.PathLike, bounds: tuple[float, float, float, float],
-                              head_bytes: int = 1 << 20) -> None:
-    """Insert an equirectangular ``Projection`` element into the video track of the Matroska file ``path``.
+def _matroska_elements(meta: SpatialMetadata) -> bytes:
+    """The Video-element children that carry ``meta``: StereoMode (unless mono) and, when spherical, Projection."""
+    code = {v: k for k, v in _MATROSKA_STEREO_MODES.items()}[meta.stereo]
+    out = _ebml(_STEREO_MODE, bytes([code])) if code else b""
+    if meta.equirect_bounds is not None:
+        out += projection_element(meta.equirect_bounds)
+    return out
+
+
+def write_matroska_spatial(path: str | os.PathLike, meta: SpatialMetadata, head_bytes: int = 1 << 20) -> None:
+    """Write ``meta`` into the video track of the Matroska file ``path``: its ``StereoMode`` and (for a
+    spherical ``meta``) ``Projection`` elements replace any already in the track's ``Video`` element.
 
     The file keeps its length and every element after ``Tracks`` keeps its position: the inserted bytes
     are taken from the ``Void`` element FFmpeg's muxer reserves after the ``SeekHead`` (the elements
@@ -518,29 +527,28 @@ def write_matroska_projection(path: str | os.PathLike, bounds: tuple[float, floa
         seekhead = next((e for e in level1 if e.id == _SEEKHEAD), None)
         if tracks is None or tracks.end > len(head):
             raise ValueError("no Tracks element near the start of the file")
-        projection = projection_element(bounds)
-        delta = len(projection)
-        void = next((e for e in level1 if e.id == _VOID and e.end <= tracks.start
-                     and e.header + e.size - delta >= 2), None)
-        if void is None:
-            raise ValueError(f"no reserved space ({delta} bytes) before Tracks for the Projection element")
-        if seekhead is not None and seekhead.start >= void.start:
-            raise ValueError("SeekHead after the reserved space: not the layout FFmpeg writes")
-        # The new Tracks: Projection appended to the video track's Video element (replacing an old one).
+        # The new Tracks: the elements appended to the video track's Video element (old ones removed).
+        added = _matroska_elements(meta)
         region = bytearray(head[tracks.start:tracks.end])
         local = _element_at(region, 0, len(region))
         entry, video = _video_track_path(region, local)
-        old = [c for c in _elements(region, video.body, video.end) if c.id == _PROJECTION]
+        old = [c for c in _elements(region, video.body, video.end) if c.id in (_PROJECTION, _STEREO_MODE)]
         removed = sum(c.end - c.start for c in old)
         for c in reversed(old):
             del region[c.start:c.end]
-        region[video.end - removed:video.end - removed] = projection
-        grow = delta - removed
+        region[video.end - removed:video.end - removed] = added
+        grow = len(added) - removed
         for el in (video, entry, local):
             _set_size(region, el, el.size + grow)
         local = _element_at(region, 0, len(region))
         _refresh_crc(region, local)
         # Shrink the Void by as much as Tracks grew; what lies between them moves towards the start.
+        void = next((e for e in level1 if e.id == _VOID and e.end <= tracks.start
+                     and e.header + e.size - grow >= 2), None)
+        if void is None:
+            raise ValueError(f"no reserved space ({grow} bytes) before Tracks for the stereo/projection elements")
+        if seekhead is not None and seekhead.start >= void.start:
+            raise ValueError("SeekHead after the reserved space: not the layout FFmpeg writes")
         total = void.header + void.size - grow
         width = void.size_width if total - 1 - void.size_width >= 0 else 1
         new_void = bytes([_VOID]) + _size_vint(total - 1 - width, width) + bytes(total - 1 - width)
@@ -590,13 +598,12 @@ def read_matroska_projection(path: str | os.PathLike, head_bytes: int = 1 << 20)
 
 
 def write_spatial_metadata(path: str | os.PathLike, meta: SpatialMetadata) -> None:
-    """Write ``meta`` into the finished video ``path``: st3d/sv3d boxes for MP4/MOV; for Matroska the
-    Projection element of a spherical ``meta`` (its StereoMode comes from :func:`matroska_stream_tags`)."""
+    """Write ``meta`` into the finished video ``path``: st3d/sv3d boxes for MP4/MOV, StereoMode/Projection
+    elements for Matroska."""
     suffix = Path(path).suffix.lower()
     if suffix in (".mp4", ".mov"):
         write_mp4_spatial_metadata(path, meta)
     elif suffix in (".mkv", ".webm"):
-        if meta.equirect_bounds is not None:
-            write_matroska_projection(path, meta.equirect_bounds)
+        write_matroska_spatial(path, meta)
     else:
         raise ValueError(f"cannot write stereo metadata into {suffix or 'this'} files")
