@@ -188,3 +188,40 @@ def test_metadata_values():
         SpatialMetadata("sideways")
     with pytest.raises(ValueError):
         SpatialMetadata("mono", (0.0, 0.0, 0.5, 0.5))
+
+
+def test_stereo_tag_shows_and_sets(tmp_path, capsys):
+    from mvda import stereo_tag
+
+    mp4 = encode(tmp_path / "old.mp4", stripe_frames(3))
+    mkv = encode(tmp_path / "old.mkv", stripe_frames(3))
+    assert stereo_tag.main([str(mp4), str(mkv)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"{mp4}: no stereo metadata (players show it as a flat video)",
+                   f"{mkv}: no stereo metadata (players show it as a flat video)"]
+    assert stereo_tag.main(["--set", "vr180", str(mp4), str(mkv)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"{p}: left-right, equirectangular 180 x 180 degrees" for p in (mp4, mkv)]
+    assert side_data(mp4)[0]["spherical"][4:] == (1 << 30, 0, 1 << 30, 0)
+    assert side_data(mkv)[0]["spherical"][4:] == (1 << 30, 0, 1 << 30, 0)
+    assert stereo_tag.main(["--set", "half-tb", str(mkv)]) == 0
+    assert capsys.readouterr().out.strip() == f"{mkv}: top-bottom"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.mkv", "old.mp4"]  # no temporary copies left
+
+
+def test_stereo_tag_errors_are_one_line(tmp_path, capsys):
+    from mvda import stereo_tag
+    from tests.helpers import one_line_error
+
+    assert stereo_tag.main([str(tmp_path / "missing.mp4")]) == 2
+    one_line_error(capsys, "missing.mp4", "no such file", prog=stereo_tag.PROG)
+    avi = tmp_path / "x.avi"
+    avi.write_bytes(b"RIFF")
+    assert stereo_tag.main(["--set", "sbs", str(avi)]) == 2
+    one_line_error(capsys, "x.avi", ".mp4", prog=stereo_tag.PROG)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\0\0\0\x10ftypisom\0\0\0\0")
+    assert stereo_tag.main(["--set", "sbs", str(junk)]) == 2
+    one_line_error(capsys, "junk.mp4", "cannot write its metadata", prog=stereo_tag.PROG)
+    assert junk.read_bytes() == b"\0\0\0\x10ftypisom\0\0\0\0"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.mp4", "x.avi"]
