@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import av
@@ -97,6 +98,21 @@ def test_flat_layouts_carry_stereo_mode_in_mp4_and_mkv(clip, fmt, stereo, side):
     assert side_data(mkv)[0] == {"stereo3d": side}
 
 
+@pytest.mark.parametrize("fmt, side", [("half-sbs", AV_STEREO3D_SIDEBYSIDE), ("tb", AV_STEREO3D_TOPBOTTOM)])
+def test_h264_frame_packing_sei(tmp_path, fmt, side):
+    # The H.264 stream itself says how it is packed (3D TVs read it): a Matroska file without
+    # StereoMode still decodes with the stereo side data, which then comes from the SEI.
+    from mvda.io.video import VideoWriter
+
+    with VideoWriter(tmp_path / "a.mkv", 64, 32, 10, **stereo_output.encoder_settings("h264", 18, "fast", fmt)) as w:
+        for _ in range(2):
+            w.write(np.zeros((32, 64, 3), np.uint8))
+    assert read_matroska_projection(tmp_path / "a.mkv") is None
+    assert side_data(tmp_path / "a.mkv")[0] == {"stereo3d": side}
+    for other in ("vr180", "anaglyph"):
+        assert "x264-params" not in stereo_output.encoder_settings("h264", 18, "fast", other)["options"]
+
+
 def test_player_names_for_every_layout(clip):
     for fmt, suffix in PLAYER_SUFFIXES.items():
         assert render(clip, "--format", fmt, "--player_names", "--lossless", "--max_frames", "1") == 0
@@ -188,8 +204,10 @@ def test_bad_vr180_size_is_rejected(clip, capsys):
 
 
 def test_decoders_read_the_metadata_written_by_the_cli_with_av(clip):
-    # Plain PyAV on the CLI's MP4: the first video stream decodes and carries the stereo side data.
+    # Plain PyAV on the CLI's MP4: the first frame carries the stereo side data twice, from the st3d
+    # box and from the H.264 frame-packing SEI, both top-bottom.
     assert render(clip, "--format", "tb") == 0
     with av.open(str(clip / "d.mkv_stereo.mp4")) as container:
         frame = next(container.decode(video=0))
-        assert [sd.type.name for sd in frame.side_data if sd.type.name == "STEREO3D"] == ["STEREO3D"]
+        kinds = [struct.unpack_from("<i", bytes(sd))[0] for sd in frame.side_data if sd.type.name == "STEREO3D"]
+        assert kinds == [AV_STEREO3D_TOPBOTTOM] * 2

@@ -73,6 +73,9 @@ def check_encoder(codec: str) -> str:
     return encoder
 
 
+#: H.264 frame packing arrangement SEI types (x264's --frame-packing): 3 side by side, 4 top-bottom.
+H264_FRAME_PACKING = {"sbs": 3, "half-sbs": 3, "tb": 4, "half-tb": 4}
+
 #: FFmpeg's libx265 wrapper hands out a garbage decoding time for the first packet of clips this short
 #: when B-frames are on (the MP4 muxer then fails with "pts/dts pair unsupported"); such clips are
 #: encoded without B-frames.
@@ -81,10 +84,13 @@ X265_SHORT_CLIP_FRAMES = 3
 
 def encoder_settings(codec: str, crf: int, preset: str, fmt: str, frames: int | None = None) -> dict:
     """``VideoWriter`` keyword arguments for a lossy stereo video: the encoder, 4:4:4 for anaglyphs
-    (4:2:0 otherwise), crf and preset (x265 logs errors only; without B-frames when ``frames``, the
-    expected frame count, is unknown or at most :data:`X265_SHORT_CLIP_FRAMES`)."""
+    (4:2:0 otherwise), crf and preset; H.264 flat layouts carry a frame-packing SEI (3D TVs switch
+    their 3D mode from it); x265 logs errors only, without B-frames when ``frames``, the expected
+    frame count, is unknown or at most :data:`X265_SHORT_CLIP_FRAMES`."""
     encoder = CODECS[codec]
     options = {"crf": str(crf), "preset": preset}
+    if encoder == "libx264" and fmt in H264_FRAME_PACKING:
+        options["x264-params"] = f"frame-packing={H264_FRAME_PACKING[fmt]}"
     if encoder == "libx265":
         options["x265-params"] = "log-level=error"
         if frames is None or frames <= X265_SHORT_CLIP_FRAMES:
