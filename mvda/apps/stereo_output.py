@@ -67,7 +67,7 @@ def check_encoder(codec: str) -> str:
     try:
         av.codec.Codec(encoder, "w")
     except (av.error.FFmpegError, ValueError) as exc:  # UnknownCodecError is a ValueError
-        others = [c for c, e in CODECS.items() if c != codec]
+        others = [c for c in CODECS if c != codec]
         raise UserError(f"--codec {codec}: this PyAV/FFmpeg build has no {encoder} encoder ({exc}); use "
                         f"--codec {others[0]} or --lossless") from None
     return encoder
