@@ -62,7 +62,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mvda.ops.hole_fill import cone_radius, smooth_vertical_runs
+
 __all__ = [
+    "FILLS",
     "FORMATS",
     "StereoViews",
     "disparity_from_depth",
@@ -73,6 +76,10 @@ __all__ = [
     "packed_size",
     "resize_depth",
 ]
+
+#: Hole fills of :class:`StereoWarper`: a push-pull surface from the background (see
+#: :mod:`mvda.ops.hole_fill`), the background pixel next to each hole copied along its row, or black.
+FILLS = ("smooth", "row", "none")
 
 #: Output layouts of :func:`pack_stereo`.
 FORMATS = ("sbs", "half-sbs", "tb", "half-tb", "anaglyph")
@@ -175,7 +182,11 @@ class StereoWarper:
         device: torch device for the computation.
         max_stretch: a segment between neighbouring pixels that an eye's view stretches by more
             than this many pixels is a depth edge (a disocclusion) and is left open, then filled.
-        fill: fill holes from the background side (else they stay black).
+        fill: how holes are filled, one of :data:`FILLS` (True: "smooth", False: "none"): "row"
+            copies the background pixel next to each run of holes along its row; "smooth" does that
+            and then averages the filled colours vertically over a window that grows with the
+            distance from the background (:func:`mvda.ops.hole_fill.smooth_vertical_runs`), so tall
+            holes get no streaks; "none" leaves them black.
         drop_fragments: when filling, rendered fragments of at most this many pixels with holes on
             both sides (the 'flying pixels' a soft depth edge spreads over a disocclusion) are
             filled too, so the revealed background is not streaked with edge colours; 0 keeps them.
@@ -186,7 +197,7 @@ class StereoWarper:
     """
 
     def __init__(self, height: int, width: int, device: torch.device | str = "cpu", max_stretch: float = 1.0,
-                 fill: bool = True, drop_fragments: int = 2, chunk_rows: int | None = None,
+                 fill: bool | str = "smooth", drop_fragments: int = 2, chunk_rows: int | None = None,
                  workers: int | None = None) -> None:
         if height < 1 or width < 1:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
@@ -195,7 +206,11 @@ class StereoWarper:
         self.height, self.width = int(height), int(width)
         self.device = torch.device(device)
         self.max_stretch = float(max_stretch)
-        self.fill = bool(fill)
+        method = {True: "smooth", False: "none"}.get(fill, fill) if isinstance(fill, bool) else fill
+        if method not in FILLS:
+            raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
+        self.fill_method = method
+        self.fill = method != "none"
         if drop_fragments < 0:
             raise ValueError(f"drop_fragments must be >= 0, got {drop_fragments}")
         self.drop_fragments = int(drop_fragments)
@@ -253,8 +268,8 @@ class StereoWarper:
 
         Args:
             colour: (H, W, C) uint8 (or float) image, tensor or numpy array.
-            disparity: (H, W) per-eye disparity in pixels, see :func:`disparity_from_depth`; NaN,
-                infinite and negative values are taken as 0 (infinitely far).
+            disparity: (H, W) per-eye disparity in pixels, see :func:`disparity_from_depth`: positive
+                in front of the screen plane, negative behind it; NaN and infinite values are taken as 0.
             return_disparity: also return the disparity seen at each output pixel.
 
         Returns:
@@ -268,8 +283,9 @@ class StereoWarper:
             raise ValueError(f"colour must be ({h}, {w}, C), got shape {tuple(c.shape)}")
         if tuple(d.shape) != (h, w):
             raise ValueError(f"disparity must be ({h}, {w}), got {tuple(d.shape)}; resize it first")
-        # Disparity must be finite and >= 0 (NaN, infinite or negative: treated as 0, i.e. far).
-        d = torch.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0).clamp_(min=0.0)
+        # Any finite disparity works (negative: behind the screen plane, see disparity_from_depth): the
+        # visibility order only needs larger = nearer. NaN and infinite values are taken as 0.
+        d = torch.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)
         ch = c.shape[2]
         integer = not c.is_floating_point()
         # Planar float source with one padding pixel; +0.5 so that truncation rounds to nearest.
@@ -296,15 +312,16 @@ class StereoWarper:
             _paint_chunk(src, r0, p0[:, r0:r1], t[:, r0:r1], images[:, :, r0:r1],
                          hole[:, r0:r1] if not self.fill else None)
 
-        sd = torch.stack([d, -d])                          # signed shift: + left eye, - right eye
+        d_flat = d.reshape(-1)
 
         def disparity_at(idx: torch.Tensor) -> torch.Tensor:
-            """|sd(p0) + t * (sd(p0 + 1) - sd(p0))| at flat indices of (2, H, W)."""
-            row = idx - idx % w
+            """d(p0) + t * (d(p0 + 1) - d(p0)) at flat indices of (2, H, W) (the eye's surface)."""
+            pix = idx % (h * w)
+            row = pix - pix % w
             p = p0.view(-1).index_select(0, idx)
-            d0 = sd.view(-1).index_select(0, row + p)
-            d1 = sd.view(-1).index_select(0, row + (p + 1).clamp_(max=w - 1))
-            return torch.lerp(d0, d1, t.view(-1).index_select(0, idx)).abs_()
+            d0 = d_flat.index_select(0, row + p)
+            d1 = d_flat.index_select(0, row + (p + 1).clamp_(max=w - 1))
+            return torch.lerp(d0, d1, t.view(-1).index_select(0, idx))
 
         workers = min(self.workers, len(starts))
         # Chunks are independent and write disjoint rows; torch releases the GIL inside its ops, so
@@ -315,10 +332,13 @@ class StereoWarper:
                 stack.enter_context(_one_op_thread())
                 pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers))
             _for_each(pool, warp, starts)
-            orphans = None
+            orphans = sources = None
             if self.fill:  # one pass over the whole frame: few, small arrays
-                orphans = _fill_from_background(hole.view(2 * h, w), disparity_at, (p0, t), self.drop_fragments)
+                orphans, sources = _fill_from_background(hole.view(2 * h, w), disparity_at, (p0, t),
+                                                         self.drop_fragments, return_sources=True)
             _for_each(pool, paint, starts)
+        if self.fill_method == "smooth" and sources is not None:
+            _smooth_filled(images, *sources)
         if orphans is not None:                             # rows with nothing to fill from: black
             eye, pix = orphans // (h * w), orphans % (h * w)
             images.view(2, ch, h * w)[eye, :, pix] = 0
@@ -473,8 +493,29 @@ def _cast_into(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src)
 
 
+def _smooth_filled(images: torch.Tensor, targets: torch.Tensor, sources: torch.Tensor) -> None:
+    """Average the filled pixels of both eyes vertically (:func:`smooth_vertical_runs`), in place.
+
+    ``images``: (2, C, H, W); ``targets``: flat indices in (2 * H, W) of the filled pixels;
+    ``sources``: the flat indices of the rendered pixels (same rows) they were filled from.
+    """
+    _, ch, h, w = images.shape
+    if targets.numel() == 0:
+        return
+    eye = targets // (h * w)
+    pix = targets - eye * (h * w)
+    row = pix // w
+    keys = (eye * w + (pix - row * w)) * h + row              # column-major: vertical neighbours differ by 1
+    flat = images.view(2, ch, h * w)
+    values = flat[eye, :, pix]                                 # (K, C)
+    smooth = smooth_vertical_runs(values.to(torch.float32), keys, h, cone_radius((targets - sources).abs_()))
+    if not images.is_floating_point():
+        smooth = smooth.add_(0.5).clamp_(0, 255)             # round to nearest on the cast
+    flat[eye, :, pix] = smooth.to(images.dtype)
+
+
 def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.Tensor, ...],
-                          drop_fragments: int = 0) -> torch.Tensor | None:
+                          drop_fragments: int = 0, return_sources: bool = False):
     """Fill holes along rows from the background side, in place.
 
     Each run of hole pixels takes ``fields`` (e.g. the source pixel and sub-pixel position that
@@ -494,12 +535,14 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
 
     Returns:
         Flat indices of the hole pixels whose row has no rendered pixel at all (left as they
-        are, for the caller to blank), or None when there are none.
+        are, for the caller to blank), or None when there are none. With ``return_sources``, a pair:
+        those and ``(targets, sources)``, the flat indices of the filled pixels and of the rendered
+        pixels they were filled from (None when nothing was filled).
     """
     width = hole.shape[1]
     holes = torch.nonzero(hole.view(-1)).squeeze(1)        # sorted flat indices; typically a few %
     if holes.numel() == 0:
-        return None
+        return (None, None) if return_sources else None
     start, end = _hole_runs(holes, width)
     fragment_ends = None
     if drop_fragments > 0 and holes.numel() > 1:
@@ -541,6 +584,8 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
     values = [f.view(-1).index_select(0, source) for f in fields]  # read all before writing any
     for f, v in zip(fields, values):
         f.view(-1).index_copy_(0, targets, v)
+    if return_sources:
+        return orphans, (targets, source)
     return orphans
 
 
@@ -558,7 +603,7 @@ def _hole_runs(holes: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Ten
     return start, end
 
 
-def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool = True, drop_fragments: int = 2,
+def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool | str = "smooth", drop_fragments: int = 2,
                   device: torch.device | str | None = None, return_disparity: bool = False) -> StereoViews:
     """Render both eyes of one frame (see :class:`StereoWarper` for repeated frames of one size).
 
@@ -566,7 +611,7 @@ def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool = True
         colour: (H, W, C) image (uint8 or float), tensor or numpy array, in the camera's view.
         disparity: (H, W) per-eye disparity in pixels (>= 0), e.g. from :func:`disparity_from_depth`.
         max_stretch, drop_fragments: see :class:`StereoWarper`.
-        fill: fill the holes from the background side (else they are black).
+        fill: how holes are filled (see :class:`StereoWarper`): "smooth", "row" or "none".
         return_disparity: also return the disparity seen at each output pixel.
         device: where to compute (``None``: where ``colour`` is). Results are numpy arrays on the
             CPU when ``colour`` was a numpy array, else tensors on ``device``.
@@ -589,7 +634,7 @@ def _as_tensor(x, device: torch.device | str | None) -> torch.Tensor:
     return t.to(device) if device is not None else t
 
 
-def render_eye(colour, disparity, eye: Eye, max_stretch: float = 1.0, fill: bool = True,
+def render_eye(colour, disparity, eye: Eye, max_stretch: float = 1.0, fill: bool | str = "smooth",
                drop_fragments: int = 2, device: torch.device | str | None = None):
     """One eye of :func:`render_stereo`: ``(image (H, W, C), filled (H, W) bool, disparity (H, W))``.
 

@@ -1,0 +1,84 @@
+"""Viewing comfort of the stereo warp: screen plane, depth budget and soft depth edges.
+
+Conventions (as :mod:`mvda.ops.stereo_warp`): per-eye disparity ``d`` in pixels; a pixel at column
+``u`` appears at ``u + d`` in the left eye and ``u - d`` in the right eye, so the eye-to-eye offset
+(screen parallax) of a point is ``x_right - x_left = -2 d``: negative (crossed, in front of the
+screen) for ``d > 0``, positive (uncrossed, behind the screen) for ``d < 0``. Larger ``d`` is nearer.
+
+* Screen plane (:func:`mvda.ops.stereo_warp.disparity_from_depth` with ``convergence_m``): the depth
+  that has zero parallax; ``d = fx * (IPD / 2) * (1 / Z - 1 / C)``.
+* Depth budget (:func:`limit_parallax`): crossed parallax compressed smoothly so that it never exceeds
+  a limit, keeping the depth order.
+* Soft edges (:func:`dilate_depth_edges`): the near side of a depth edge grown a few pixels into the
+  far side, so that the in-between depths a network puts at an edge move with the foreground instead
+  of tearing thin objects apart.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["DEFAULT_EDGE_DILATION", "EDGE_THRESHOLD_PX", "dilate_depth_edges", "limit_parallax"]
+
+#: Default of ``--edge_dilation`` (pixels), chosen with benchmarks/bench_stereo_quality.py.
+DEFAULT_EDGE_DILATION = 2
+
+#: A disparity step (pixels, per eye) above which neighbouring pixels within the dilation window are
+#: a depth edge; smaller variations (slanted surfaces, noise) are left alone.
+EDGE_THRESHOLD_PX = 0.5
+
+
+def limit_parallax(disparity: torch.Tensor, max_parallax_px: float) -> torch.Tensor:
+    """Compress crossed (in front of the screen) parallax smoothly so that it stays below a limit.
+
+    With ``L = max_parallax_px / 2`` (the per-eye limit) and the knee ``k = L / 2``, per-eye disparity
+    ``d <= k`` is unchanged and larger values become ``k + (L - k) * tanh((d - k) / (L - k))``: strictly
+    increasing (the depth order is kept), continuous with a continuous slope at the knee, and below
+    ``L`` everywhere. Disparity behind the screen (``d <= 0``) is never changed.
+
+    Args:
+        disparity: (..., H, W) per-eye disparity in pixels.
+        max_parallax_px: the largest eye-to-eye offset allowed in front of the screen, in pixels (> 0).
+
+    Returns:
+        (..., H, W) float32 per-eye disparity with ``2 * d < max_parallax_px``.
+    """
+    if not max_parallax_px > 0:
+        raise ValueError(f"max_parallax_px must be > 0, got {max_parallax_px}")
+    d = torch.as_tensor(disparity).to(torch.float32)
+    limit = float(max_parallax_px) / 2.0
+    knee = limit / 2.0
+    span = limit - knee
+    compressed = torch.tanh((d - knee) / span).mul_(span).add_(knee)
+    return torch.where(d > knee, compressed, d)
+
+
+def dilate_depth_edges(disparity: torch.Tensor, radius: int, threshold_px: float = EDGE_THRESHOLD_PX
+                       ) -> torch.Tensor:
+    """Grow the near side of every horizontal depth edge ``radius`` pixels into the far side.
+
+    A pixel whose row has, within ``radius`` pixels, a disparity larger than its own by more than
+    ``threshold_px`` takes the largest disparity of that window (a grey dilation of the disparity,
+    i.e. a min-filter of depth, applied only at edges): the in-between depths of a soft edge and the
+    first background pixels then move with the foreground, so thin objects stay whole and the seam
+    between foreground and background (and the filled hole) moves into the background. Elsewhere
+    (flat or slanted surfaces) the disparity is unchanged. Only rows matter: the warp is horizontal.
+
+    Args:
+        disparity: (H, W) per-eye disparity in pixels (larger = nearer).
+        radius: pixels (>= 0); 0 returns the input.
+        threshold_px: disparity step (pixels) that makes an edge (>= 0).
+
+    Returns:
+        (H, W) float32 disparity, >= the input everywhere.
+    """
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    d = torch.as_tensor(disparity).to(torch.float32)
+    if radius == 0:
+        return d
+    if d.ndim != 2:
+        raise ValueError(f"disparity must be (H, W), got shape {tuple(d.shape)}")
+    grown = F.max_pool1d(d[:, None], kernel_size=2 * radius + 1, stride=1, padding=radius)[:, 0]
+    return torch.where(grown > d + float(threshold_px), grown, d)
