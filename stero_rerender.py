@@ -19,6 +19,8 @@ import argparse
 import sys
 
 from mvda.apps import stereo
+from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION
+from mvda.ops.stereo_warp import FILLS
 from mvda.cli import (add_damage_arg, add_device_args, add_fov_args, add_frame_limit_arg, add_max_depth_arg,
                       add_report_args, non_negative_int, positive_float, run_cli)
 
@@ -26,6 +28,14 @@ PROG = "stero_rerender.py"
 EXAMPLE = """example:
   python stero_rerender.py --video outputs/clip_depth.mkv --color_video clip.mp4 --xfov 48
 """
+
+
+def percent(text: str) -> float:
+    """argparse type: a percentage, more than 0 and at most 50."""
+    value = positive_float(text)
+    if value > 50:
+        raise argparse.ArgumentTypeError(f"must be a percentage of the width, more than 0 and at most 50, got {value:g}")
+    return value
 
 
 def crf_value(text: str) -> int:
@@ -37,6 +47,27 @@ def crf_value(text: str) -> int:
     if not 0 <= value <= 51:
         raise argparse.ArgumentTypeError(f"must be 0..51 (lower is better quality), got {value}")
     return value
+
+
+def add_comfort_args(parser: argparse.ArgumentParser) -> None:
+    """The viewing-comfort flags: screen plane, depth budget, soft edges, hole fill."""
+    group = parser.add_argument_group(
+        "comfort", "where the screen plane is, how far things may pop out, soft depth edges and filled holes")
+    group.add_argument("--convergence", type=positive_float, default=None, metavar="METRES",
+                       help="depth that sits on the screen plane: nearer pops out, farther goes behind "
+                            "(default: infinity on the screen, everything in front; right for VR headsets; "
+                            "on a TV or monitor try the subject's distance)")
+    group.add_argument("--max_disparity", type=percent, default=None, metavar="PERCENT",
+                       help="compress near depths smoothly so that no point pops out by more than this "
+                            "percent of the eye's width between the eyes, keeping the depth order "
+                            "(default: no limit; 2-3 suits TVs and monitors)")
+    group.add_argument("--edge_dilation", type=non_negative_int, default=DEFAULT_EDGE_DILATION, metavar="PIXELS",
+                       help="grow the near side of depth edges this many pixels into the background, so "
+                            f"thin objects stay whole with soft network depth (default {DEFAULT_EDGE_DILATION}; 0: off)")
+    group.add_argument("--fill", choices=FILLS, default="smooth",
+                       help="holes (what an eye sees that the camera did not): smooth (default: from the "
+                            "background side, averaged vertically, no streaks), row (the background pixel "
+                            "repeated along the row), none (black)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drop_fragments", type=non_negative_int, default=2,
                         help="rendered fragments of at most this many pixels between filled-in pixels (the "
                              "'flying pixels' of soft depth edges) are filled in too (default 2; 0: keep them)")
+    add_comfort_args(parser)
     add_device_args(parser, precision=False)
     add_damage_arg(parser)
     add_report_args(parser)

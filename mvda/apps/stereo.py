@@ -26,6 +26,7 @@ from mvda.frames import FunctionSink, run_frames
 from mvda.io.pairing import FramePair, check_pair, needs_resize, paired_frames
 from mvda.io.video import VideoReader, VideoWriter, ffv1_settings
 from mvda.ops.geometry import intrinsics_from_fov
+from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, comfort_disparity
 from mvda.ops.stereo_warp import FORMATS, StereoWarper, disparity_from_depth, pack_stereo, packed_size, resize_depth
 
 __all__ = ["DEFAULT_IPD_MM", "FORMATS", "X264_PRESETS", "StereoJob", "StereoResult", "default_outputs", "job_from_args",
@@ -42,7 +43,10 @@ class StereoJob:
     """Everything :func:`render_stereo_video` needs (validated by :func:`job_from_args`).
 
     ``xfov`` / ``yfov`` in degrees, ``max_depth`` in metres (None: the depth video's tag), ``ipd_mm``
-    in millimetres, ``max_stretch`` in pixels, ``drop_fragments`` in pixels.
+    in millimetres, ``max_stretch`` in pixels, ``drop_fragments`` in pixels. Comfort settings:
+    ``convergence_m`` in metres (None: infinity on the screen plane), ``max_disparity_pct`` in percent
+    of the eye's width (None: no limit), ``edge_dilation`` in pixels, ``fill`` one of
+    :data:`~mvda.ops.stereo_warp.FILLS`.
     """
 
     depth_video: Path
@@ -61,6 +65,10 @@ class StereoJob:
     lossless: bool = False
     max_stretch: float = 1.0
     drop_fragments: int = 2
+    convergence_m: float | None = None
+    max_disparity_pct: float | None = None
+    edge_dilation: int = DEFAULT_EDGE_DILATION
+    fill: str = "smooth"
     device: torch.device = torch.device("cpu")
     progress: bool = True
 
@@ -128,7 +136,14 @@ def job_from_args(args: argparse.Namespace) -> StereoJob:
         skip_damaged=args.skip_damaged, fmt=args.format,
         crf=args.crf, preset=args.preset, lossless=args.lossless, max_stretch=args.max_stretch,
         drop_fragments=args.drop_fragments, device=device, progress=not args.no_progress,
+        **_comfort_from_args(args),
     )
+
+
+def _comfort_from_args(args: argparse.Namespace) -> dict:
+    """The comfort group's flags (stero_rerender.py) as StereoJob fields."""
+    return {"convergence_m": args.convergence, "max_disparity_pct": args.max_disparity,
+            "edge_dilation": args.edge_dilation, "fill": args.fill}
 
 
 def run(args: argparse.Namespace, prog: str) -> int:
@@ -215,13 +230,15 @@ def _check_disparity(pair: FramePair, intr, job: StereoJob, far: float, width: i
     """Refuse settings whose eyes' views would not overlap (e.g. --xfov 1e-9 or --pupillary_distance 1e9):
     the output would be almost entirely filled-in pixels."""
     z = torch.from_numpy(pair.depth)
-    shift = disparity_from_depth(z, intr.fx * width / max(1, z.shape[-1]), job.ipd_mm / 1000.0, far_m=far)
+    shift = disparity_from_depth(z, intr.fx * width / max(1, z.shape[-1]), job.ipd_mm / 1000.0, far_m=far,
+                                 convergence_m=job.convergence_m)
     median = float(shift.abs().median())
     if median > MAX_MEDIAN_SHIFT * width:
+        conv = "" if job.convergence_m is None else f" with --convergence {job.convergence_m:g} m"
         raise UserError(
-            f"--xfov {intr.xfov:.3g} degrees and --pupillary_distance {job.ipd_mm:g} mm shift each eye's view by "
+            f"--xfov {intr.xfov:.3g} degrees and --pupillary_distance {job.ipd_mm:g} mm{conv} shift each eye's view by "
             f"{median:.0f} px of a {width} px frame (the views would barely overlap); check the field of view "
-            "(degrees) and the pupillary distance (mm, about 63)"
+            "(degrees), the pupillary distance (mm, about 63)" + (" and the convergence distance (metres)" if conv else "")
         )
 
 
@@ -256,7 +273,9 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
     audio_source = job.color_video if job.color_video is not None else job.depth_video
     metadata = {"stereo_layout": job.fmt, "pupillary_distance_mm": f"{job.ipd_mm:g}",
                 "xfov": f"{intr.xfov:.6g}", "yfov": f"{intr.yfov:.6g}"}
-    warper = StereoWarper(h, w, device=job.device, max_stretch=job.max_stretch, drop_fragments=job.drop_fragments)
+    warper = StereoWarper(h, w, device=job.device, max_stretch=job.max_stretch, drop_fragments=job.drop_fragments,
+                          fill=job.fill)
+    max_parallax = None if job.max_disparity_pct is None else job.max_disparity_pct / 100.0 * w
     ipd_m = job.ipd_mm / 1000.0
     far = depth_reader.max_depth
     total = depth_reader.num_frames
@@ -272,7 +291,8 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
         if rgb.shape[:2] != (h, w):
             raise UserError(f"colour frame {pair.index} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h}; "
                             "variable frame sizes are not supported")
-        disp = disparity_from_depth(z, intr.fx, ipd_m, far_m=far)
+        disp = comfort_disparity(z, intr.fx, ipd_m, far, convergence_m=job.convergence_m,
+                                 max_parallax_px=max_parallax, edge_dilation=job.edge_dilation)
         views = warper.render(torch.from_numpy(rgb).to(device), disp)
         frame = pack_stereo(views.left, views.right, job.fmt).cpu().numpy()
         mask = _mask_frame(views.left_filled, views.right_filled, job.fmt) if job.mask_output else None

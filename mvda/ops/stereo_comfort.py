@@ -19,7 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DEFAULT_EDGE_DILATION", "EDGE_THRESHOLD_PX", "dilate_depth_edges", "limit_parallax"]
+from mvda.ops.stereo_warp import disparity_from_depth
+
+__all__ = ["DEFAULT_EDGE_DILATION", "EDGE_THRESHOLD_PX", "comfort_disparity", "dilate_depth_edges", "limit_parallax"]
 
 #: Default of ``--edge_dilation`` (pixels), chosen with benchmarks/bench_stereo_quality.py.
 DEFAULT_EDGE_DILATION = 2
@@ -82,3 +84,28 @@ def dilate_depth_edges(disparity: torch.Tensor, radius: int, threshold_px: float
         raise ValueError(f"disparity must be (H, W), got shape {tuple(d.shape)}")
     grown = F.max_pool1d(d[:, None], kernel_size=2 * radius + 1, stride=1, padding=radius)[:, 0]
     return torch.where(grown > d + float(threshold_px), grown, d)
+
+
+def comfort_disparity(depth_m: torch.Tensor, focal_px: float, ipd_m: float, far_m: float,
+                      convergence_m: float | None = None, max_parallax_px: float | None = None,
+                      edge_dilation: int = 0) -> torch.Tensor:
+    """Per-eye disparity for the stereo warp with the comfort settings applied, in this order:
+    :func:`~mvda.ops.stereo_warp.disparity_from_depth` (screen plane at ``convergence_m``),
+    :func:`dilate_depth_edges` (``edge_dilation`` pixels) and :func:`limit_parallax`
+    (``max_parallax_px``; None: no limit). Both later steps keep the depth order.
+
+    Args:
+        depth_m: (H, W) depth in metres (unknown: 0, NaN, inf -> ``far_m``).
+        focal_px, ipd_m, far_m, convergence_m: see :func:`~mvda.ops.stereo_warp.disparity_from_depth`.
+        max_parallax_px: largest eye-to-eye offset in front of the screen, pixels, or None.
+        edge_dilation: pixels (>= 0).
+
+    Returns:
+        (H, W) float32 per-eye disparity in pixels.
+    """
+    d = disparity_from_depth(depth_m, focal_px, ipd_m, far_m, convergence_m=convergence_m)
+    if edge_dilation:
+        d = dilate_depth_edges(d, edge_dilation)
+    if max_parallax_px is not None:
+        d = limit_parallax(d, max_parallax_px)
+    return d

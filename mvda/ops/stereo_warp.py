@@ -9,6 +9,11 @@ with the per-eye disparity
 
     d = fx * (IPD / 2) / Z          (pixels)
 
+which puts infinity on the screen plane (everything in front of it). With a convergence distance
+``C`` (the depth on the screen plane) every disparity is lowered by ``fx * (IPD / 2) / C``: nearer
+points keep ``d > 0`` (in front of the screen), farther ones get ``d < 0`` (behind it). The warp
+works with any sign: the visibility order below only needs "larger d is nearer".
+
 Rows do not change (the baseline is horizontal), so each row is an independent 1D problem.
 
 Rendering model
@@ -39,8 +44,10 @@ row, choosing between the left and right neighbours the one with the smaller dis
 farther surface), so the foreground edge is never smeared into the revealed background. Soft depth
 edges (real depth maps ramp over a few pixels) put isolated in-between pixels into a disocclusion;
 rendered fragments of at most ``drop_fragments`` pixels with holes on both sides are therefore
-filled as well. The filled pixels are reported as a mask so that they can be inpainted with other
-tools.
+filled as well. By default ("smooth" fill) the filled colours are then averaged vertically within
+each hole over a window that grows with the distance from the background
+(:mod:`mvda.ops.hole_fill`), so that tall holes do not show one streak per row. The filled pixels
+are reported as a mask so that they can be inpainted with other tools.
 
 Invalid depth (0, negative, NaN or inf: the depth codec writes unknown depth as 0) is treated as the
 far plane ``far_m`` (``max_depth`` for depth videos): such pixels keep their colour and move like the
@@ -90,7 +97,8 @@ Eye = Literal["left", "right"]
 # ------------------------------------------------------------------------------------------------
 # depth -> disparity
 # ------------------------------------------------------------------------------------------------
-def disparity_from_depth(depth_m: torch.Tensor, focal_px: float, ipd_m: float, far_m: float) -> torch.Tensor:
+def disparity_from_depth(depth_m: torch.Tensor, focal_px: float, ipd_m: float, far_m: float,
+                         convergence_m: float | None = None) -> torch.Tensor:
     """Per-eye horizontal shift of each pixel.
 
     Args:
@@ -100,10 +108,14 @@ def disparity_from_depth(depth_m: torch.Tensor, focal_px: float, ipd_m: float, f
         ipd_m: distance between the eyes (pupillary distance) in metres (>= 0); each eye is
             ``ipd_m / 2`` from the camera.
         far_m: depth in metres used for unknown pixels (> 0), e.g. the depth video's ``max_depth``.
+        convergence_m: the depth ``C`` in metres (> 0) that lands on the screen plane (zero
+            disparity), or None for infinity (the original geometry: everything in front of the screen).
 
     Returns:
-        (..., H, W) float32 disparity ``fx * (ipd_m / 2) / Z`` in pixels (>= 0): the left-eye view
-        shows the pixel that many pixels to the right, the right-eye view to the left.
+        (..., H, W) float32 disparity ``fx * (ipd_m / 2) * (1 / Z - 1 / C)`` in pixels: the left-eye
+        view shows the pixel that many pixels to the right, the right-eye view to the left. Positive
+        (nearer than ``C``: in front of the screen, crossed) or negative (farther: behind it); the
+        eye-to-eye offset ``x_right - x_left`` of a point is ``-2 d = fx * ipd_m * (1 / C - 1 / Z)``.
     """
     if not focal_px > 0:
         raise ValueError(f"focal_px must be > 0, got {focal_px}")
@@ -111,9 +123,15 @@ def disparity_from_depth(depth_m: torch.Tensor, focal_px: float, ipd_m: float, f
         raise ValueError(f"ipd_m must be >= 0, got {ipd_m}")
     if not far_m > 0:
         raise ValueError(f"far_m must be > 0, got {far_m}")
+    if convergence_m is not None and not convergence_m > 0:
+        raise ValueError(f"convergence_m must be > 0, got {convergence_m}")
     z = torch.as_tensor(depth_m).to(torch.float32)
     z = torch.where(torch.isfinite(z) & (z > 0), z, torch.full_like(z, float(far_m)))
-    return (float(focal_px) * float(ipd_m) / 2.0) / z
+    half_base = float(focal_px) * float(ipd_m) / 2.0
+    d = half_base / z
+    if convergence_m is not None:
+        d.sub_(half_base / float(convergence_m))
+    return d
 
 
 def resize_depth(depth: torch.Tensor, height: int, width: int) -> torch.Tensor:
