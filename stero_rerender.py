@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from mvda.apps import stereo
-from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION
+from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN
 from mvda.ops.stereo_warp import FILLS
 from mvda.cli import (add_damage_arg, add_device_args, add_fov_args, add_frame_limit_arg, add_max_depth_arg,
                       add_report_args, non_negative_int, positive_float, run_cli)
@@ -61,6 +61,9 @@ def add_comfort_args(parser: argparse.ArgumentParser) -> None:
                        help="compress near depths smoothly so that no point pops out by more than this "
                             "percent of the eye's width between the eyes, keeping the depth order "
                             "(default: no limit; 2-3 suits TVs and monitors)")
+    group.add_argument("--edge_sharpen", type=non_negative_int, default=DEFAULT_EDGE_SHARPEN, metavar="PIXELS",
+                       help="snap the in-between depths of soft depth edges within this many pixels to the "
+                            f"nearer side, so edges are steps again (default {DEFAULT_EDGE_SHARPEN}; 0: off)")
     group.add_argument("--edge_dilation", type=non_negative_int, default=DEFAULT_EDGE_DILATION, metavar="PIXELS",
                        help="grow the near side of depth edges this many pixels into the background, so "
                             f"thin objects stay whole with soft network depth (default {DEFAULT_EDGE_DILATION}; 0: off)")

@@ -17,7 +17,8 @@ Pixels without true disparity (NaN, 7 %: mostly the parts of the background that
 cannot see) get the smaller (farther) of the nearest known disparities to their left and right on
 their row, the usual way to fill occlusions in a disparity map.
 
-Run: python -m benchmarks.bench_stereo_quality [--fill smooth|row|none] [--edge_dilation N] [--sweep]
+Run: python -m benchmarks.bench_stereo_quality [--fill smooth|row|none] [--edge_sharpen N] [--edge_dilation N]
+[--sweep]
 (with ``--legacy``, only the options main's warper had are used, so the script also runs against an
 older checkout of mvda to measure "before").
 """
@@ -83,24 +84,21 @@ def synthesise_right(left: np.ndarray, disparity: np.ndarray, legacy: bool = Fal
                      **options) -> tuple[np.ndarray, np.ndarray]:
     """The right eye rendered from the left image: (image (H, W, 3) uint8, filled (H, W) bool).
 
-    ``options``: the comfort and warper settings (``fill``, ``edge_dilation``, ...); with ``legacy``
+    ``options``: the comfort and warper settings (``fill``, ``edge_sharpen``, ``edge_dilation``, ...);
+    default: the defaults of stero_rerender.py. With ``legacy``
     only :class:`StereoWarper`'s arguments of main before issue 13 are passed.
     """
     from mvda.ops.stereo_warp import StereoWarper
 
     h, w = disparity.shape
     d = torch.from_numpy(disparity)
-    if legacy:
-        warper = StereoWarper(h, w, **options)
-    else:
-        from mvda.ops.stereo_comfort import dilate_depth_edges
+    if not legacy:
+        from mvda.ops import stereo_comfort
 
-        radius = options.pop("edge_dilation", None)
-        if radius is None:
-            from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION
-            radius = DEFAULT_EDGE_DILATION
-        d = dilate_depth_edges(d, radius)
-        warper = StereoWarper(h, w, **options)
+        sharpen = options.pop("edge_sharpen", stereo_comfort.DEFAULT_EDGE_SHARPEN)
+        dilation = options.pop("edge_dilation", stereo_comfort.DEFAULT_EDGE_DILATION)
+        d = stereo_comfort.dilate_depth_edges(stereo_comfort.sharpen_depth_edges(d, sharpen), dilation)
+    warper = StereoWarper(h, w, **options)
     views = warper.render(left, d.numpy())
     return views.right, views.right_filled
 
@@ -126,7 +124,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--legacy", action="store_true", help="only main's warper options (to measure before)")
     parser.add_argument("--fill", default=None, help="smooth, row or none (default: the warper's)")
-    parser.add_argument("--edge_dilation", type=int, default=None, help="pixels (default: the default)")
+    parser.add_argument("--edge_sharpen", type=int, default=None, help="pixels (default: the script's default)")
+    parser.add_argument("--edge_dilation", type=int, default=None, help="pixels (default: the script's default)")
     parser.add_argument("--sweep", action="store_true", help="also sweep edge dilation 0..4 and the fills")
     args = parser.parse_args()
     left, right, disparity = load_pair()
@@ -135,16 +134,19 @@ def main() -> None:
     options: dict = {}
     if args.fill is not None:
         options["fill"] = args.fill
-    if args.edge_dilation is not None and not args.legacy:
-        options["edge_dilation"] = args.edge_dilation
+    for name in ("edge_sharpen", "edge_dilation"):
+        if getattr(args, name) is not None and not args.legacy:
+            options[name] = getattr(args, name)
     t0 = time.perf_counter()
     print(report("legacy settings" if args.legacy else "settings " + (str(options) if options else "default"),
                  quality(left, right, disparity, args.legacy, **options)) + f" [{time.perf_counter() - t0:.1f} s]")
     if args.sweep and not args.legacy:
         for fill in ("row", "smooth"):
-            for radius in range(0, 5):
-                print(report(f"fill {fill}, edge_dilation {radius}",
-                             quality(left, right, disparity, fill=fill, edge_dilation=radius)))
+            for sharpen in range(0, 4):
+                for dilation in range(0, 4):
+                    print(report(f"fill {fill}, edge_sharpen {sharpen}, edge_dilation {dilation}",
+                                 quality(left, right, disparity, fill=fill, edge_sharpen=sharpen,
+                                         edge_dilation=dilation)))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from mvda.ops.hole_fill import cone_radius, smooth_vertical_runs
-from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, comfort_disparity, dilate_depth_edges, limit_parallax
+from mvda.ops.stereo_comfort import (DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN, comfort_disparity, dilate_depth_edges,
+                                     limit_parallax, sharpen_depth_edges)
 from mvda.ops.stereo_warp import StereoWarper, disparity_from_depth, render_stereo
 
 
@@ -137,6 +138,16 @@ def test_edge_dilation_by_hand():
         dilate_depth_edges(d, -1)
 
 
+def test_edge_sharpen_by_hand():
+    # A soft edge 1 -> 9 over three pixels (3, 5, 7): with radius 2 each snaps to the closer of the
+    # window's extremes; 5 is a tie (4 each side) and goes to the far side.
+    d = torch.tensor([[1.0, 1.0, 1.0, 3.0, 5.0, 7.0, 9.0, 9.0, 9.0]])
+    np.testing.assert_array_equal(sharpen_depth_edges(d, 2).numpy(), [[1, 1, 1, 1, 1, 9, 9, 9, 9]])
+    np.testing.assert_array_equal(sharpen_depth_edges(d, 0).numpy(), d.numpy())
+    slope = torch.arange(20, dtype=torch.float32)[None] * 0.1
+    np.testing.assert_array_equal(sharpen_depth_edges(slope, 2).numpy(), slope.numpy())
+
+
 def pole_scene(h: int = 48, w: int = 160):
     """A 2-px-wide red pole at 1 m, slanted (a quarter pixel per row), in front of a textured wall at 4 m."""
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -166,16 +177,17 @@ def test_edge_dilation_keeps_a_thin_slanted_pole_whole(capsys):
     soft = torch.from_numpy(gaussian_filter(depth, 1.0))
     fx = 1300.0                                              # pole 41 px per eye, wall 10 px
     result = {}
-    for radius in (0, DEFAULT_EDGE_DILATION):
-        views = render_stereo(colour, comfort_disparity(soft, fx, 0.063, 6.0, edge_dilation=radius).numpy())
-        result[radius] = (whole_rows(views.left), whole_rows(views.right))
+    for sharpen, dilation in ((0, 0), (0, DEFAULT_EDGE_DILATION), (DEFAULT_EDGE_SHARPEN, DEFAULT_EDGE_DILATION)):
+        d = comfort_disparity(soft, fx, 0.063, 6.0, edge_sharpen=sharpen, edge_dilation=dilation)
+        views = render_stereo(colour, d.numpy())
+        result[sharpen, dilation] = (round(whole_rows(views.left), 3), round(whole_rows(views.right), 3))
     sharp = render_stereo(colour, comfort_disparity(torch.from_numpy(depth), fx, 0.063, 6.0).numpy())
     assert whole_rows(sharp.left) == whole_rows(sharp.right) == 1.0   # the measure itself
-    assert max(result[0]) < 0.5, result                                 # torn without dilation
-    assert min(result[DEFAULT_EDGE_DILATION]) >= 0.95, result           # whole with the default
+    assert max(result[0, 0]) < 0.5, result                              # torn without edge handling
+    assert min(result[0, DEFAULT_EDGE_DILATION]) >= 0.95, result        # whole with dilation alone
+    assert min(result[DEFAULT_EDGE_SHARPEN, DEFAULT_EDGE_DILATION]) >= 0.95, result   # and with the defaults
     with capsys.disabled():
-        print(f"\nslanted pole, soft depth: whole rows (left, right) without dilation {result[0]}, "
-              f"with {DEFAULT_EDGE_DILATION} px {result[DEFAULT_EDGE_DILATION]}")
+        print(f"\nslanted pole, soft depth: whole rows (left, right) for (edge_sharpen, edge_dilation): {result}")
 
 
 # ------------------------------------------------------------------------------------------------

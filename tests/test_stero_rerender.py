@@ -15,7 +15,7 @@ import stero_rerender
 from mvda.apps import stereo as stereo_app
 from mvda.errors import UserError
 from mvda.ops.geometry import intrinsics_from_fov
-from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, comfort_disparity
+from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN, comfort_disparity
 from mvda.ops.stereo_warp import pack_stereo, render_stereo
 from mvda.io.video import VideoWriter, probe_video
 from tests.helpers import (REPO, one_line_error, read_depth_frames, read_frames, rolled_noise_frames,
@@ -53,6 +53,7 @@ def expected_views(colour: np.ndarray, depth_m: np.ndarray, xfov: float, ipd_mm:
     h, w = colour.shape[:2]
     fx = intrinsics_from_fov(h, w, xfov=xfov).fx
     comfort.setdefault("edge_dilation", DEFAULT_EDGE_DILATION)
+    comfort.setdefault("edge_sharpen", DEFAULT_EDGE_SHARPEN)
     fill = comfort.pop("fill", "smooth")
     disp = comfort_disparity(torch.from_numpy(depth_m.astype(np.float32)), fx, ipd_mm / 1000, far, **comfort)
     return render_stereo(colour, disp.numpy(), fill=fill)

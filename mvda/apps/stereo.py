@@ -26,7 +26,7 @@ from mvda.frames import FunctionSink, run_frames
 from mvda.io.pairing import FramePair, check_pair, needs_resize, paired_frames
 from mvda.io.video import VideoReader, VideoWriter, ffv1_settings
 from mvda.ops.geometry import intrinsics_from_fov
-from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, comfort_disparity
+from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN, comfort_disparity
 from mvda.ops.stereo_warp import FORMATS, StereoWarper, disparity_from_depth, pack_stereo, packed_size, resize_depth
 
 __all__ = ["DEFAULT_IPD_MM", "FORMATS", "X264_PRESETS", "StereoJob", "StereoResult", "default_outputs", "job_from_args",
@@ -45,7 +45,7 @@ class StereoJob:
     ``xfov`` / ``yfov`` in degrees, ``max_depth`` in metres (None: the depth video's tag), ``ipd_mm``
     in millimetres, ``max_stretch`` in pixels, ``drop_fragments`` in pixels. Comfort settings:
     ``convergence_m`` in metres (None: infinity on the screen plane), ``max_disparity_pct`` in percent
-    of the eye's width (None: no limit), ``edge_dilation`` in pixels, ``fill`` one of
+    of the eye's width (None: no limit), ``edge_sharpen`` and ``edge_dilation`` in pixels, ``fill`` one of
     :data:`~mvda.ops.stereo_warp.FILLS`.
     """
 
@@ -67,6 +67,7 @@ class StereoJob:
     drop_fragments: int = 2
     convergence_m: float | None = None
     max_disparity_pct: float | None = None
+    edge_sharpen: int = DEFAULT_EDGE_SHARPEN
     edge_dilation: int = DEFAULT_EDGE_DILATION
     fill: str = "smooth"
     device: torch.device = torch.device("cpu")
@@ -143,7 +144,7 @@ def job_from_args(args: argparse.Namespace) -> StereoJob:
 def _comfort_from_args(args: argparse.Namespace) -> dict:
     """The comfort group's flags (stero_rerender.py) as StereoJob fields."""
     return {"convergence_m": args.convergence, "max_disparity_pct": args.max_disparity,
-            "edge_dilation": args.edge_dilation, "fill": args.fill}
+            "edge_sharpen": args.edge_sharpen, "edge_dilation": args.edge_dilation, "fill": args.fill}
 
 
 def run(args: argparse.Namespace, prog: str) -> int:
@@ -292,7 +293,8 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
             raise UserError(f"colour frame {pair.index} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h}; "
                             "variable frame sizes are not supported")
         disp = comfort_disparity(z, intr.fx, ipd_m, far, convergence_m=job.convergence_m,
-                                 max_parallax_px=max_parallax, edge_dilation=job.edge_dilation)
+                                 max_parallax_px=max_parallax, edge_sharpen=job.edge_sharpen,
+                                 edge_dilation=job.edge_dilation)
         views = warper.render(torch.from_numpy(rgb).to(device), disp)
         frame = pack_stereo(views.left, views.right, job.fmt).cpu().numpy()
         mask = _mask_frame(views.left_filled, views.right_filled, job.fmt) if job.mask_output else None

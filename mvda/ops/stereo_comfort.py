@@ -9,9 +9,10 @@ screen) for ``d > 0``, positive (uncrossed, behind the screen) for ``d < 0``. La
   that has zero parallax; ``d = fx * (IPD / 2) * (1 / Z - 1 / C)``.
 * Depth budget (:func:`limit_parallax`): crossed parallax compressed smoothly so that it never exceeds
   a limit, keeping the depth order.
-* Soft edges (:func:`dilate_depth_edges`): the near side of a depth edge grown a few pixels into the
-  far side, so that the in-between depths a network puts at an edge move with the foreground instead
-  of tearing thin objects apart.
+* Soft edges: :func:`sharpen_depth_edges` snaps the in-between depths a network puts at an edge to
+  the nearer of the two sides (the edge goes back to the middle of the ramp), then
+  :func:`dilate_depth_edges` grows the near side a few pixels into the far side, so that the edge's
+  mixed-colour pixels move with the foreground instead of tearing thin objects apart.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import torch.nn.functional as F
 
 from mvda.ops.stereo_warp import disparity_from_depth
 
-__all__ = ["DEFAULT_EDGE_DILATION", "EDGE_THRESHOLD_PX", "comfort_disparity", "dilate_depth_edges", "limit_parallax"]
+__all__ = ["DEFAULT_EDGE_DILATION", "DEFAULT_EDGE_SHARPEN", "EDGE_THRESHOLD_PX", "comfort_disparity",
+           "dilate_depth_edges", "limit_parallax", "sharpen_depth_edges"]
 
-#: Default of ``--edge_dilation`` (pixels), chosen with benchmarks/bench_stereo_quality.py.
+#: Defaults of ``--edge_dilation`` and ``--edge_sharpen`` (pixels), chosen with
+#: benchmarks/bench_stereo_quality.py (see benchmarks/RESULTS.md).
 DEFAULT_EDGE_DILATION = 2
+DEFAULT_EDGE_SHARPEN = 2
 
 #: A disparity step (pixels, per eye) above which neighbouring pixels within the dilation window are
 #: a depth edge; smaller variations (slanted surfaces, noise) are left alone.
@@ -56,6 +60,49 @@ def limit_parallax(disparity: torch.Tensor, max_parallax_px: float) -> torch.Ten
     return torch.where(d > knee, compressed, d)
 
 
+def _window_extremes(d: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(max, min) of the (2 radius + 1)-pixel window of each pixel of its row, (H, W) each."""
+    k = 2 * radius + 1
+    high = F.max_pool1d(d[:, None], kernel_size=k, stride=1, padding=radius)[:, 0]
+    low = -F.max_pool1d(-d[:, None], kernel_size=k, stride=1, padding=radius)[:, 0]
+    return high, low
+
+
+def _check_rows(d: torch.Tensor, radius: int) -> None:
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    if d.ndim != 2:
+        raise ValueError(f"disparity must be (H, W), got shape {tuple(d.shape)}")
+
+
+def sharpen_depth_edges(disparity: torch.Tensor, radius: int, threshold_px: float = EDGE_THRESHOLD_PX
+                        ) -> torch.Tensor:
+    """Snap the in-between disparities of soft depth edges to the nearer side of the edge.
+
+    At a pixel whose row window of ``radius`` pixels each side spans more than ``threshold_px`` of
+    disparity (a depth edge), the disparity becomes the window's largest or smallest value, whichever
+    is closer (a morphological toggle filter along the row). A ramp of in-between depths (a network's
+    soft edge) becomes a step in its middle, where the true edge most likely is; a thin object whose
+    depth was smeared keeps its pixels together at one depth. Flat and slanted surfaces (window spans
+    below the threshold) are unchanged.
+
+    Args:
+        disparity: (H, W) per-eye disparity in pixels (larger = nearer).
+        radius: pixels (>= 0); 0 returns the input.
+        threshold_px: disparity span (pixels) that makes an edge (>= 0).
+
+    Returns:
+        (H, W) float32 disparity; every value is one of the input values of its row window.
+    """
+    d = torch.as_tensor(disparity).to(torch.float32)
+    _check_rows(d, radius)
+    if radius == 0:
+        return d
+    high, low = _window_extremes(d, radius)
+    snapped = torch.where(high - d < d - low, high, low)
+    return torch.where(high - low > float(threshold_px), snapped, d)
+
+
 def dilate_depth_edges(disparity: torch.Tensor, radius: int, threshold_px: float = EDGE_THRESHOLD_PX
                        ) -> torch.Tensor:
     """Grow the near side of every horizontal depth edge ``radius`` pixels into the far side.
@@ -75,35 +122,35 @@ def dilate_depth_edges(disparity: torch.Tensor, radius: int, threshold_px: float
     Returns:
         (H, W) float32 disparity, >= the input everywhere.
     """
-    if radius < 0:
-        raise ValueError(f"radius must be >= 0, got {radius}")
     d = torch.as_tensor(disparity).to(torch.float32)
+    _check_rows(d, radius)
     if radius == 0:
         return d
-    if d.ndim != 2:
-        raise ValueError(f"disparity must be (H, W), got shape {tuple(d.shape)}")
-    grown = F.max_pool1d(d[:, None], kernel_size=2 * radius + 1, stride=1, padding=radius)[:, 0]
+    grown = _window_extremes(d, radius)[0]
     return torch.where(grown > d + float(threshold_px), grown, d)
 
 
 def comfort_disparity(depth_m: torch.Tensor, focal_px: float, ipd_m: float, far_m: float,
                       convergence_m: float | None = None, max_parallax_px: float | None = None,
-                      edge_dilation: int = 0) -> torch.Tensor:
+                      edge_sharpen: int = 0, edge_dilation: int = 0) -> torch.Tensor:
     """Per-eye disparity for the stereo warp with the comfort settings applied, in this order:
     :func:`~mvda.ops.stereo_warp.disparity_from_depth` (screen plane at ``convergence_m``),
-    :func:`dilate_depth_edges` (``edge_dilation`` pixels) and :func:`limit_parallax`
-    (``max_parallax_px``; None: no limit). Both later steps keep the depth order.
+    :func:`sharpen_depth_edges` (``edge_sharpen`` pixels), :func:`dilate_depth_edges`
+    (``edge_dilation`` pixels) and :func:`limit_parallax` (``max_parallax_px``; None: no limit).
+    The default arguments give plain :func:`~mvda.ops.stereo_warp.disparity_from_depth`.
 
     Args:
         depth_m: (H, W) depth in metres (unknown: 0, NaN, inf -> ``far_m``).
         focal_px, ipd_m, far_m, convergence_m: see :func:`~mvda.ops.stereo_warp.disparity_from_depth`.
         max_parallax_px: largest eye-to-eye offset in front of the screen, pixels, or None.
-        edge_dilation: pixels (>= 0).
+        edge_sharpen, edge_dilation: pixels (>= 0).
 
     Returns:
         (H, W) float32 per-eye disparity in pixels.
     """
     d = disparity_from_depth(depth_m, focal_px, ipd_m, far_m, convergence_m=convergence_m)
+    if edge_sharpen:
+        d = sharpen_depth_edges(d, edge_sharpen)
     if edge_dilation:
         d = dilate_depth_edges(d, edge_dilation)
     if max_parallax_px is not None:
