@@ -41,7 +41,7 @@ options:
                            default: none)
   --no-weights             skip the checkpoint download
   --weights-only           only the checkpoint download (skip step 1)
-  --dev                    also install the test tools (pytest, psutil; the Debian packages above)
+  --dev                    also install the test tools (pytest, psutil, scikit-image; the Debian packages above)
   -h, --help               show this help
 
 environment: PYTHON (interpreter to use; default: python, else python3), HF_HOME / HF_ENDPOINT /
