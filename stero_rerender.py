@@ -38,6 +38,16 @@ def percent(text: str) -> float:
     return value
 
 
+def zoom_percent(text: str) -> float | str:
+    """argparse type: "auto" or a percentage of the width cropped on each side, more than 0 and at most 20."""
+    if text == "auto":
+        return text
+    value = positive_float(text)
+    if value > 20:
+        raise argparse.ArgumentTypeError(f"must be a percentage per side, more than 0 and at most 20, got {value:g}")
+    return value
+
+
 def crf_value(text: str) -> int:
     """argparse type: an H.264 constant rate factor 0..51."""
     try:
@@ -67,6 +77,11 @@ def add_comfort_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--edge_dilation", type=non_negative_int, default=DEFAULT_EDGE_DILATION, metavar="PIXELS",
                        help="grow the near side of depth edges this many pixels into the background, so "
                             f"thin objects stay whole with soft network depth (default {DEFAULT_EDGE_DILATION}; 0: off)")
+    group.add_argument("--edge_zoom", type=zoom_percent, nargs="?", const="auto", default=None, metavar="PERCENT",
+                       help="zoom in slightly so that no eye shows the strips at the frame edges that the "
+                            "camera never saw: crop PERCENT of the width on each side (and rows in "
+                            "proportion), or, without a value, what the first frame needs plus 10 %% "
+                            "(default: no zoom, the geometry stays exact and the strips are filled)")
     group.add_argument("--fill", choices=FILLS, default="smooth",
                        help="holes (what an eye sees that the camera did not): smooth (default: from the "
                             "background side, averaged vertically, no streaks), row (the background pixel "

@@ -26,7 +26,8 @@ from mvda.frames import FunctionSink, run_frames
 from mvda.io.pairing import FramePair, check_pair, needs_resize, paired_frames
 from mvda.io.video import VideoReader, VideoWriter, ffv1_settings
 from mvda.ops.geometry import intrinsics_from_fov
-from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN, comfort_disparity
+from mvda.ops.stereo_comfort import (DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN, comfort_disparity, crop_zoom,
+                                     edge_strip_width, zoom_margin)
 from mvda.ops.stereo_warp import FORMATS, StereoWarper, disparity_from_depth, pack_stereo, packed_size, resize_depth
 
 __all__ = ["DEFAULT_IPD_MM", "FORMATS", "X264_PRESETS", "StereoJob", "StereoResult", "default_outputs", "job_from_args",
@@ -46,7 +47,8 @@ class StereoJob:
     in millimetres, ``max_stretch`` in pixels, ``drop_fragments`` in pixels. Comfort settings:
     ``convergence_m`` in metres (None: infinity on the screen plane), ``max_disparity_pct`` in percent
     of the eye's width (None: no limit), ``edge_sharpen`` and ``edge_dilation`` in pixels, ``fill`` one of
-    :data:`~mvda.ops.stereo_warp.FILLS`.
+    :data:`~mvda.ops.stereo_warp.FILLS`, ``edge_zoom`` None (no zoom), "auto" or percent of the width
+    cropped on each side.
     """
 
     depth_video: Path
@@ -70,6 +72,7 @@ class StereoJob:
     edge_sharpen: int = DEFAULT_EDGE_SHARPEN
     edge_dilation: int = DEFAULT_EDGE_DILATION
     fill: str = "smooth"
+    edge_zoom: float | str | None = None
     device: torch.device = torch.device("cpu")
     progress: bool = True
 
@@ -144,7 +147,27 @@ def job_from_args(args: argparse.Namespace) -> StereoJob:
 def _comfort_from_args(args: argparse.Namespace) -> dict:
     """The comfort group's flags (stero_rerender.py) as StereoJob fields."""
     return {"convergence_m": args.convergence, "max_disparity_pct": args.max_disparity,
-            "edge_sharpen": args.edge_sharpen, "edge_dilation": args.edge_dilation, "fill": args.fill}
+            "edge_sharpen": args.edge_sharpen, "edge_dilation": args.edge_dilation, "fill": args.fill,
+            "edge_zoom": args.edge_zoom}
+
+
+def _edge_zoomer(setting: float | str | None, width: int):
+    """views -> (left, right, left_filled, right_filled), with --edge_zoom cropped and scaled back
+    (:func:`crop_zoom`); "auto" takes the margin from the first frame's frame-edge strips."""
+    if setting is None:
+        return lambda v: (v.left, v.right, v.left_filled, v.right_filled)
+    margin = None if setting == "auto" else int(round(float(setting) / 100.0 * width))
+
+    def apply(views):
+        nonlocal margin
+        if margin is None:
+            strip = edge_strip_width(torch.stack([views.left_filled, views.right_filled]))
+            margin = zoom_margin(strip, width)
+            log.info("--edge_zoom: the first frame's eyes did not see up to %d px at the frame edges; cropping "
+                     "%d px on each side (%.1f %% zoom)", strip, margin, 100.0 * (width / (width - 2 * margin) - 1))
+        return tuple(crop_zoom(x, margin) for x in (views.left, views.right, views.left_filled, views.right_filled))
+
+    return apply
 
 
 def run(args: argparse.Namespace, prog: str) -> int:
@@ -277,6 +300,7 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
     warper = StereoWarper(h, w, device=job.device, max_stretch=job.max_stretch, drop_fragments=job.drop_fragments,
                           fill=job.fill)
     max_parallax = None if job.max_disparity_pct is None else job.max_disparity_pct / 100.0 * w
+    zoom = _edge_zoomer(job.edge_zoom, w)
     ipd_m = job.ipd_mm / 1000.0
     far = depth_reader.max_depth
     total = depth_reader.num_frames
@@ -295,9 +319,9 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
         disp = comfort_disparity(z, intr.fx, ipd_m, far, convergence_m=job.convergence_m,
                                  max_parallax_px=max_parallax, edge_sharpen=job.edge_sharpen,
                                  edge_dilation=job.edge_dilation)
-        views = warper.render(torch.from_numpy(rgb).to(device), disp)
-        frame = pack_stereo(views.left, views.right, job.fmt).cpu().numpy()
-        mask = _mask_frame(views.left_filled, views.right_filled, job.fmt) if job.mask_output else None
+        left, right, left_filled, right_filled = zoom(warper.render(torch.from_numpy(rgb).to(device), disp))
+        frame = pack_stereo(left, right, job.fmt).cpu().numpy()
+        mask = _mask_frame(left_filled, right_filled, job.fmt) if job.mask_output else None
         return ((frame, mask, pair.time),)
 
     writers: list[VideoWriter] = []

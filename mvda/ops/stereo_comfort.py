@@ -13,6 +13,9 @@ screen) for ``d > 0``, positive (uncrossed, behind the screen) for ``d < 0``. La
   the nearer of the two sides (the edge goes back to the middle of the ramp), then
   :func:`dilate_depth_edges` grows the near side a few pixels into the far side, so that the edge's
   mixed-colour pixels move with the foreground instead of tearing thin objects apart.
+* Frame edges (:func:`edge_strip_width`, :func:`crop_zoom`): an optional small zoom that crops the
+  strips at the left and right frame edges that an eye did not see (the default keeps the geometry
+  exact and fills them like any hole).
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ import torch.nn.functional as F
 
 from mvda.ops.stereo_warp import disparity_from_depth
 
-__all__ = ["DEFAULT_EDGE_DILATION", "DEFAULT_EDGE_SHARPEN", "EDGE_THRESHOLD_PX", "comfort_disparity",
-           "dilate_depth_edges", "limit_parallax", "sharpen_depth_edges"]
+__all__ = ["DEFAULT_EDGE_DILATION", "DEFAULT_EDGE_SHARPEN", "EDGE_THRESHOLD_PX", "comfort_disparity", "crop_zoom",
+           "dilate_depth_edges", "edge_strip_width", "limit_parallax", "sharpen_depth_edges", "zoom_margin"]
 
 #: Defaults of ``--edge_dilation`` and ``--edge_sharpen`` (pixels), chosen with
 #: benchmarks/bench_stereo_quality.py (see benchmarks/RESULTS.md).
@@ -156,3 +159,64 @@ def comfort_disparity(depth_m: torch.Tensor, focal_px: float, ipd_m: float, far_
     if max_parallax_px is not None:
         d = limit_parallax(d, max_parallax_px)
     return d
+
+
+# ------------------------------------------------------------------------------------------------
+# frame-edge strips
+# ------------------------------------------------------------------------------------------------
+def edge_strip_width(filled: torch.Tensor) -> int:
+    """Widest strip at the left or right frame edge that an eye did not see, in pixels.
+
+    Args:
+        filled: (..., H, W) bool, True where a pixel was filled in (see
+            :class:`~mvda.ops.stereo_warp.StereoViews`), e.g. both eyes stacked as (2, H, W).
+
+    Returns:
+        The longest run of filled pixels that starts at column 0 or ends at column W - 1, over all rows.
+    """
+    f = torch.as_tensor(filled).to(torch.int32)
+    if f.numel() == 0:
+        return 0
+    lead = torch.cumprod(f, dim=-1).sum(dim=-1)
+    trail = torch.cumprod(f.flip(-1), dim=-1).sum(dim=-1)
+    return int(torch.maximum(lead, trail).max())
+
+
+def zoom_margin(strip_px: int, width: int) -> int:
+    """Columns to crop from each side so that a strip of ``strip_px`` pixels is hidden: the strip plus
+    a tenth (later frames may reach a little further) plus one pixel, at most a quarter of ``width``."""
+    if strip_px <= 0:
+        return 0
+    return min(width // 4, int(strip_px * 1.1) + 1)
+
+
+def crop_zoom(image: torch.Tensor, margin_px: int) -> torch.Tensor:
+    """Crop ``margin_px`` columns from each side (and rows in proportion, keeping the aspect ratio)
+    and scale the rest back to the full size (bilinear).
+
+    Both eyes cropped alike stay a consistent stereo pair (as from a camera with a longer focal
+    length): the strips at the frame edges that one eye did not see are cut off instead of filled.
+
+    Args:
+        image: (H, W, C) image (uint8 or float) or (H, W) mask (bool: nearest instead of bilinear).
+        margin_px: columns cropped on each side (0 <= margin_px < W / 2).
+
+    Returns:
+        A tensor of the same shape and dtype.
+    """
+    img = torch.as_tensor(image)
+    h, w = img.shape[:2]
+    if margin_px <= 0:
+        return img
+    if 2 * margin_px >= w:
+        raise ValueError(f"margin_px must be below half the width {w}, got {margin_px}")
+    rows = int(round(margin_px * h / w))
+    inner = img[rows:h - rows, margin_px:w - margin_px]
+    if img.dtype == torch.bool:
+        x = inner.to(torch.uint8)[None, None]
+        return F.interpolate(x, size=(h, w), mode="nearest-exact")[0, 0].to(torch.bool)
+    x = inner.permute(2, 0, 1)[None].to(torch.float32)
+    out = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+    if not img.is_floating_point():
+        out = out.round_().clamp_(0, 255)
+    return out.to(img.dtype).contiguous()
