@@ -105,19 +105,22 @@ def synthesise_right(left: np.ndarray, disparity: np.ndarray, legacy: bool = Fal
 
 def quality(left: np.ndarray, right: np.ndarray, disparity: np.ndarray, legacy: bool = False,
             **options) -> dict[str, float]:
-    """PSNR (dB) of the synthesised right eye: sharp / drawn / filled / blurred / blurred filled, and
-    the filled fraction of the sharp run."""
+    """PSNR (dB) of the synthesised right eye: sharp / drawn / filled (and its two parts: the strip at
+    the right frame edge that the left camera never saw, and the disocclusions) / blurred / blurred
+    filled, and the filled fraction of the sharp run."""
     image, filled = synthesise_right(left, disparity, legacy, **dict(options))
     blurred, blurred_filled = synthesise_right(left, blur_depth(disparity), legacy, **dict(options))
+    strip = np.cumprod(filled[:, ::-1], axis=1)[:, ::-1].astype(bool)   # filled runs ending at the right edge
     return {"sharp": psnr(image, right), "drawn": psnr(image, right, ~filled),
-            "filled": psnr(image, right, filled), "blurred": psnr(blurred, right),
+            "filled": psnr(image, right, filled), "edge strip": psnr(image, right, strip),
+            "disocclusions": psnr(image, right, filled & ~strip), "blurred": psnr(blurred, right),
             "blurred filled": psnr(blurred, right, blurred_filled), "filled fraction": float(filled.mean())}
 
 
 def report(name: str, q: dict[str, float]) -> str:
     return (f"{name}: sharp {q['sharp']:.2f} dB, drawn {q['drawn']:.2f}, filled {q['filled']:.2f} "
-            f"({100 * q['filled fraction']:.1f} % of pixels), blurred {q['blurred']:.2f} "
-            f"(filled {q['blurred filled']:.2f})")
+            f"({100 * q['filled fraction']:.1f} % of pixels; edge strip {q['edge strip']:.2f}, disocclusions "
+            f"{q['disocclusions']:.2f}), blurred {q['blurred']:.2f} (filled {q['blurred filled']:.2f})")
 
 
 def main() -> None:
