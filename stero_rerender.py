@@ -3,7 +3,8 @@
 Every frame is re-rendered for a left and a right eye: a pinhole camera with the given field of view
 (principal point at the image centre, square pixels unless both --xfov and --yfov are given) moved
 by -/+ half the pupillary distance along x. A point at depth Z moves by fx * (IPD / 2) / Z pixels,
-right in the left-eye view and left in the right-eye view. The warp is exact and z-ordered (nearest
+right in the left-eye view and left in the right-eye view (infinity on the screen plane; --convergence
+moves the screen plane to a given depth, see the comfort flags). The warp is exact and z-ordered (nearest
 surface wins, sub-pixel accurate, no cracks on slanted surfaces); what an eye sees that the camera did
 not (disocclusions) is filled from the background side, and --infill_mask writes those pixels as a
 video for inpainting tools. Unknown depth (0) is treated as the far plane (max_depth).
@@ -27,6 +28,8 @@ from mvda.cli import (add_damage_arg, add_device_args, add_fov_args, add_frame_l
 PROG = "stero_rerender.py"
 EXAMPLE = """example:
   python stero_rerender.py --video outputs/clip_depth.mkv --color_video clip.mp4 --xfov 48
+  python stero_rerender.py --video outputs/clip_depth.mkv --color_video clip.mp4 --xfov 48 --convergence 3 --max_disparity 2.5
+      (for a 3D TV or monitor: the screen plane at 3 m, pop-out at most 2.5 % of the width)
 """
 
 

@@ -627,7 +627,8 @@ def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool | str 
 
     Args:
         colour: (H, W, C) image (uint8 or float), tensor or numpy array, in the camera's view.
-        disparity: (H, W) per-eye disparity in pixels (>= 0), e.g. from :func:`disparity_from_depth`.
+        disparity: (H, W) per-eye disparity in pixels (negative: behind the screen plane), e.g. from
+            :func:`disparity_from_depth`.
         max_stretch, drop_fragments: see :class:`StereoWarper`.
         fill: how holes are filled (see :class:`StereoWarper`): "smooth", "row" or "none".
         return_disparity: also return the disparity seen at each output pixel.
