@@ -524,12 +524,14 @@ def _smooth_filled(images: torch.Tensor, targets: torch.Tensor, sources: torch.T
     pix = targets - eye * (h * w)
     row = pix // w
     keys = (eye * w + (pix - row * w)) * h + row              # column-major: vertical neighbours differ by 1
-    flat = images.view(2, ch, h * w)
-    values = flat[eye, :, pix]                                 # (K, C)
+    # Flat indices of (pixel, channel) in the (2, C, H, W) images: eye * C*H*W + c * H*W + pix.
+    index = ((eye * (ch * h * w) + pix)[:, None] + torch.arange(ch, device=eye.device) * (h * w)).view(-1)
+    flat = images.view(-1)
+    values = flat.index_select(0, index).view(-1, ch)          # (K, C)
     smooth = smooth_vertical_runs(values.to(torch.float32), keys, h, cone_radius((targets - sources).abs_()))
     if not images.is_floating_point():
         smooth = smooth.add_(0.5).clamp_(0, 255)             # round to nearest on the cast
-    flat[eye, :, pix] = smooth.to(images.dtype)
+    flat.index_copy_(0, index, smooth.view(-1).to(images.dtype))
 
 
 def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.Tensor, ...],
