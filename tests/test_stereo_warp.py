@@ -99,7 +99,7 @@ def test_fill_takes_the_farther_neighbour_not_the_foreground():
     img[:, 8:16] = 200
     d = np.ones((1, w), np.float32)
     d[:, 8:16] = 5.0
-    v = render_stereo(img, d)
+    v = render_stereo(img, d, fill="row")   # the side choice, by hand ("smooth" then averages background)
     # Left: background pixel 7 lands on 8 (its right cap covers nothing more: [8, 8.5) -> 8),
     # the object starts at 8 + 5 = 13 (left cap [12.5, 13) covers no pixel centre).
     # Holes 9..12 copy pixel 7's colour 35.

@@ -356,7 +356,7 @@ class StereoWarper:
                                                          self.drop_fragments, return_sources=True)
             _for_each(pool, paint, starts)
         if self.fill_method == "smooth" and sources is not None:
-            _smooth_filled(images, *sources)
+            _smooth_filled(images, hole, *sources)
         if orphans is not None:                             # rows with nothing to fill from: black
             eye, pix = orphans // (h * w), orphans % (h * w)
             images.view(2, ch, h * w)[eye, :, pix] = 0
@@ -511,27 +511,61 @@ def _cast_into(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src)
 
 
-def _smooth_filled(images: torch.Tensor, targets: torch.Tensor, sources: torch.Tensor) -> None:
-    """Average the filled pixels of both eyes vertically (:func:`smooth_vertical_runs`), in place.
+#: Background pixels averaged along the row (from the one next to the hole outwards) for a filled
+#: pixel: one more per two pixels of distance into the hole, up to this many; disocclusions and
+#: frame-edge strips (measured with benchmarks/bench_stereo_quality.py).
+ROW_MEAN_MAX = 2
+ROW_MEAN_MAX_BORDER = 8
 
-    ``images``: (2, C, H, W); ``targets``: flat indices in (2 * H, W) of the filled pixels;
-    ``sources``: the flat indices of the rendered pixels (same rows) they were filled from.
+
+def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, targets: torch.Tensor, sources: torch.Tensor,
+                   border: torch.Tensor) -> None:
+    """Give the filled pixels of both eyes a smooth background colour, in place.
+
+    Each filled pixel first takes the mean of the rendered background pixels on its row from the one
+    it was filled from outwards (more of them the deeper it lies in the hole: an estimate of the
+    background's colour rather than one pixel's), then these are averaged vertically within the hole
+    (:func:`smooth_vertical_runs`, a window growing with the distance from the background).
+
+    ``images``: (2, C, H, W); ``hole``: (2, H, W) uint8, 1 at filled pixels; ``targets``: flat
+    indices in (2 * H, W) of the filled pixels; ``sources``: the flat indices of the rendered pixels
+    (same rows) they were filled from; ``border``: bool, the pixel's run reaches the frame edge.
     """
     _, ch, h, w = images.shape
     if targets.numel() == 0:
         return
+    flat = images.view(-1)
+    plane = torch.arange(ch, device=targets.device) * (h * w)
+
+    def index_of(at: torch.Tensor) -> torch.Tensor:
+        """(K, C) flat indices into ``images`` of the pixels at flat (2 * H, W) indices ``at``."""
+        eye = at // (h * w)
+        return (eye * ((ch - 1) * h * w) + at)[:, None] + plane
+
+    distance = (targets - sources).abs_()
+    step = torch.sign(sources - targets)                      # outwards, away from the hole
+    count = torch.clamp(1 + (distance - 1) // 2, min=1)
+    count = torch.minimum(count, torch.where(border, ROW_MEAN_MAX_BORDER, ROW_MEAN_MAX))
+    col = sources % w
+    hole_flat = hole.view(-1)
+    total = torch.zeros((targets.numel(), ch), dtype=torch.float32, device=targets.device)
+    weight = torch.zeros(targets.numel(), dtype=torch.float32, device=targets.device)
+    for k in range(int(count.max())):
+        at = sources + step * k
+        inside = (k < count) & (col + step * k >= 0) & (col + step * k < w)
+        at = torch.where(inside, at, sources)
+        use = (inside & (hole_flat.index_select(0, at) == 0)).to(torch.float32)
+        total.addcmul_(flat.index_select(0, index_of(at).view(-1)).view(-1, ch).to(torch.float32), use[:, None])
+        weight.add_(use)
+    values = total / weight.clamp_(min=1.0)[:, None]          # k = 0 is the source: always used
     eye = targets // (h * w)
     pix = targets - eye * (h * w)
     row = pix // w
     keys = (eye * w + (pix - row * w)) * h + row              # column-major: vertical neighbours differ by 1
-    # Flat indices of (pixel, channel) in the (2, C, H, W) images: eye * C*H*W + c * H*W + pix.
-    index = ((eye * (ch * h * w) + pix)[:, None] + torch.arange(ch, device=eye.device) * (h * w)).view(-1)
-    flat = images.view(-1)
-    values = flat.index_select(0, index).view(-1, ch)          # (K, C)
-    smooth = smooth_vertical_runs(values.to(torch.float32), keys, h, cone_radius((targets - sources).abs_()))
+    smooth = smooth_vertical_runs(values, keys, h, cone_radius(distance))
     if not images.is_floating_point():
         smooth = smooth.add_(0.5).clamp_(0, 255)             # round to nearest on the cast
-    flat.index_copy_(0, index, smooth.view(-1).to(images.dtype))
+    flat.index_copy_(0, index_of(targets).view(-1), smooth.view(-1).to(images.dtype))
 
 
 def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.Tensor, ...],
@@ -556,8 +590,9 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
     Returns:
         Flat indices of the hole pixels whose row has no rendered pixel at all (left as they
         are, for the caller to blank), or None when there are none. With ``return_sources``, a pair:
-        those and ``(targets, sources)``, the flat indices of the filled pixels and of the rendered
-        pixels they were filled from (None when nothing was filled).
+        those and ``(targets, sources, border)``: the flat indices of the filled pixels, of the rendered
+        pixels they were filled from, and whether their run reaches the frame edge (the strip the
+        camera never saw); None when nothing was filled.
     """
     width = hole.shape[1]
     holes = torch.nonzero(hole.view(-1)).squeeze(1)        # sorted flat indices; typically a few %
@@ -605,7 +640,8 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
     for f, v in zip(fields, values):
         f.view(-1).index_copy_(0, targets, v)
     if return_sources:
-        return orphans, (targets, source)
+        border = ~(has_left & has_right)                    # runs that reach the frame edge
+        return orphans, (targets, source, border[run_of])
     return orphans
 
 
