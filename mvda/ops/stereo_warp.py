@@ -44,9 +44,11 @@ row, choosing between the left and right neighbours the one with the smaller dis
 farther surface), so the foreground edge is never smeared into the revealed background. Soft depth
 edges (real depth maps ramp over a few pixels) put isolated in-between pixels into a disocclusion;
 rendered fragments of at most ``drop_fragments`` pixels with holes on both sides are therefore
-filled as well. By default ("smooth" fill) the filled colours are then averaged vertically within
-each hole over a window that grows with the distance from the background
-(:mod:`mvda.ops.hole_fill`), so that tall holes do not show one streak per row. The filled pixels
+filled as well. By default ("smooth" fill) each filled pixel then takes the mean of a few background
+pixels on its row (from the neighbour outwards, more of them deeper in the hole and at the frame
+edge), and these colours are averaged vertically within each hole over a window that grows with the
+distance from the background (:mod:`mvda.ops.hole_fill`), so that tall holes do not show one streak
+per row. The filled pixels
 are reported as a mask so that they can be inpainted with other tools.
 
 Invalid depth (0, negative, NaN or inf: the depth codec writes unknown depth as 0) is treated as the
@@ -201,10 +203,11 @@ class StereoWarper:
         max_stretch: a segment between neighbouring pixels that an eye's view stretches by more
             than this many pixels is a depth edge (a disocclusion) and is left open, then filled.
         fill: how holes are filled, one of :data:`FILLS` (True: "smooth", False: "none"): "row"
-            copies the background pixel next to each run of holes along its row; "smooth" does that
-            and then averages the filled colours vertically over a window that grows with the
-            distance from the background (:func:`mvda.ops.hole_fill.smooth_vertical_runs`), so tall
-            holes get no streaks; "none" leaves them black.
+            copies the background pixel next to each run of holes along its row; "smooth" starts
+            from a short mean of the background along the row and averages the filled colours
+            vertically over a window that grows with the distance from the background
+            (:func:`mvda.ops.hole_fill.smooth_vertical_runs`), so tall holes get no streaks; "none"
+            leaves them black.
         drop_fragments: when filling, rendered fragments of at most this many pixels with holes on
             both sides (the 'flying pixels' a soft depth edge spreads over a disocclusion) are
             filled too, so the revealed background is not streaked with edge colours; 0 keeps them.
