@@ -521,46 +521,59 @@ ROW_MEAN_MAX = 2
 ROW_MEAN_MAX_BORDER = 8
 
 
-def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, targets: torch.Tensor, sources: torch.Tensor,
-                   border: torch.Tensor) -> None:
+def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, targets: torch.Tensor, run_of: torch.Tensor,
+                   run_source: torch.Tensor, outward: torch.Tensor, border: torch.Tensor) -> None:
     """Give the filled pixels of both eyes a smooth background colour, in place.
 
     Each filled pixel first takes the mean of the rendered background pixels on its row from the one
-    it was filled from outwards (more of them the deeper it lies in the hole: an estimate of the
-    background's colour rather than one pixel's), then these are averaged vertically within the hole
-    (:func:`smooth_vertical_runs`, a window growing with the distance from the background).
+    it was filled from outwards (one more per two pixels of depth into the hole, up to
+    :data:`ROW_MEAN_MAX`, or :data:`ROW_MEAN_MAX_BORDER` at the frame edge: an estimate of the
+    background's colour rather than one pixel's), then these are averaged vertically within the
+    hole (:func:`smooth_vertical_runs`, a window growing with the distance from the background).
 
     ``images``: (2, C, H, W); ``hole``: (2, H, W) uint8, 1 at filled pixels; ``targets``: flat
-    indices in (2 * H, W) of the filled pixels; ``sources``: the flat indices of the rendered pixels
-    (same rows) they were filled from; ``border``: bool, the pixel's run reaches the frame edge.
+    indices in (2 * H, W) of the filled pixels, ``run_of`` their runs; per run: ``run_source`` the
+    flat index of the pixel it was filled from, ``outward`` -1 or +1, ``border`` (bool) whether it
+    reaches the frame edge.
     """
     _, ch, h, w = images.shape
     if targets.numel() == 0:
         return
+    dev = targets.device
     flat = images.view(-1)
-    plane = torch.arange(ch, device=targets.device) * (h * w)
+    plane = torch.arange(ch, device=dev) * (h * w)
 
     def index_of(at: torch.Tensor) -> torch.Tensor:
         """(K, C) flat indices into ``images`` of the pixels at flat (2 * H, W) indices ``at``."""
         eye = at // (h * w)
         return (eye * ((ch - 1) * h * w) + at)[:, None] + plane
 
-    distance = (targets - sources).abs_()
-    step = torch.sign(sources - targets)                      # outwards, away from the hole
-    count = torch.clamp(1 + (distance - 1) // 2, min=1)
-    count = torch.minimum(count, torch.where(border, ROW_MEAN_MAX_BORDER, ROW_MEAN_MAX))
-    col = sources % w
+    # Per run, the running sums of the background pixels outwards from its source: sums[k] over the
+    # first k + 1 (the source always counts; a pixel outside the row or filled itself does not).
+    most = torch.where(border, ROW_MEAN_MAX_BORDER, ROW_MEAN_MAX)
+    deepest = int(most.max())
+    runs = torch.arange(run_source.numel(), device=dev)
+    col = run_source % w
     hole_flat = hole.view(-1)
-    total = torch.zeros((targets.numel(), ch), dtype=torch.float32, device=targets.device)
-    weight = torch.zeros(targets.numel(), dtype=torch.float32, device=targets.device)
-    for k in range(int(count.max())):
-        at = sources + step * k
-        inside = (k < count) & (col + step * k >= 0) & (col + step * k < w)
-        at = torch.where(inside, at, sources)
-        use = (inside & (hole_flat.index_select(0, at) == 0)).to(torch.float32)
-        total.addcmul_(flat.index_select(0, index_of(at).view(-1)).view(-1, ch).to(torch.float32), use[:, None])
-        weight.add_(use)
-    values = total / weight.clamp_(min=1.0)[:, None]          # k = 0 is the source: always used
+    sums = torch.empty((deepest, run_source.numel(), ch), dtype=torch.float32, device=dev)
+    counts = torch.empty((deepest, run_source.numel()), dtype=torch.float32, device=dev)
+    sums[0] = flat.index_select(0, index_of(run_source).view(-1)).view(-1, ch).to(torch.float32)
+    counts[0] = 1.0
+    for k in range(1, deepest):
+        sums[k], counts[k] = sums[k - 1], counts[k - 1]
+        if k == ROW_MEAN_MAX:                                # beyond: only the frame-edge runs go on
+            runs = runs[border[runs]]
+        at = run_source[runs] + outward[runs] * k
+        c = col[runs] + outward[runs] * k
+        at = torch.where((c >= 0) & (c < w), at, run_source[runs])
+        use = ((c >= 0) & (c < w) & (hole_flat.index_select(0, at) == 0)).to(torch.float32)
+        colour = flat.index_select(0, index_of(at).view(-1)).view(-1, ch).to(torch.float32)
+        sums[k].index_add_(0, runs, colour * use[:, None])
+        counts[k].index_add_(0, runs, use)
+    distance = (targets - run_source.index_select(0, run_of)).abs_()
+    depth = torch.minimum(torch.clamp(1 + (distance - 1) // 2, min=1), most.index_select(0, run_of)) - 1
+    slot = depth * run_source.numel() + run_of
+    values = sums.view(-1, ch).index_select(0, slot) / counts.view(-1).index_select(0, slot)[:, None]
     eye = targets // (h * w)
     pix = targets - eye * (h * w)
     row = pix // w
@@ -593,9 +606,10 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
     Returns:
         Flat indices of the hole pixels whose row has no rendered pixel at all (left as they
         are, for the caller to blank), or None when there are none. With ``return_sources``, a pair:
-        those and ``(targets, sources, border)``: the flat indices of the filled pixels, of the rendered
-        pixels they were filled from, and whether their run reaches the frame edge (the strip the
-        camera never saw); None when nothing was filled.
+        those and ``(targets, run_of, run_source, outward, border)``: the flat indices of the filled
+        pixels and the run each belongs to; per run, the flat index of the rendered pixel it was
+        filled from, the step (-1 or +1) from that pixel away from the run, and whether the run
+        reaches the frame edge (the strip the camera never saw). None when nothing was filled.
     """
     width = hole.shape[1]
     holes = torch.nonzero(hole.view(-1)).squeeze(1)        # sorted flat indices; typically a few %
@@ -644,7 +658,8 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
         f.view(-1).index_copy_(0, targets, v)
     if return_sources:
         border = ~(has_left & has_right)                    # runs that reach the frame edge
-        return orphans, (targets, source, border[run_of])
+        outward = torch.where(take_left, -1, 1)             # from the source away from the run
+        return orphans, (targets, run_of, run_source, outward, border)
     return orphans
 
 
