@@ -209,6 +209,19 @@ def test_smooth_vertical_runs_by_hand():
                                   [0, 2, 4, 16])
 
 
+def test_smooth_fill_row_mean_by_hand():
+    # d = 4 on a ramp 10, 20, ..., 120: the left eye did not see columns 0-3 (a frame-edge strip
+    # filled from column 4, which shows 10). A filled pixel at distance k from it takes the mean of
+    # 1 + (k - 1) // 2 background pixels outwards: k = 1, 2 -> 10; k = 3, 4 -> (10 + 20) / 2 = 15.
+    img = (np.arange(12, dtype=np.uint8)[None, :, None] * 10 + 10).repeat(3, axis=2)
+    views = render_stereo(img, np.full((1, 12), 4.0, np.float32))
+    np.testing.assert_array_equal(views.left[0, :, 0], [15, 15, 10, 10, 10, 20, 30, 40, 50, 60, 70, 80])
+    # Right eye: columns 8-11 filled from column 7 (120) outwards to the left (110, ...).
+    np.testing.assert_array_equal(views.right[0, :, 0], [50, 60, 70, 80, 90, 100, 110, 120, 120, 120, 115, 115])
+    np.testing.assert_array_equal(render_stereo(img, np.full((1, 12), 4.0, np.float32), fill="row").left[0, :4, 0],
+                                  [10, 10, 10, 10])
+
+
 def test_smooth_fill_removes_row_streaks():
     # A wide near box on a wall with a vertical gradient plus per-row noise: the row fill copies one
     # noisy pixel per row into the disocclusion (streaks: large row-to-row jumps inside the hole);

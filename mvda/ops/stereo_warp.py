@@ -48,8 +48,7 @@ filled as well. By default ("smooth" fill) each filled pixel then takes the mean
 pixels on its row (from the neighbour outwards, more of them deeper in the hole and at the frame
 edge), and these colours are averaged vertically within each hole over a window that grows with the
 distance from the background (:mod:`mvda.ops.hole_fill`), so that tall holes do not show one streak
-per row. The filled pixels
-are reported as a mask so that they can be inpainted with other tools.
+per row. The filled pixels are reported as a mask so that they can be inpainted with other tools.
 
 Invalid depth (0, negative, NaN or inf: the depth codec writes unknown depth as 0) is treated as the
 far plane ``far_m`` (``max_depth`` for depth videos): such pixels keep their colour and move like the
@@ -86,7 +85,7 @@ __all__ = [
     "resize_depth",
 ]
 
-#: Hole fills of :class:`StereoWarper`: a push-pull surface from the background (see
+#: Hole fills of :class:`StereoWarper`: the background next to each hole, smoothed vertically (see
 #: :mod:`mvda.ops.hole_fill`), the background pixel next to each hole copied along its row, or black.
 FILLS = ("smooth", "row", "none")
 
@@ -227,7 +226,7 @@ class StereoWarper:
         self.height, self.width = int(height), int(width)
         self.device = torch.device(device)
         self.max_stretch = float(max_stretch)
-        method = {True: "smooth", False: "none"}.get(fill, fill) if isinstance(fill, bool) else fill
+        method = ("smooth" if fill else "none") if isinstance(fill, bool) else fill
         if method not in FILLS:
             raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
         self.fill_method = method
