@@ -547,31 +547,23 @@ def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, targets: torch.Tens
         eye = at // (h * w)
         return (eye * ((ch - 1) * h * w) + at)[:, None] + plane
 
-    # Per run, the running sums of the background pixels outwards from its source: sums[k] over the
-    # first k + 1 (the source always counts; a pixel outside the row or filled itself does not).
+    # Per run, the running sums of the background pixels outwards from its source: sums[:, k] over the
+    # first k + 1 (the source always counts; a pixel outside the row, beyond the run's limit or
+    # filled itself does not). One (runs, deepest) gather: cheaper than a loop of small ops.
     most = torch.where(border, ROW_MEAN_MAX_BORDER, ROW_MEAN_MAX)
     deepest = int(most.max())
-    runs = torch.arange(run_source.numel(), device=dev)
-    col = run_source % w
-    hole_flat = hole.view(-1)
-    sums = torch.empty((deepest, run_source.numel(), ch), dtype=torch.float32, device=dev)
-    counts = torch.empty((deepest, run_source.numel()), dtype=torch.float32, device=dev)
-    sums[0] = flat.index_select(0, index_of(run_source).view(-1)).view(-1, ch).to(torch.float32)
-    counts[0] = 1.0
-    for k in range(1, deepest):
-        sums[k], counts[k] = sums[k - 1], counts[k - 1]
-        if k == ROW_MEAN_MAX:                                # beyond: only the frame-edge runs go on
-            runs = runs[border[runs]]
-        at = run_source[runs] + outward[runs] * k
-        c = col[runs] + outward[runs] * k
-        at = torch.where((c >= 0) & (c < w), at, run_source[runs])
-        use = ((c >= 0) & (c < w) & (hole_flat.index_select(0, at) == 0)).to(torch.float32)
-        colour = flat.index_select(0, index_of(at).view(-1)).view(-1, ch).to(torch.float32)
-        sums[k].index_add_(0, runs, colour * use[:, None])
-        counts[k].index_add_(0, runs, use)
+    steps = torch.arange(deepest, device=dev)
+    col = (run_source % w)[:, None] + outward[:, None] * steps             # (R, deepest)
+    use = (col >= 0) & (col < w) & (steps < most[:, None])
+    at = torch.where(use, run_source[:, None] + outward[:, None] * steps, run_source[:, None]).view(-1)
+    use &= hole.view(-1).index_select(0, at).view_as(use) == 0
+    use[:, 0] = True
+    colour = flat.index_select(0, index_of(at).view(-1)).view(-1, deepest, ch).to(torch.float32)
+    sums = torch.cumsum(colour * use[..., None], dim=1)
+    counts = torch.cumsum(use.to(torch.float32), dim=1)
     distance = (targets - run_source.index_select(0, run_of)).abs_()
     depth = torch.minimum(torch.clamp(1 + (distance - 1) // 2, min=1), most.index_select(0, run_of)) - 1
-    slot = depth * run_source.numel() + run_of
+    slot = run_of * deepest + depth
     values = sums.view(-1, ch).index_select(0, slot) / counts.view(-1).index_select(0, slot)[:, None]
     eye = targets // (h * w)
     pix = targets - eye * (h * w)
