@@ -257,3 +257,33 @@ def test_fill_names_and_bools():
     np.testing.assert_array_equal(render_stereo(img, d, fill=False).left, render_stereo(img, d, fill="none").left)
     with pytest.raises(ValueError, match="fill"):
         StereoWarper(2, 12, fill="blur")
+
+
+def test_smooth_fill_uses_the_background_above_and_below_by_hand():
+    # One eye (the second is empty), 4 x 4, one channel: row 0 rendered (100), rows 1-3 holes at
+    # columns 0-1, filled from column 2 (50, 60, 70) outwards to the right; the runs reach the frame
+    # edge. Column 0 lies 2 px from its source: row mean of 1 pixel, vertical half-window 2 rows,
+    # joined by row 0 above (background: same disparity). Column 1 (1 px away) keeps its source.
+    from mvda.ops.stereo_warp import _smooth_filled
+
+    def run(top_disparity: float) -> np.ndarray:
+        images = torch.zeros(2, 1, 4, 4)
+        images[0, 0, 0] = 100.0
+        images[0, 0, 1:, 2:] = torch.tensor([[50.0], [60.0], [70.0]])
+        hole = torch.zeros(2, 4, 4, dtype=torch.uint8)
+        hole[0, 1:, :2] = 1
+        disp = torch.full((2, 4, 4), 1.0)
+        disp[0, 0] = top_disparity
+        targets = torch.tensor([4, 5, 8, 9, 12, 13])
+        run_of = torch.tensor([0, 0, 1, 1, 2, 2])
+        run_source = torch.tensor([6, 10, 14])
+        _smooth_filled(images, hole, lambda idx: disp.view(-1)[idx], targets, run_of, run_source,
+                       torch.tensor([1, 1, 1]), torch.tensor([True, True, True]))
+        return images[0, 0].numpy()
+
+    out = run(1.0)
+    # Column 0: row 1 -> rows 0-3 (100, 50, 60, 70) = 70; row 2 -> rows 0-3 = 70; row 3 -> rows 1-3 = 60.
+    np.testing.assert_allclose(out[1:, 0], [70.0, 70.0, 60.0])
+    np.testing.assert_allclose(out[1:, 1], [50.0, 60.0, 70.0])
+    # A foreground row above (disparity 5 > 1 + 2) is left out: column 0 averages the hole only.
+    np.testing.assert_allclose(run(5.0)[1:, 0], [60.0, 60.0, 60.0])

@@ -358,7 +358,7 @@ class StereoWarper:
                                                          self.drop_fragments, return_sources=True)
             _for_each(pool, paint, starts)
         if self.fill_method == "smooth" and sources is not None:
-            _smooth_filled(images, hole, *sources)
+            _smooth_filled(images, hole, disparity_at, *sources)
         if orphans is not None:                             # rows with nothing to fill from: black
             eye, pix = orphans // (h * w), orphans % (h * w)
             images.view(2, ch, h * w)[eye, :, pix] = 0
@@ -518,19 +518,28 @@ def _cast_into(dst: torch.Tensor, src: torch.Tensor) -> None:
 #: frame-edge strips (measured with benchmarks/bench_stereo_quality.py).
 ROW_MEAN_MAX = 2
 ROW_MEAN_MAX_BORDER = 8
+#: Rendered rows just above and below a hole that join its vertical averages, when their disparity
+#: is at most this many pixels above that of the background the hole was filled from.
+VERTICAL_CONTEXT = 2
+BACKGROUND_TOLERANCE_PX = 2.0
 
 
-def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, targets: torch.Tensor, run_of: torch.Tensor,
-                   run_source: torch.Tensor, outward: torch.Tensor, border: torch.Tensor) -> None:
+def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targets: torch.Tensor,
+                   run_of: torch.Tensor, run_source: torch.Tensor, outward: torch.Tensor, border: torch.Tensor
+                   ) -> None:
     """Give the filled pixels of both eyes a smooth background colour, in place.
 
     Each filled pixel first takes the mean of the rendered background pixels on its row from the one
     it was filled from outwards (one more per two pixels of depth into the hole, up to
     :data:`ROW_MEAN_MAX`, or :data:`ROW_MEAN_MAX_BORDER` at the frame edge: an estimate of the
     background's colour rather than one pixel's), then these are averaged vertically within the
-    hole (:func:`smooth_vertical_runs`, a window growing with the distance from the background).
+    hole (:func:`smooth_vertical_runs`, a window growing with the distance from the background),
+    together with the rendered background just above and below the hole (:data:`VERTICAL_CONTEXT`
+    rows; foreground pixels there, nearer than the hole's background by more than
+    :data:`BACKGROUND_TOLERANCE_PX`, are left out).
 
-    ``images``: (2, C, H, W); ``hole``: (2, H, W) uint8, 1 at filled pixels; ``targets``: flat
+    ``images``: (2, C, H, W); ``hole``: (2, H, W) uint8, 1 at filled pixels; ``disparity_at``: flat
+    (2 * H, W) indices of rendered pixels -> their disparity; ``targets``: flat
     indices in (2 * H, W) of the filled pixels, ``run_of`` their runs; per run: ``run_source`` the
     flat index of the pixel it was filled from, ``outward`` -1 or +1, ``border`` (bool) whether it
     reaches the frame edge.
@@ -569,7 +578,28 @@ def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, targets: torch.Tens
     pix = targets - eye * (h * w)
     row = pix // w
     keys = (eye * w + (pix - row * w)) * h + row              # column-major: vertical neighbours differ by 1
-    smooth = smooth_vertical_runs(values, keys, h, cone_radius(distance))
+    # The background above and below: rows 1..VERTICAL_CONTEXT away (each only if the rows between
+    # are rendered too, so that it adjoins the hole's vertical run). They keep their own colour.
+    hole_flat = hole.view(-1)
+    far = disparity_at(run_source.index_select(0, run_of)) + BACKGROUND_TOLERANCE_PX
+    near, limit = [], []
+    for sign in (-1, 1):
+        reach = torch.ones_like(row, dtype=torch.bool)
+        for j in range(1, VERTICAL_CONTEXT + 1):
+            reach = reach & (row + sign * j >= 0) & (row + sign * j < h)
+            at = torch.where(reach, targets + sign * j * w, targets)
+            reach = reach & (hole_flat.index_select(0, at) == 0)
+            near.append(at[reach])
+            limit.append(far[reach])
+    near = torch.cat(near)
+    context = torch.unique(near[disparity_at(near) <= torch.cat(limit)])
+    c_eye = context // (h * w)
+    c_pix = context - c_eye * (h * w)
+    c_row = c_pix // w
+    keys = torch.cat([keys, (c_eye * w + (c_pix - c_row * w)) * h + c_row])
+    values = torch.cat([values, flat.index_select(0, index_of(context).view(-1)).view(-1, ch).to(torch.float32)])
+    radius = torch.cat([cone_radius(distance), torch.zeros_like(context)])
+    smooth = smooth_vertical_runs(values, keys, h, radius)[:targets.numel()]
     if not images.is_floating_point():
         smooth = smooth.add_(0.5).clamp_(0, 255)             # round to nearest on the cast
     flat.index_copy_(0, index_of(targets).view(-1), smooth.view(-1).to(images.dtype))
