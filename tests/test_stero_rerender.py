@@ -14,6 +14,7 @@ import torch
 import stero_rerender
 from mvda.apps import stereo as stereo_app
 from mvda.errors import UserError
+from mvda.ops.anaglyph import anaglyph
 from mvda.ops.geometry import intrinsics_from_fov
 from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN, comfort_disparity
 from mvda.ops.stereo_warp import pack_stereo, render_stereo
@@ -136,7 +137,11 @@ def test_formats_lossless_exact(tmp_path, fmt, size):
     for i in range(3):
         views = expected_views(colour[i], depth[i], 70.0, ipd_mm=200.0)
         assert frames[i].shape[:2] == (size[1], size[0])
-        np.testing.assert_array_equal(frames[i], pack_stereo(views.left, views.right, fmt))
+        if fmt == "anaglyph":  # the default method: Dubois (tests/test_stereo_formats.py checks the others)
+            expected = anaglyph(torch.from_numpy(views.left), torch.from_numpy(views.right), "dubois").numpy()
+        else:
+            expected = pack_stereo(views.left, views.right, fmt)
+        np.testing.assert_array_equal(frames[i], expected)
         if fmt == "anaglyph":
             expected_mask = views.left_filled | views.right_filled
         else:
@@ -288,7 +293,7 @@ def test_failure_mid_video_leaves_no_output(tmp_path, capsys, monkeypatch):
     argv = ["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"), "--xfov", "60",
             "--infill_mask", "--no_progress"]
     calls = {"pack": 0, "write": 0}
-    real_pack = stereo_app.pack_stereo
+    real_pack = stereo_app.StereoPacker.pack
 
     def failing_pack(*args, **kwargs):
         calls["pack"] += 1
@@ -296,11 +301,11 @@ def test_failure_mid_video_leaves_no_output(tmp_path, capsys, monkeypatch):
             raise UserError("simulated render failure")
         return real_pack(*args, **kwargs)
 
-    monkeypatch.setattr(stereo_app, "pack_stereo", failing_pack)
+    monkeypatch.setattr(stereo_app.StereoPacker, "pack", failing_pack)
     assert stero_rerender.main(argv) == 2
     assert "simulated render failure" in capsys.readouterr().err
     no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
-    monkeypatch.setattr(stereo_app, "pack_stereo", real_pack)
+    monkeypatch.setattr(stereo_app.StereoPacker, "pack", real_pack)
 
     real_write = VideoWriter.write
 
