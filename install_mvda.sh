@@ -41,7 +41,7 @@ options:
                            default: none)
   --no-weights             skip the checkpoint download
   --weights-only           only the checkpoint download (skip step 1)
-  --dev                    also install the test tools (pytest, psutil, ray; the Debian packages above)
+  --dev                    also install the test tools (pytest, psutil, scikit-image, ray; the Debian packages above)
   --ray                    also install Ray (the [ray] extra) for many videos on several GPUs or machines:
                            video_metric_convert.py --ray local|auto|ADDRESS (run it on every node)
   -h, --help               show this help

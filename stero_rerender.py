@@ -3,7 +3,8 @@
 Every frame is re-rendered for a left and a right eye: a pinhole camera with the given field of view
 (principal point at the image centre, square pixels unless both --xfov and --yfov are given) moved
 by -/+ half the pupillary distance along x. A point at depth Z moves by fx * (IPD / 2) / Z pixels,
-right in the left-eye view and left in the right-eye view. The warp is exact and z-ordered (nearest
+right in the left-eye view and left in the right-eye view (infinity on the screen plane; --convergence
+moves the screen plane to a given depth, see the comfort flags). The warp is exact and z-ordered (nearest
 surface wins, sub-pixel accurate, no cracks on slanted surfaces); what an eye sees that the camera did
 not (disocclusions) is filled from the background side, and --infill_mask writes those pixels as a
 video for inpainting tools. Unknown depth (0) is treated as the far plane (max_depth).
@@ -32,13 +33,35 @@ from mvda.apps.stereo_output import CODECS
 from mvda.cli import (add_damage_arg, add_device_args, add_fov_args, add_frame_limit_arg, add_max_depth_arg,
                       add_report_args, non_negative_int, positive_float, positive_int, run_cli)
 from mvda.ops.anaglyph import ANAGLYPH_METHODS, DEFAULT_ANAGLYPH_METHOD
+from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN
+from mvda.ops.stereo_warp import FILLS
 
 PROG = "stero_rerender.py"
 EXAMPLE = """example:
   python stero_rerender.py --video outputs/clip_depth.mkv --color_video clip.mp4 --xfov 48
   python stero_rerender.py --video outputs/clip_depth.mkv --color_video clip.mp4 --xfov 48 \
       --format vr180 --codec hevc --player_names     # -> outputs/clip_depth.mkv_stereo_180_LR.mp4
+  python stero_rerender.py --video outputs/clip_depth.mkv --color_video clip.mp4 --xfov 48 --convergence 3 --max_disparity 2.5
+      (for a 3D TV or monitor: the screen plane at 3 m, pop-out at most 2.5 % of the width)
 """
+
+
+def percent(text: str) -> float:
+    """argparse type: a percentage, more than 0 and at most 50."""
+    value = positive_float(text)
+    if value > 50:
+        raise argparse.ArgumentTypeError(f"must be a percentage of the width, more than 0 and at most 50, got {value:g}")
+    return value
+
+
+def zoom_percent(text: str) -> float | str:
+    """argparse type: "auto" or a percentage of the width cropped on each side, more than 0 and at most 20."""
+    if text == "auto":
+        return text
+    value = positive_float(text)
+    if value > 20:
+        raise argparse.ArgumentTypeError(f"must be a percentage per side, more than 0 and at most 20, got {value:g}")
+    return value
 
 
 def crf_value(text: str) -> int:
@@ -67,6 +90,35 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--vr180_size", type=positive_int, default=None, metavar="PIXELS",
                        help="with --format vr180: the side of each eye's square image (default: pi x the focal "
                             "length, which keeps the source's resolution at the centre, at most 2048, even)")
+
+
+def add_comfort_args(parser: argparse.ArgumentParser) -> None:
+    """The viewing-comfort flags: screen plane, depth budget, soft edges, hole fill."""
+    group = parser.add_argument_group(
+        "comfort", "where the screen plane is, how far things may pop out, soft depth edges and filled holes")
+    group.add_argument("--convergence", type=positive_float, default=None, metavar="METRES",
+                       help="depth that sits on the screen plane: nearer pops out, farther goes behind "
+                            "(default: infinity on the screen, everything in front; right for VR headsets; "
+                            "on a TV or monitor try the subject's distance)")
+    group.add_argument("--max_disparity", type=percent, default=None, metavar="PERCENT",
+                       help="compress near depths smoothly so that no point pops out by more than this "
+                            "percent of the eye's width between the eyes, keeping the depth order "
+                            "(default: no limit; 2-3 suits TVs and monitors)")
+    group.add_argument("--edge_sharpen", type=non_negative_int, default=DEFAULT_EDGE_SHARPEN, metavar="PIXELS",
+                       help="snap the in-between depths of soft depth edges within this many pixels to the "
+                            f"nearer side, so edges are steps again (default {DEFAULT_EDGE_SHARPEN}; 0: off)")
+    group.add_argument("--edge_dilation", type=non_negative_int, default=DEFAULT_EDGE_DILATION, metavar="PIXELS",
+                       help="grow the near side of depth edges this many pixels into the background, so "
+                            f"thin objects stay whole with soft network depth (default {DEFAULT_EDGE_DILATION}; 0: off)")
+    group.add_argument("--edge_zoom", type=zoom_percent, nargs="?", const="auto", default=None, metavar="PERCENT",
+                       help="zoom in slightly so that no eye shows the strips at the frame edges that the "
+                            "camera never saw: crop PERCENT of the width on each side (and rows in "
+                            "proportion), or, without a value, what the first frame needs plus 10 %% "
+                            "(default: no zoom, the geometry stays exact and the strips are filled)")
+    group.add_argument("--fill", choices=FILLS, default="smooth",
+                       help="holes (what an eye sees that the camera did not): smooth (default: from the "
+                            "background side, averaged vertically, no streaks), row (the background pixel "
+                            "repeated along the row), none (black)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rendered fragments of at most this many pixels between filled-in pixels (the "
                              "'flying pixels' of soft depth edges) are filled in too (default 2; 0: keep them)")
     add_output_args(parser)
+    add_comfort_args(parser)
     add_device_args(parser, precision=False)
     add_damage_arg(parser)
     add_report_args(parser)

@@ -16,7 +16,8 @@ from mvda.apps import stereo as stereo_app
 from mvda.errors import UserError
 from mvda.ops.anaglyph import anaglyph
 from mvda.ops.geometry import intrinsics_from_fov
-from mvda.ops.stereo_warp import disparity_from_depth, pack_stereo, render_stereo
+from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN, comfort_disparity
+from mvda.ops.stereo_warp import pack_stereo, render_stereo
 from mvda.io.video import VideoWriter, probe_video
 from tests.helpers import (REPO, one_line_error, read_depth_frames, read_frames, rolled_noise_frames,
                            write_depth_video, write_lossless_video)
@@ -46,12 +47,17 @@ def write_colour(path: Path, h: int, w: int, frames: int, fps=25) -> list[np.nda
     return colour
 
 
-def expected_views(colour: np.ndarray, depth_m: np.ndarray, xfov: float, ipd_mm: float = 63.0, far: float = 6.0):
-    """The eyes the CLI should render for one frame (depth decoded from the 6 m packed format)."""
+def expected_views(colour: np.ndarray, depth_m: np.ndarray, xfov: float, ipd_mm: float = 63.0, far: float = 6.0,
+                   **comfort):
+    """The eyes the CLI should render for one frame (depth decoded from the 6 m packed format);
+    ``comfort``: :func:`comfort_disparity`'s settings (default: the CLI's defaults)."""
     h, w = colour.shape[:2]
     fx = intrinsics_from_fov(h, w, xfov=xfov).fx
-    disp = disparity_from_depth(torch.from_numpy(depth_m.astype(np.float32)), fx, ipd_mm / 1000, far)
-    return render_stereo(colour, disp.numpy())
+    comfort.setdefault("edge_dilation", DEFAULT_EDGE_DILATION)
+    comfort.setdefault("edge_sharpen", DEFAULT_EDGE_SHARPEN)
+    fill = comfort.pop("fill", "smooth")
+    disp = comfort_disparity(torch.from_numpy(depth_m.astype(np.float32)), fx, ipd_mm / 1000, far, **comfort)
+    return render_stereo(colour, disp.numpy(), fill=fill)
 
 
 def no_leftovers(folder: Path, expected: set[str]) -> None:

@@ -29,6 +29,8 @@ from mvda.io.pairing import FramePair, check_pair, needs_resize, paired_frames
 from mvda.io.video import VideoReader, VideoWriter, ffv1_settings
 from mvda.ops.anaglyph import DEFAULT_ANAGLYPH_METHOD
 from mvda.ops.geometry import intrinsics_from_fov
+from mvda.ops.stereo_comfort import (DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN, comfort_disparity, crop_zoom,
+                                     edge_strip_width, zoom_margin)
 from mvda.ops.stereo_warp import StereoWarper, disparity_from_depth, resize_depth
 
 __all__ = ["DEFAULT_IPD_MM", "FORMATS", "X264_PRESETS", "StereoJob", "StereoResult", "default_outputs", "job_from_args",
@@ -48,7 +50,11 @@ class StereoJob:
 
     ``xfov`` / ``yfov`` in degrees, ``max_depth`` in metres (None: the depth video's tag), ``ipd_mm``
     in millimetres, ``max_stretch`` in pixels, ``drop_fragments`` in pixels, ``codec`` "h264" / "hevc",
-    ``vr180_size`` the side of one VR180 eye in pixels (None: from the focal length).
+    ``vr180_size`` the side of one VR180 eye in pixels (None: from the focal length). Comfort settings:
+    ``convergence_m`` in metres (None: infinity on the screen plane), ``max_disparity_pct`` in percent
+    of the eye's width (None: no limit), ``edge_sharpen`` and ``edge_dilation`` in pixels, ``fill`` one of
+    :data:`~mvda.ops.stereo_warp.FILLS`, ``edge_zoom`` None (no zoom), "auto" or percent of the width
+    cropped on each side.
     """
 
     depth_video: Path
@@ -70,6 +76,12 @@ class StereoJob:
     codec: str = "h264"
     anaglyph_method: str = DEFAULT_ANAGLYPH_METHOD
     vr180_size: int | None = None
+    convergence_m: float | None = None
+    max_disparity_pct: float | None = None
+    edge_sharpen: int = DEFAULT_EDGE_SHARPEN
+    edge_dilation: int = DEFAULT_EDGE_DILATION
+    fill: str = "smooth"
+    edge_zoom: float | str | None = None
     device: torch.device = torch.device("cpu")
     progress: bool = True
 
@@ -144,7 +156,34 @@ def job_from_args(args: argparse.Namespace) -> StereoJob:
         crf=args.crf, preset=args.preset, lossless=args.lossless, max_stretch=args.max_stretch,
         drop_fragments=args.drop_fragments, device=device, progress=not args.no_progress,
         codec=args.codec, anaglyph_method=args.anaglyph_method, vr180_size=args.vr180_size,
+        **_comfort_from_args(args),
     )
+
+
+def _comfort_from_args(args: argparse.Namespace) -> dict:
+    """The comfort group's flags (stero_rerender.py) as StereoJob fields."""
+    return {"convergence_m": args.convergence, "max_disparity_pct": args.max_disparity,
+            "edge_sharpen": args.edge_sharpen, "edge_dilation": args.edge_dilation, "fill": args.fill,
+            "edge_zoom": args.edge_zoom}
+
+
+def _edge_zoomer(setting: float | str | None, width: int):
+    """views -> (left, right, left_filled, right_filled), with --edge_zoom cropped and scaled back
+    (:func:`crop_zoom`); "auto" takes the margin from the first frame's frame-edge strips."""
+    if setting is None:
+        return lambda v: (v.left, v.right, v.left_filled, v.right_filled)
+    margin = None if setting == "auto" else int(round(float(setting) / 100.0 * width))
+
+    def apply(views):
+        nonlocal margin
+        if margin is None:
+            strip = edge_strip_width(torch.stack([views.left_filled, views.right_filled]))
+            margin = zoom_margin(strip, width)
+            log.info("--edge_zoom: the first frame's eyes did not see up to %d px at the frame edges; cropping "
+                     "%d px on each side (%.1f %% zoom)", strip, margin, 100.0 * (width / (width - 2 * margin) - 1))
+        return tuple(crop_zoom(x, margin) for x in (views.left, views.right, views.left_filled, views.right_filled))
+
+    return apply
 
 
 def run(args: argparse.Namespace, prog: str) -> int:
@@ -220,13 +259,15 @@ def _check_disparity(pair: FramePair, intr, job: StereoJob, far: float, width: i
     """Refuse settings whose eyes' views would not overlap (e.g. --xfov 1e-9 or --pupillary_distance 1e9):
     the output would be almost entirely filled-in pixels."""
     z = torch.from_numpy(pair.depth)
-    shift = disparity_from_depth(z, intr.fx * width / max(1, z.shape[-1]), job.ipd_mm / 1000.0, far_m=far)
+    shift = disparity_from_depth(z, intr.fx * width / max(1, z.shape[-1]), job.ipd_mm / 1000.0, far_m=far,
+                                 convergence_m=job.convergence_m)
     median = float(shift.abs().median())
     if median > MAX_MEDIAN_SHIFT * width:
+        conv = "" if job.convergence_m is None else f" with --convergence {job.convergence_m:g} m"
         raise UserError(
-            f"--xfov {intr.xfov:.3g} degrees and --pupillary_distance {job.ipd_mm:g} mm shift each eye's view by "
+            f"--xfov {intr.xfov:.3g} degrees and --pupillary_distance {job.ipd_mm:g} mm{conv} shift each eye's view by "
             f"{median:.0f} px of a {width} px frame (the views would barely overlap); check the field of view "
-            "(degrees) and the pupillary distance (mm, about 63)"
+            "(degrees), the pupillary distance (mm, about 63)" + (" and the convergence distance (metres)" if conv else "")
         )
 
 
@@ -269,7 +310,10 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
                 "xfov": f"{intr.xfov:.6g}", "yfov": f"{intr.yfov:.6g}"}
     if job.fmt == "anaglyph":
         metadata["anaglyph_method"] = job.anaglyph_method
-    warper = StereoWarper(h, w, device=job.device, max_stretch=job.max_stretch, drop_fragments=job.drop_fragments)
+    warper = StereoWarper(h, w, device=job.device, max_stretch=job.max_stretch, drop_fragments=job.drop_fragments,
+                          fill=job.fill)
+    max_parallax = None if job.max_disparity_pct is None else job.max_disparity_pct / 100.0 * w
+    zoom = _edge_zoomer(job.edge_zoom, w)
     ipd_m = job.ipd_mm / 1000.0
     far = depth_reader.max_depth
     total = depth_reader.num_frames
@@ -285,10 +329,12 @@ def _render(job: StereoJob, depth_reader: DepthVideoReader, colour_reader: Video
         if rgb.shape[:2] != (h, w):
             raise UserError(f"colour frame {pair.index} is {rgb.shape[1]}x{rgb.shape[0]}, expected {w}x{h}; "
                             "variable frame sizes are not supported")
-        disp = disparity_from_depth(z, intr.fx, ipd_m, far_m=far)
-        views = warper.render(torch.from_numpy(rgb).to(device), disp)
-        frame = packer.pack(views.left, views.right).cpu().numpy()
-        mask = packer.pack_mask(views.left_filled, views.right_filled).cpu().numpy() if job.mask_output else None
+        disp = comfort_disparity(z, intr.fx, ipd_m, far, convergence_m=job.convergence_m,
+                                 max_parallax_px=max_parallax, edge_sharpen=job.edge_sharpen,
+                                 edge_dilation=job.edge_dilation)
+        left, right, left_filled, right_filled = zoom(warper.render(torch.from_numpy(rgb).to(device), disp))
+        frame = packer.pack(left, right).cpu().numpy()
+        mask = packer.pack_mask(left_filled, right_filled).cpu().numpy() if job.mask_output else None
         return ((frame, mask, pair.time),)
 
     writers: list[VideoWriter] = []
