@@ -24,6 +24,7 @@ EPILOG = """example:
   python video_metric_convert.py --input_video assets/big_buck_bunny_3s.mp4 --max_depth 20
   python video_metric_convert.py --input_video clips/ --fit global --metric_every 4 --precision bf16
   python video_metric_convert.py --input_video assets/big_buck_bunny_3s.mp4 --model vda+moge2 --fov_encoder vitl
+  python video_metric_convert.py --input_video films/ --output_dir /shared/depth --ray auto   # a Ray cluster
 """
 
 
@@ -70,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run Depth-Anything-V2 on every N-th frame only (rolling fit; default 1)")
     add_device_args(parser)
     parser.add_argument("--skip_existing", action="store_true", help="skip videos whose output already exists")
+    ray = parser.add_argument_group("many videos on several GPUs or machines (Ray; install_mvda.sh --ray)")
+    ray.add_argument("--ray", metavar="WHERE", default=None,
+                     help="convert the videos on Ray workers, one per GPU (or per --ray_cpus_per_worker cores): "
+                          "local (start Ray on this machine), auto (join the running cluster, RAY_ADDRESS) or "
+                          "the address of a cluster; --output_dir must be writable by every worker")
+    ray.add_argument("--ray_cpus", type=positive_int, default=None, metavar="N",
+                     help="--ray local: cores Ray may use (default: all)")
+    ray.add_argument("--ray_cpus_per_worker", type=positive_int, default=4, metavar="N",
+                     help="cores per worker where there are no GPUs (default 4)")
+    ray.add_argument("--ray_workers", type=positive_int, default=None, metavar="N",
+                     help="at most N workers (default: one per GPU, or per --ray_cpus_per_worker cores)")
     add_report_args(parser)
     return parser
 

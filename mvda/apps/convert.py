@@ -141,6 +141,8 @@ class ConvertOptions:
         progress: show tqdm bars.
         fov: ``"auto"``: MoGe-2's field of view of keyframes into the tags (when :attr:`Models.moge` is
             loaded); ``"off"``: none. ``xfov`` / ``yfov`` (degrees), when given, are written instead.
+        on_frame: called (on the encode thread) after each depth frame is written, e.g. to feed a
+            batch's overall progress from a worker (``mvda.apps.ray_batch``); None: nothing.
     """
 
     model: str = "vda+dav2"
@@ -163,6 +165,7 @@ class ConvertOptions:
     xfov: float | None = None
     yfov: float | None = None
     fov: str = "auto"
+    on_frame: Callable[[], None] | None = None
 
     def validate(self) -> None:
         """Raise :class:`UserError` for impossible combinations."""
@@ -638,11 +641,13 @@ class _DepthSink:
     and encoded (stage ``encode``). Closing is left to the caller (``with`` block)."""
 
     def __init__(self, writer: DepthVideoWriter, timer: StageTimer, finish: Callable[[Any], torch.Tensor],
-                 times: "collections.deque[float] | None" = None) -> None:
+                 times: "collections.deque[float] | None" = None,
+                 on_written: Callable[[], None] | None = None) -> None:
         self.writer = writer
         self.timer = timer
         self.finish = finish
         self.times = times  # output frame times (variable frame rate), consumed in order
+        self.on_written = on_written  # ConvertOptions.on_frame
 
     def write(self, output: Any) -> None:
         with self.timer.stage("fit"):
@@ -650,6 +655,8 @@ class _DepthSink:
         with self.timer.stage("encode"):
             time = self.times.popleft() if self.times is not None else None
             self.writer.write(depth.detach().to("cpu", torch.float32).numpy(), time=time)
+        if self.on_written is not None:
+            self.on_written()
 
     def close(self) -> Path:
         return self.writer.close()
@@ -724,7 +731,8 @@ class _Converter:
     def run_streaming(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str) -> int:
         """Frames -> VDA (+ DA-V2 statistics, rolling fit) -> ``writer``; returns the frames written."""
         step = _StreamingStep(self, out_size)
-        return self._loop(source, step, _DepthSink(writer, self.timer, step.finish, source.output_times), source, name)
+        sink = _DepthSink(writer, self.timer, step.finish, source.output_times, self.options.on_frame)
+        return self._loop(source, step, sink, source, name)
 
     # -- global fit ---------------------------------------------------------------------------------
     def run_global(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str,
@@ -776,7 +784,7 @@ class _Converter:
             return depth
 
         with open(temp_path, "rb") as store:
-            sink = _DepthSink(writer, self.timer, finish, source.output_times)
+            sink = _DepthSink(writer, self.timer, finish, source.output_times, self.options.on_frame)
             return self._loop(stored(store), upsample, sink, source, name, passes=2, bar_initial=written)
 
 
@@ -1113,23 +1121,35 @@ def options_from_args(args: Any) -> ConvertOptions:
     return options
 
 
+def fov_model_args(args: Any, options: ConvertOptions) -> dict[str, Any]:
+    """:func:`load_models`' ``fov_encoder`` / ``fov_checkpoint`` for parsed arguments: MoGe-2 is loaded for
+    ``--fov auto`` unless a field of view is given, and always for ``vda+moge2`` (its metric anchor)."""
+    estimate = options.fov == "auto" and options.xfov is None and options.yfov is None
+    fov_encoder = getattr(args, "fov_encoder", "vits") if estimate or options.model == "vda+moge2" else None
+    return {"fov_encoder": fov_encoder, "fov_checkpoint": getattr(args, "fov_checkpoint", None)}
+
+
 def run(args: Any) -> int:
     """The whole of ``video_metric_convert.py`` after parsing: convert every input, print one summary
     line per video (and a batch line for several), return 1 if any failed, else 0."""
     options = options_from_args(args)
     inputs = collect_inputs(args.input_video)
 
-    # MoGe-2 runs for --fov auto unless a field of view is given, and always for vda+moge2 (its metric anchor).
-    estimate = options.fov == "auto" and options.xfov is None and options.yfov is None
-    fov_encoder = args.fov_encoder if estimate or options.model == "vda+moge2" else None
-
     def models() -> Models:
         return load_models(args.model, args.encoder, args.metric_encoder, args.metric_model, options.device,
                            vda_checkpoint=args.vda_checkpoint, metric_checkpoint=args.metric_checkpoint,
-                           fov_encoder=fov_encoder, fov_checkpoint=args.fov_checkpoint)
+                           **fov_model_args(args, options))
 
-    results = convert_batch(inputs, Path(args.output_dir), models, options, skip_existing=args.skip_existing,
-                            report=lambda line: print(line, flush=True))
+    def report(line: str) -> None:
+        print(line, flush=True)
+
+    if getattr(args, "ray", None):  # many videos on a Ray cluster (Ray is imported only then)
+        from mvda.apps.ray_batch import convert_on_ray
+
+        results = convert_on_ray(inputs, args, options, report)
+    else:
+        results = convert_batch(inputs, Path(args.output_dir), models, options, skip_existing=args.skip_existing,
+                                report=report)
     failed = [r for r in results if r.status == "failed"]
     if len(results) > 1:
         done = sum(r.status == "ok" for r in results)

@@ -23,7 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import av
 import numpy as np
@@ -679,6 +679,10 @@ class VideoWriter:
     vfr:          variable frame rate: each :meth:`write` gives the frame's time in seconds (kept to
                   1/90000 s), so a phone's uneven timing and its audio stay in sync. Default: constant
                   rate, frame i at i / fps.
+    stream_metadata: tags of the video stream (e.g. ``{"stereo_mode": "left_right"}``, which the
+                  Matroska muxer writes as its StereoMode element).
+    finish:       called with the finished temporary file before it is moved into place (e.g. to add
+                  boxes the muxer cannot write); a ValueError or OSError it raises fails the write.
 
     The file is encoded into a hidden temporary file next to ``path`` and moved into place by
     :meth:`close`; :meth:`abort` (or an exception inside ``with``) removes it. Errors a user can fix
@@ -698,8 +702,12 @@ class VideoWriter:
         metadata: Mapping[str, str] | None = None,
         audio_from: str | os.PathLike | None = None,
         vfr: bool = False,
+        stream_metadata: Mapping[str, str] | None = None,
+        finish: Callable[[Path], None] | None = None,
     ) -> None:
         self.path = Path(path)
+        self._stream_metadata = {str(k): str(v) for k, v in (stream_metadata or {}).items()}
+        self._finish = finish
         self.vfr = bool(vfr)
         self.width, self.height = int(width), int(height)
         self.fps = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001 * 1000)
@@ -777,7 +785,9 @@ class VideoWriter:
     def _open_container(self, audio_source: av.container.InputContainer | None) -> None:
         muxer = _MUXER_BY_SUFFIX.get(self.path.suffix.lower())
         try:
-            self._out = av.open(str(self.temp_path), mode="w", format=muxer)
+            # bitexact: no creation date or random UIDs in the container, so the same frames give the
+            # same bytes (a batch spread over workers writes exactly what a serial run writes).
+            self._out = av.open(str(self.temp_path), mode="w", format=muxer, options={"fflags": "+bitexact"})
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             if audio_source is not None:
                 audio_source.close()
@@ -790,6 +800,8 @@ class VideoWriter:
             if audio_source is not None:
                 audio_source.close()
             raise UserError(f"cannot encode {self.codec} into {self.path.name}: {_short(exc)}") from None
+        for key, value in self._stream_metadata.items():
+            self._stream.metadata[key] = value
         self._stream.width = self.width
         self._stream.height = self.height
         self._stream.pix_fmt = self.pix_fmt
@@ -898,7 +910,9 @@ class VideoWriter:
             out, self._out = self._out, None
             out.close()
             self._close_containers()
-        except av.error.FFmpegError as exc:
+            if self._finish is not None:
+                self._finish(self.temp_path)
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
             self._fail()
             raise UserError(f"cannot finish writing {self.path}: {_short(exc)}") from None
         except BaseException:
