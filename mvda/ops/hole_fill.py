@@ -13,9 +13,13 @@ to the number of filled pixels (a sort and a prefix sum), not to the frame size.
 
 from __future__ import annotations
 
-import torch
+import math
 
-__all__ = ["CONE_SLOPE", "CONE_MAX_RADIUS", "smooth_vertical_runs", "cone_radius"]
+import torch
+import torch.nn.functional as F
+
+__all__ = ["CONE_SLOPE", "CONE_MAX_RADIUS", "smooth_vertical_runs", "cone_radius", "background_field",
+           "sample_field"]
 
 #: Rows averaged above and below a filled pixel per pixel of distance from the background edge.
 CONE_SLOPE = 2.0
@@ -72,3 +76,73 @@ def smooth_vertical_runs(values: torch.Tensor, keys: torch.Tensor, height: int, 
     out = torch.empty_like(mean, dtype=torch.float32)
     out.index_copy_(0, order, mean.to(torch.float32))
     return out
+
+
+def background_field(colour: torch.Tensor, disparity: torch.Tensor, factor: int, window: int,
+                     tolerance: float, sigma: float) -> torch.Tensor:
+    """A coarse, smooth colour of the farthest surface around each place of the camera image.
+
+    The image is cut into ``factor`` x ``factor`` blocks. A pixel counts as background when its
+    disparity is at most ``tolerance`` px above the smallest disparity (the farthest surface) within
+    ``window`` x ``window`` blocks around its block; each block's background pixels are summed, the
+    sums and counts are blurred by a Gaussian of ``sigma`` blocks, and their ratio is the field.
+    Foreground colours therefore do not leak into the estimate next to a depth edge, which is where
+    disocclusions open. Cost: a few passes over the frame, the rest on the coarse grid.
+
+    Args:
+        colour: (C, H, W) float colours of the camera image.
+        disparity: (H, W) float disparity (px, larger = nearer) of the camera image.
+        factor: block size (px, >= 1); window: odd number of blocks (>= 1); tolerance: px (>= 0);
+        sigma: blocks (> 0).
+
+    Returns:
+        (C, ceil(H / factor), ceil(W / factor)) float32: the field at the blocks' centres, block (i, j)
+        centred on pixel ((i + 0.5) * factor - 0.5, (j + 0.5) * factor - 0.5).
+    """
+    ch, h, w = colour.shape
+    ph, pw = (-h) % factor, (-w) % factor
+    c, d = colour.to(torch.float32), disparity.to(torch.float32)
+    if ph or pw:                                   # repeat the last row / column up to whole blocks
+        c = F.pad(c[None], (0, pw, 0, ph), mode="replicate")[0]
+        d = F.pad(d[None, None], (0, pw, 0, ph), mode="replicate")[0, 0]
+    hc, wc = (h + ph) // factor, (w + pw) // factor
+    far = -F.max_pool2d(-d[None, None], factor)                     # (1, 1, hc, wc)
+    far = -F.max_pool2d(-far, window, stride=1, padding=window // 2)
+    valid = d.view(hc, factor, wc, factor) <= (far.view(hc, 1, wc, 1) + float(tolerance))
+    valid = valid.to(torch.float32)
+    sums = torch.empty((ch + 1, hc, wc), dtype=torch.float32, device=colour.device)
+    torch.sum(c.view(ch, hc, factor, wc, factor) * valid, dim=(2, 4), out=sums[:ch])
+    torch.sum(valid, dim=(1, 3), out=sums[ch])
+    r = max(1, int(math.ceil(3.0 * sigma)))
+    taps = torch.arange(-r, r + 1, dtype=torch.float32, device=colour.device)
+    g = torch.exp(-0.5 * (taps / float(sigma)) ** 2)
+    g = (g / g.sum()).repeat(ch + 1, 1)
+    x = F.pad(sums[None], (r, r, 0, 0), mode="replicate")
+    x = F.conv2d(x, g.view(ch + 1, 1, 1, -1), groups=ch + 1)
+    x = F.pad(x, (0, 0, r, r), mode="replicate")
+    x = F.conv2d(x, g.view(ch + 1, 1, -1, 1), groups=ch + 1)[0]
+    return x[:ch] / x[ch:].clamp(min=1e-6)
+
+
+def sample_field(field: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, factor: int) -> torch.Tensor:
+    """Bilinear samples of a :func:`background_field` at image positions.
+
+    Args:
+        field: (C, Hc, Wc) from :func:`background_field` with this ``factor``.
+        rows, cols: (K,) float or integer pixel positions in the image (any values: positions
+            outside the field take its nearest edge).
+
+    Returns:
+        (K, C) float32.
+    """
+    ch, hc, wc = field.shape
+    y = ((rows.to(torch.float32) + 0.5) / factor - 0.5).clamp_(0, hc - 1)
+    x = ((cols.to(torch.float32) + 0.5) / factor - 0.5).clamp_(0, wc - 1)
+    y0, x0 = y.floor().to(torch.int64), x.floor().to(torch.int64)
+    fy, fx = (y - y0)[:, None], (x - x0)[:, None]
+    y1, x1 = (y0 + 1).clamp_(max=hc - 1), (x0 + 1).clamp_(max=wc - 1)
+    flat = field.reshape(ch, -1).t()
+    def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        return flat.index_select(0, yy * wc + xx)
+    top = torch.lerp(at(y0, x0), at(y0, x1), fx)
+    return torch.lerp(top, torch.lerp(at(y1, x0), at(y1, x1), fx), fy)

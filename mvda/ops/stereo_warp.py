@@ -70,7 +70,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mvda.ops.hole_fill import cone_radius, smooth_vertical_runs
+from mvda.ops.hole_fill import background_field, cone_radius, sample_field, smooth_vertical_runs
 
 __all__ = [
     "FILLS",
@@ -358,7 +358,9 @@ class StereoWarper:
                                                          self.drop_fragments, return_sources=True)
             _for_each(pool, paint, starts)
         if self.fill_method == "smooth" and sources is not None:
-            _smooth_filled(images, hole, disparity_at, *sources)
+            offset = 0.5 if integer else 0.0                # ``src`` holds the colour + 0.5
+            _smooth_filled(images, hole, disparity_at, *sources,
+                           camera=(src[:, :-1].view(ch, h, w), d, p0, t, offset))
         if orphans is not None:                             # rows with nothing to fill from: black
             eye, pix = orphans // (h * w), orphans % (h * w)
             images.view(2, ch, h * w)[eye, :, pix] = 0
@@ -522,11 +524,23 @@ ROW_MEAN_MAX_BORDER = 8
 #: is at most this many pixels above that of the background the hole was filled from.
 VERTICAL_CONTEXT = 2
 BACKGROUND_TOLERANCE_PX = 2.0
+#: Slopes of the vertical averaging window (rows per pixel of distance into the hole, see
+#: :func:`mvda.ops.hole_fill.cone_radius`) in disocclusions and in the strip at the frame edge.
+FILL_CONE_SLOPE = 1.0
+FILL_CONE_SLOPE_BORDER = 4.0
+#: The smoothed fill is blended with a coarse background colour of the camera image around the
+#: place the filled pixel would come from (:func:`mvda.ops.hole_fill.background_field`): this share
+#: of it, and the field's (block size px, window blocks, tolerance px, sigma blocks), in disocclusions
+#: and in the strip at the frame edge (measured with benchmarks/bench_stereo_quality.py).
+FIELD_SHARE = 0.2
+FIELD = (4, 5, 4.0, 1.0)
+FIELD_SHARE_BORDER = 0.7
+FIELD_BORDER = (8, 3, 4.0, 2.0)
 
 
 def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targets: torch.Tensor,
-                   run_of: torch.Tensor, run_source: torch.Tensor, outward: torch.Tensor, border: torch.Tensor
-                   ) -> None:
+                   run_of: torch.Tensor, run_source: torch.Tensor, outward: torch.Tensor, border: torch.Tensor,
+                   camera: tuple | None = None) -> None:
     """Give the filled pixels of both eyes a smooth background colour, in place.
 
     Each filled pixel first takes the mean of the rendered background pixels on its row from the one
@@ -542,7 +556,11 @@ def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targe
     (2 * H, W) indices of rendered pixels -> their disparity; ``targets``: flat
     indices in (2 * H, W) of the filled pixels, ``run_of`` their runs; per run: ``run_source`` the
     flat index of the pixel it was filled from, ``outward`` -1 or +1, ``border`` (bool) whether it
-    reaches the frame edge.
+    reaches the frame edge. ``camera``: None, or ``(colour, disparity, p0, t, offset)``: the camera
+    image's (C, H, W) float colour (+ ``offset``) and (H, W) disparity and the warp's (2, H, W) source
+    pixel / sub-pixel position of each output pixel (at filled pixels: those of the pixel filled
+    from); then the result is blended with the coarse background colour of the camera image around
+    the place each filled pixel continues (:data:`FIELD_SHARE`, :data:`FIELD_SHARE_BORDER`).
     """
     _, ch, h, w = images.shape
     if targets.numel() == 0:
@@ -598,8 +616,23 @@ def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targe
     c_row = c_pix // w
     keys = torch.cat([keys, (c_eye * w + (c_pix - c_row * w)) * h + c_row])
     values = torch.cat([values, flat.index_select(0, index_of(context).view(-1)).view(-1, ch).to(torch.float32)])
-    radius = torch.cat([cone_radius(distance), torch.zeros_like(context)])
+    edge = border.index_select(0, run_of)
+    radius = torch.where(edge, cone_radius(distance, FILL_CONE_SLOPE_BORDER), cone_radius(distance, FILL_CONE_SLOPE))
+    radius = torch.cat([radius, torch.zeros_like(context)])
     smooth = smooth_vertical_runs(values, keys, h, radius)[:targets.numel()]
+    if camera is not None:
+        cam_colour, cam_disparity, p0, t, offset = camera
+        # The camera column the filled pixel continues: its own column shifted like its source's.
+        src_pix = run_source.index_select(0, run_of)
+        cam_x = (p0.view(-1).index_select(0, targets).to(torch.float32) + t.view(-1).index_select(0, targets)
+                 + (pix - row * w - src_pix % w).to(torch.float32))
+        for share, spec, where in ((FIELD_SHARE, FIELD, ~edge), (FIELD_SHARE_BORDER, FIELD_BORDER, edge)):
+            sel = torch.nonzero(where).squeeze(1)
+            if share <= 0 or sel.numel() == 0:
+                continue
+            field = background_field(cam_colour, cam_disparity, *spec)
+            est = sample_field(field, row.index_select(0, sel), cam_x.index_select(0, sel), spec[0]) - offset
+            smooth.index_copy_(0, sel, torch.lerp(smooth.index_select(0, sel), est, share))
     if not images.is_floating_point():
         smooth = smooth.add_(0.5).clamp_(0, 255)             # round to nearest on the cast
     flat.index_copy_(0, index_of(targets).view(-1), smooth.view(-1).to(images.dtype))
