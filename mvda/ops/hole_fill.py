@@ -18,8 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["CONE_SLOPE", "CONE_MAX_RADIUS", "smooth_vertical_runs", "cone_radius", "background_field",
-           "sample_field"]
+__all__ = ["CONE_SLOPE", "CONE_MAX_RADIUS", "smooth_vertical_runs", "cone_radius", "background_sums",
+           "background_field", "sample_field"]
 
 #: Rows averaged above and below a filled pixel per pixel of distance from the background edge.
 CONE_SLOPE = 2.0
@@ -78,57 +78,104 @@ def smooth_vertical_runs(values: torch.Tensor, keys: torch.Tensor, height: int, 
     return out
 
 
-def background_field(colour: torch.Tensor, disparity: torch.Tensor, factor: int, window: int,
-                     tolerance: float, sigma: float) -> torch.Tensor:
-    """A coarse, smooth colour of the farthest surface around each place of the camera image.
+def background_sums(colour: torch.Tensor, disparity: torch.Tensor, factor: int, window: int,
+                    tolerance: float, stride: int = 1) -> torch.Tensor:
+    """Per block of the camera image, the colour sum and the number of its background pixels.
 
     The image is cut into ``factor`` x ``factor`` blocks. A pixel counts as background when its
     disparity is at most ``tolerance`` px above the smallest disparity (the farthest surface) within
-    ``window`` x ``window`` blocks around its block; each block's background pixels are summed, the
-    sums and counts are blurred by a Gaussian of ``sigma`` blocks, and their ratio is the field.
-    Foreground colours therefore do not leak into the estimate next to a depth edge, which is where
-    disocclusions open. Cost: a few passes over the frame, the rest on the coarse grid.
+    ``window`` x ``window`` blocks around its block, so that next to a depth edge, where
+    disocclusions open, the foreground's colours are left out. Only every ``stride``-th pixel of
+    every ``stride``-th row takes part (``factor`` a multiple of ``stride``): a coarse estimate
+    does not need them all, and this keeps the cost to a fraction of a pass over the frame.
 
     Args:
         colour: (C, H, W) float colours of the camera image.
         disparity: (H, W) float disparity (px, larger = nearer) of the camera image.
-        factor: block size (px, >= 1); window: odd number of blocks (>= 1); tolerance: px (>= 0);
-        sigma: blocks (> 0).
+        factor: block size (px); window: odd number of blocks; tolerance: px (>= 0); stride: px.
 
     Returns:
-        (C, ceil(H / factor), ceil(W / factor)) float32: the field at the blocks' centres, block (i, j)
-        centred on pixel ((i + 0.5) * factor - 0.5, (j + 0.5) * factor - 0.5).
+        (C + 1, ceil(H / factor), ceil(W / factor)) float32: the sums, then the counts.
     """
     ch, h, w = colour.shape
     ph, pw = (-h) % factor, (-w) % factor
-    c, d = colour.to(torch.float32), disparity.to(torch.float32)
+    c, d = colour, disparity.to(torch.float32)
     if ph or pw:                                   # repeat the last row / column up to whole blocks
-        c = F.pad(c[None], (0, pw, 0, ph), mode="replicate")[0]
+        c = F.pad(c[None].to(torch.float32), (0, pw, 0, ph), mode="replicate")[0]
         d = F.pad(d[None, None], (0, pw, 0, ph), mode="replicate")[0, 0]
-    hc, wc = (h + ph) // factor, (w + pw) // factor
-    far = -F.max_pool2d(-d[None, None], factor)                     # (1, 1, hc, wc)
-    far = -F.max_pool2d(-far, window, stride=1, padding=window // 2)
-    valid = d.view(hc, factor, wc, factor) <= (far.view(hc, 1, wc, 1) + float(tolerance))
-    valid = valid.to(torch.float32)
-    sums = torch.empty((ch + 1, hc, wc), dtype=torch.float32, device=colour.device)
-    torch.sum(c.view(ch, hc, factor, wc, factor) * valid, dim=(2, 4), out=sums[:ch])
-    torch.sum(valid, dim=(1, 3), out=sums[ch])
+    # The samples: one strided (Hc, Wc) view per offset within the block.
+    offsets = [(i, j) for i in range(0, factor, stride) for j in range(0, factor, stride)]
+    ds = [d[i::factor, j::factor] for i, j in offsets]
+    far = ds[0].clone()
+    for x in ds[1:]:
+        torch.minimum(far, x, out=far)
+    hc, wc = far.shape
+    far = _window_min(_window_min(far, window // 2, 1), window // 2, 0)
+    far.add_(float(tolerance))
+    sums = torch.zeros((ch + 1, hc, wc), dtype=torch.float32, device=colour.device)
+    for (i, j), x in zip(offsets, ds):
+        valid = (x <= far).to(torch.float32)
+        sums[:ch].addcmul_(c[:, i::factor, j::factor], valid)
+        sums[ch].add_(valid)
+    return sums
+
+
+def background_field(sums: torch.Tensor, sigma: float, merge: int = 1) -> torch.Tensor:
+    """The smooth background colour from :func:`background_sums`.
+
+    Args:
+        sums: (C + 1, Hc, Wc) colour sums and counts per block.
+        sigma: Gaussian blur (blocks of the result, > 0) of the sums and counts before their ratio.
+        merge: blocks merged (``merge`` x ``merge``) first, for a coarser field.
+
+    Returns:
+        (C, ceil(Hc / merge), ceil(Wc / merge)) float32: block (i, j) of size ``s`` px (the sums' block
+        size times ``merge``) is centred on pixel ((i + 0.5) * s - 0.5, (j + 0.5) * s - 0.5).
+    """
+    n = sums.shape[0]
+    x = sums
+    if merge > 1:                                  # sums over merge x merge blocks (edges repeated)
+        hc, wc = x.shape[1:]
+        rows = torch.arange(-(-hc // merge) * merge, device=x.device).clamp_(max=hc - 1)
+        cols = torch.arange(-(-wc // merge) * merge, device=x.device).clamp_(max=wc - 1)
+        x = x.index_select(1, rows).index_select(2, cols)
+        x = sum(x[:, i::merge, j::merge] for i in range(merge) for j in range(merge))
     r = max(1, int(math.ceil(3.0 * sigma)))
-    taps = torch.arange(-r, r + 1, dtype=torch.float32, device=colour.device)
-    g = torch.exp(-0.5 * (taps / float(sigma)) ** 2)
-    g = (g / g.sum()).repeat(ch + 1, 1)
-    x = F.pad(sums[None], (r, r, 0, 0), mode="replicate")
-    x = F.conv2d(x, g.view(ch + 1, 1, 1, -1), groups=ch + 1)
-    x = F.pad(x, (0, 0, r, r), mode="replicate")
-    x = F.conv2d(x, g.view(ch + 1, 1, -1, 1), groups=ch + 1)[0]
-    return x[:ch] / x[ch:].clamp(min=1e-6)
+    taps = [math.exp(-0.5 * (k / float(sigma)) ** 2) for k in range(-r, r + 1)]
+    x = _blur_1d(_blur_1d(x, taps, 2), taps, 1)
+    return x[:n - 1] / x[n - 1:].clamp(min=1e-6)
+
+
+def _window_min(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Minimum over ``2 * radius + 1`` neighbours along ``dim`` of a 2D tensor (the edges repeated)."""
+    n = x.shape[dim]
+    out = x.clone()
+    for k in range(1, radius + 1):
+        if k >= n:
+            break
+        torch.minimum(out.narrow(dim, k, n - k), x.narrow(dim, 0, n - k), out=out.narrow(dim, k, n - k))
+        torch.minimum(out.narrow(dim, 0, n - k), x.narrow(dim, k, n - k), out=out.narrow(dim, 0, n - k))
+    return out
+
+
+def _blur_1d(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:
+    """Normalised convolution of ``x`` along ``dim`` with odd ``taps``, the edge values repeated."""
+    r = len(taps) // 2
+    n = x.shape[dim]
+    idx = torch.arange(-r, n + r, device=x.device).clamp_(0, n - 1)
+    padded = x.index_select(dim, idx)
+    total = sum(taps)
+    out = padded.narrow(dim, 0, n) * (taps[0] / total)
+    for k in range(1, len(taps)):
+        out.add_(padded.narrow(dim, k, n), alpha=taps[k] / total)
+    return out
 
 
 def sample_field(field: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, factor: int) -> torch.Tensor:
     """Bilinear samples of a :func:`background_field` at image positions.
 
     Args:
-        field: (C, Hc, Wc) from :func:`background_field` with this ``factor``.
+        field: (C, Hc, Wc) from :func:`background_field`; ``factor``: its block size (px).
         rows, cols: (K,) float or integer pixel positions in the image (any values: positions
             outside the field take its nearest edge).
 
@@ -141,7 +188,7 @@ def sample_field(field: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, fa
     y0, x0 = y.floor().to(torch.int64), x.floor().to(torch.int64)
     fy, fx = (y - y0)[:, None], (x - x0)[:, None]
     y1, x1 = (y0 + 1).clamp_(max=hc - 1), (x0 + 1).clamp_(max=wc - 1)
-    flat = field.reshape(ch, -1).t()
+    flat = field.reshape(ch, -1).t().contiguous()          # (Hc * Wc, C): one row per gather
     def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
         return flat.index_select(0, yy * wc + xx)
     top = torch.lerp(at(y0, x0), at(y0, x1), fx)

@@ -70,7 +70,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mvda.ops.hole_fill import background_field, cone_radius, sample_field, smooth_vertical_runs
+from mvda.ops.hole_fill import background_field, background_sums, cone_radius, sample_field, smooth_vertical_runs
 
 __all__ = [
     "FILLS",
@@ -529,13 +529,14 @@ BACKGROUND_TOLERANCE_PX = 2.0
 FILL_CONE_SLOPE = 1.0
 FILL_CONE_SLOPE_BORDER = 4.0
 #: The smoothed fill is blended with a coarse background colour of the camera image around the
-#: place the filled pixel would come from (:func:`mvda.ops.hole_fill.background_field`): this share
-#: of it, and the field's (block size px, window blocks, tolerance px, sigma blocks), in disocclusions
-#: and in the strip at the frame edge (measured with benchmarks/bench_stereo_quality.py).
-FIELD_SHARE = 0.2
-FIELD = (4, 5, 4.0, 1.0)
-FIELD_SHARE_BORDER = 0.7
-FIELD_BORDER = (8, 3, 4.0, 2.0)
+#: place the filled pixel continues (:func:`mvda.ops.hole_fill.background_sums`: blocks of
+#: FIELD_BLOCK px, background = within FIELD_TOLERANCE_PX of the farthest surface in FIELD_WINDOW
+#: blocks, every FIELD_STRIDE-th pixel), FIELD_SHARE of it blurred by FIELD_SIGMA blocks in
+#: disocclusions, FIELD_SHARE_BORDER of it on blocks merged by FIELD_MERGE_BORDER and blurred by
+#: FIELD_SIGMA_BORDER in the strip at the frame edge (measured with benchmarks/bench_stereo_quality.py).
+FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX, FIELD_STRIDE = 4, 5, 4.0, 2
+FIELD_SHARE, FIELD_SIGMA = 0.2, 1.0
+FIELD_SHARE_BORDER, FIELD_MERGE_BORDER, FIELD_SIGMA_BORDER = 0.7, 2, 2.0
 
 
 def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targets: torch.Tensor,
@@ -626,13 +627,18 @@ def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targe
         src_pix = run_source.index_select(0, run_of)
         cam_x = (p0.view(-1).index_select(0, targets).to(torch.float32) + t.view(-1).index_select(0, targets)
                  + (pix - row * w - src_pix % w).to(torch.float32))
-        for share, spec, where in ((FIELD_SHARE, FIELD, ~edge), (FIELD_SHARE_BORDER, FIELD_BORDER, edge)):
+        sums = None
+        for share, merge, sigma, where in ((FIELD_SHARE, 1, FIELD_SIGMA, ~edge),
+                                           (FIELD_SHARE_BORDER, FIELD_MERGE_BORDER, FIELD_SIGMA_BORDER, edge)):
             sel = torch.nonzero(where).squeeze(1)
             if share <= 0 or sel.numel() == 0:
                 continue
-            field = background_field(cam_colour, cam_disparity, *spec)
-            est = sample_field(field, row.index_select(0, sel), cam_x.index_select(0, sel), spec[0]) - offset
-            smooth.index_copy_(0, sel, torch.lerp(smooth.index_select(0, sel), est, share))
+            if sums is None:
+                sums = background_sums(cam_colour, cam_disparity, FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX,
+                                       FIELD_STRIDE)
+            field = background_field(sums, sigma, merge)
+            est = sample_field(field, row.index_select(0, sel), cam_x.index_select(0, sel), FIELD_BLOCK * merge)
+            smooth.index_copy_(0, sel, torch.lerp(smooth.index_select(0, sel), est.sub_(offset), share))
     if not images.is_floating_point():
         smooth = smooth.add_(0.5).clamp_(0, 255)             # round to nearest on the cast
     flat.index_copy_(0, index_of(targets).view(-1), smooth.view(-1).to(images.dtype))
