@@ -97,15 +97,18 @@ def background_sums(colour: torch.Tensor, disparity: torch.Tensor, factor: int, 
     Returns:
         (C + 1, ceil(H / factor), ceil(W / factor)) float32: the sums, then the counts.
     """
-    ch, h, w = colour.shape
-    ph, pw = (-h) % factor, (-w) % factor
-    c, d = colour, disparity.to(torch.float32)
+    ch = colour.shape[0]
+    # One pass over the frame: the samples, contiguous (every stride-th pixel, rows and columns).
+    c = colour[:, ::stride, ::stride].to(torch.float32, copy=True, memory_format=torch.contiguous_format)
+    d = disparity[::stride, ::stride].to(torch.float32, copy=True, memory_format=torch.contiguous_format)
+    f = factor // stride                           # samples per block side
+    h, w = d.shape
+    ph, pw = (-h) % f, (-w) % f
     if ph or pw:                                   # repeat the last row / column up to whole blocks
-        c = F.pad(c[None].to(torch.float32), (0, pw, 0, ph), mode="replicate")[0]
+        c = F.pad(c[None], (0, pw, 0, ph), mode="replicate")[0]
         d = F.pad(d[None, None], (0, pw, 0, ph), mode="replicate")[0, 0]
-    # The samples: one strided (Hc, Wc) view per offset within the block.
-    offsets = [(i, j) for i in range(0, factor, stride) for j in range(0, factor, stride)]
-    ds = [d[i::factor, j::factor] for i, j in offsets]
+    offsets = [(i, j) for i in range(f) for j in range(f)]
+    ds = [d[i::f, j::f] for i, j in offsets]       # one (Hc, Wc) view per sample of the block
     far = ds[0].clone()
     for x in ds[1:]:
         torch.minimum(far, x, out=far)
@@ -115,7 +118,7 @@ def background_sums(colour: torch.Tensor, disparity: torch.Tensor, factor: int, 
     sums = torch.zeros((ch + 1, hc, wc), dtype=torch.float32, device=colour.device)
     for (i, j), x in zip(offsets, ds):
         valid = (x <= far).to(torch.float32)
-        sums[:ch].addcmul_(c[:, i::factor, j::factor], valid)
+        sums[:ch].addcmul_(c[:, i::f, j::f], valid)
         sums[ch].add_(valid)
     return sums
 
@@ -182,14 +185,11 @@ def sample_field(field: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, fa
     Returns:
         (K, C) float32.
     """
-    ch, hc, wc = field.shape
-    y = ((rows.to(torch.float32) + 0.5) / factor - 0.5).clamp_(0, hc - 1)
-    x = ((cols.to(torch.float32) + 0.5) / factor - 0.5).clamp_(0, wc - 1)
-    y0, x0 = y.floor().to(torch.int64), x.floor().to(torch.int64)
-    fy, fx = (y - y0)[:, None], (x - x0)[:, None]
-    y1, x1 = (y0 + 1).clamp_(max=hc - 1), (x0 + 1).clamp_(max=wc - 1)
-    flat = field.reshape(ch, -1).t().contiguous()          # (Hc * Wc, C): one row per gather
-    def at(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
-        return flat.index_select(0, yy * wc + xx)
-    top = torch.lerp(at(y0, x0), at(y0, x1), fx)
-    return torch.lerp(top, torch.lerp(at(y1, x0), at(y1, x1), fx), fy)
+    _, hc, wc = field.shape
+    # grid_sample's normalised coordinates (align_corners=False: -1 and 1 are the outer edges of
+    # the blocks, which are the image's edges); positions beyond take the edge blocks.
+    gx = (cols.to(torch.float32) + 0.5).mul_(2.0 / (factor * wc)).sub_(1.0)
+    gy = (rows.to(torch.float32) + 0.5).mul_(2.0 / (factor * hc)).sub_(1.0)
+    grid = torch.stack([gx, gy], dim=-1).view(1, 1, -1, 2)
+    out = F.grid_sample(field[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[0, :, 0].t()
