@@ -79,7 +79,7 @@ def smooth_vertical_runs(values: torch.Tensor, keys: torch.Tensor, height: int, 
 
 
 def background_sums(colour: torch.Tensor, disparity: torch.Tensor, factor: int, window: int,
-                    tolerance: float, stride: int = 1) -> torch.Tensor:
+                    tolerance: float, stride: int | tuple[int, int] = 1) -> torch.Tensor:
     """Per block of the camera image, the colour sum and the number of its background pixels.
 
     The image is cut into ``factor`` x ``factor`` blocks. A pixel counts as background when its
@@ -99,16 +99,17 @@ def background_sums(colour: torch.Tensor, disparity: torch.Tensor, factor: int, 
     """
     ch = colour.shape[0]
     # One pass over the frame: the samples, contiguous (every stride-th pixel, rows and columns).
-    c = colour[:, ::stride, ::stride].to(torch.float32, copy=True, memory_format=torch.contiguous_format)
-    d = disparity[::stride, ::stride].to(torch.float32, copy=True, memory_format=torch.contiguous_format)
-    f = factor // stride                           # samples per block side
+    sy, sx = (stride, stride) if isinstance(stride, int) else stride
+    c = colour[:, ::sy, ::sx].to(torch.float32, copy=True, memory_format=torch.contiguous_format)
+    d = disparity[::sy, ::sx].to(torch.float32, copy=True, memory_format=torch.contiguous_format)
+    fy, fx = factor // sy, factor // sx            # samples per block, down and across
     h, w = d.shape
-    ph, pw = (-h) % f, (-w) % f
+    ph, pw = (-h) % fy, (-w) % fx
     if ph or pw:                                   # repeat the last row / column up to whole blocks
         c = F.pad(c[None], (0, pw, 0, ph), mode="replicate")[0]
         d = F.pad(d[None, None], (0, pw, 0, ph), mode="replicate")[0, 0]
-    offsets = [(i, j) for i in range(f) for j in range(f)]
-    ds = [d[i::f, j::f] for i, j in offsets]       # one (Hc, Wc) view per sample of the block
+    offsets = [(i, j) for i in range(fy) for j in range(fx)]
+    ds = [d[i::fy, j::fx] for i, j in offsets]     # one (Hc, Wc) view per sample of the block
     far = ds[0].clone()
     for x in ds[1:]:
         torch.minimum(far, x, out=far)
@@ -118,7 +119,7 @@ def background_sums(colour: torch.Tensor, disparity: torch.Tensor, factor: int, 
     sums = torch.zeros((ch + 1, hc, wc), dtype=torch.float32, device=colour.device)
     for (i, j), x in zip(offsets, ds):
         valid = (x <= far).to(torch.float32)
-        sums[:ch].addcmul_(c[:, i::f, j::f], valid)
+        sums[:ch].addcmul_(c[:, i::fy, j::fx], valid)
         sums[ch].add_(valid)
     return sums
 
@@ -143,7 +144,7 @@ def background_field(sums: torch.Tensor, sigma: float, merge: int = 1) -> torch.
         cols = torch.arange(-(-wc // merge) * merge, device=x.device).clamp_(max=wc - 1)
         x = x.index_select(1, rows).index_select(2, cols)
         x = sum(x[:, i::merge, j::merge] for i in range(merge) for j in range(merge))
-    r = max(1, int(math.ceil(3.0 * sigma)))
+    r = max(1, int(math.ceil(2.0 * sigma)))
     taps = [math.exp(-0.5 * (k / float(sigma)) ** 2) for k in range(-r, r + 1)]
     x = _blur_1d(_blur_1d(x, taps, 2), taps, 1)
     return x[:n - 1] / x[n - 1:].clamp(min=1e-6)

@@ -358,9 +358,7 @@ class StereoWarper:
                                                          self.drop_fragments, return_sources=True)
             _for_each(pool, paint, starts)
         if self.fill_method == "smooth" and sources is not None:
-            offset = 0.5 if integer else 0.0                # ``src`` holds the colour + 0.5
-            _smooth_filled(images, hole, disparity_at, *sources,
-                           camera=(src[:, :-1].view(ch, h, w), d, p0, t, offset))
+            _smooth_filled(images, hole, disparity_at, *sources, camera=(c.permute(2, 0, 1), d, p0, t, 0.0))
         if orphans is not None:                             # rows with nothing to fill from: black
             eye, pix = orphans // (h * w), orphans % (h * w)
             images.view(2, ch, h * w)[eye, :, pix] = 0
@@ -534,9 +532,9 @@ FILL_CONE_SLOPE_BORDER = 4.0
 #: blocks, every FIELD_STRIDE-th pixel), FIELD_SHARE of it blurred by FIELD_SIGMA blocks in
 #: disocclusions, FIELD_SHARE_BORDER of it on blocks merged by FIELD_MERGE_BORDER and blurred by
 #: FIELD_SIGMA_BORDER in the strip at the frame edge (measured with benchmarks/bench_stereo_quality.py).
-FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX, FIELD_STRIDE = 4, 5, 4.0, 2
-FIELD_SHARE, FIELD_SIGMA = 0.2, 1.0
-FIELD_SHARE_BORDER, FIELD_MERGE_BORDER, FIELD_SIGMA_BORDER = 0.7, 2, 2.0
+FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX, FIELD_STRIDE = 6, 3, 4.0, (2, 3)
+FIELD_SHARE, FIELD_SIGMA = 0.2, 0.75
+FIELD_SHARE_BORDER, FIELD_MERGE_BORDER, FIELD_SIGMA_BORDER = 0.7, 1, 2.5
 
 
 def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targets: torch.Tensor,
