@@ -533,7 +533,8 @@ FILL_CONE_SLOPE_BORDER = 4.0
 #: disocclusions, FIELD_SHARE_BORDER of it on blocks merged by FIELD_MERGE_BORDER and blurred by
 #: FIELD_SIGMA_BORDER in the strip at the frame edge (measured with benchmarks/bench_stereo_quality.py).
 FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX, FIELD_STRIDE = 6, 3, 4.0, (2, 3)
-FIELD_SHARE, FIELD_SIGMA = 0.2, 0.75
+FIELD_SHARE, FIELD_SIGMA = 0.25, 0.75
+FIELD_SHIFT, FIELD_SHIFT_BORDER = -1.0, 0.5
 FIELD_SHARE_BORDER, FIELD_MERGE_BORDER, FIELD_SIGMA_BORDER = 0.7, 1, 2.5
 
 
@@ -624,7 +625,8 @@ def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targe
         # The camera column the filled pixel continues: its own column shifted like its source's.
         src_pix = run_source.index_select(0, run_of)
         cam_x = (p0.view(-1).index_select(0, targets).to(torch.float32) + t.view(-1).index_select(0, targets)
-                 + (pix - row * w - src_pix % w).to(torch.float32))
+                 + (pix - row * w - src_pix % w).to(torch.float32)
+                 * torch.where(edge, FIELD_SHIFT_BORDER, FIELD_SHIFT))
         sums = None
         for share, merge, sigma, where in ((FIELD_SHARE, 1, FIELD_SIGMA, ~edge),
                                            (FIELD_SHARE_BORDER, FIELD_MERGE_BORDER, FIELD_SIGMA_BORDER, edge)):
