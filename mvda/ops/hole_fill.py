@@ -95,7 +95,8 @@ def background_sums(colour: torch.Tensor, disparity: torch.Tensor, factor: int, 
         factor: block size (px); window: odd number of blocks; tolerance: px (>= 0); stride: px.
 
     Returns:
-        (C + 1, ceil(H / factor), ceil(W / factor)) float32: the sums, then the counts.
+        (C + 2, ceil(H / factor), ceil(W / factor)) float32: the sums, the counts, and the disparity
+        of the farthest surface around each block.
     """
     ch = colour.shape[0]
     # One pass over the frame: the samples, contiguous (every stride-th pixel, rows and columns).
@@ -115,8 +116,9 @@ def background_sums(colour: torch.Tensor, disparity: torch.Tensor, factor: int, 
         torch.minimum(far, x, out=far)
     hc, wc = far.shape
     far = _window_min(_window_min(far, window // 2, 1), window // 2, 0)
-    far.add_(float(tolerance))
-    sums = torch.zeros((ch + 1, hc, wc), dtype=torch.float32, device=colour.device)
+    sums = torch.zeros((ch + 2, hc, wc), dtype=torch.float32, device=colour.device)
+    sums[ch + 1] = far
+    far = far + float(tolerance)
     for (i, j), x in zip(offsets, ds):
         valid = (x <= far).to(torch.float32)
         sums[:ch].addcmul_(c[:, i::fy, j::fx], valid)
@@ -124,30 +126,32 @@ def background_sums(colour: torch.Tensor, disparity: torch.Tensor, factor: int, 
     return sums
 
 
-def background_field(sums: torch.Tensor, sigma: float, merge: int = 1) -> torch.Tensor:
+def background_field(sums: torch.Tensor, sigma: float, tolerance: float, reach: int) -> torch.Tensor:
     """The smooth background colour from :func:`background_sums`.
 
+    Blocks whose farthest surface is more than ``tolerance`` px nearer than the farthest one within
+    ``reach`` + the blur's radius blocks are left out (inside a wide foreground object the nearby
+    farthest surface is the object itself; the blur must not carry it to the background next to it).
+
     Args:
-        sums: (C + 1, Hc, Wc) colour sums and counts per block.
-        sigma: Gaussian blur (blocks of the result, > 0) of the sums and counts before their ratio.
-        merge: blocks merged (``merge`` x ``merge``) first, for a coarser field.
+        sums: (C + 2, Hc, Wc) from :func:`background_sums`.
+        sigma: Gaussian blur (blocks, > 0) of the sums and counts before their ratio.
+        tolerance: px (>= 0); reach: blocks (>= 0), the half-window of :func:`background_sums`.
 
     Returns:
-        (C, ceil(Hc / merge), ceil(Wc / merge)) float32: block (i, j) of size ``s`` px (the sums' block
-        size times ``merge``) is centred on pixel ((i + 0.5) * s - 0.5, (j + 0.5) * s - 0.5).
+        (C, Hc, Wc) float32, NaN where no background pixel is near: block (i, j) of size ``s`` px is
+        centred on pixel ((i + 0.5) * s - 0.5, (j + 0.5) * s - 0.5).
     """
-    n = sums.shape[0]
-    x = sums
-    if merge > 1:                                  # sums over merge x merge blocks (edges repeated)
-        hc, wc = x.shape[1:]
-        rows = torch.arange(-(-hc // merge) * merge, device=x.device).clamp_(max=hc - 1)
-        cols = torch.arange(-(-wc // merge) * merge, device=x.device).clamp_(max=wc - 1)
-        x = x.index_select(1, rows).index_select(2, cols)
-        x = sum(x[:, i::merge, j::merge] for i in range(merge) for j in range(merge))
+    n = sums.shape[0] - 1
+    far = sums[n]
     r = max(1, int(math.ceil(2.0 * sigma)))
+    around = _window_min(_window_min(far, r + reach, 1), r + reach, 0)
+    x = sums[:n] * (far <= around + float(tolerance)).to(torch.float32)
     taps = [math.exp(-0.5 * (k / float(sigma)) ** 2) for k in range(-r, r + 1)]
     x = _blur_1d(_blur_1d(x, taps, 2), taps, 1)
-    return x[:n - 1] / x[n - 1:].clamp(min=1e-6)
+    count = x[n - 1:]
+    out = x[:n - 1] / count.clamp(min=1e-6)
+    return out.masked_fill_((count < 1e-3).expand_as(out), float("nan"))
 
 
 def _window_min(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
@@ -193,4 +197,4 @@ def sample_field(field: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, fa
     gy = (rows.to(torch.float32) + 0.5).mul_(2.0 / (factor * hc)).sub_(1.0)
     grid = torch.stack([gx, gy], dim=-1).view(1, 1, -1, 2)
     out = F.grid_sample(field[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out[0, :, 0].t()
+    return out[0, :, 0].t().contiguous()

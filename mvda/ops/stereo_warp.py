@@ -358,7 +358,7 @@ class StereoWarper:
                                                          self.drop_fragments, return_sources=True)
             _for_each(pool, paint, starts)
         if self.fill_method == "smooth" and sources is not None:
-            _smooth_filled(images, hole, disparity_at, *sources, camera=(c.permute(2, 0, 1), d, p0, t, 0.0))
+            _smooth_filled(images, hole, disparity_at, *sources, camera=(c.permute(2, 0, 1), d, p0, t))
         if orphans is not None:                             # rows with nothing to fill from: black
             eye, pix = orphans // (h * w), orphans % (h * w)
             images.view(2, ch, h * w)[eye, :, pix] = 0
@@ -526,16 +526,18 @@ BACKGROUND_TOLERANCE_PX = 2.0
 #: :func:`mvda.ops.hole_fill.cone_radius`) in disocclusions and in the strip at the frame edge.
 FILL_CONE_SLOPE = 1.0
 FILL_CONE_SLOPE_BORDER = 4.0
-#: The smoothed fill is blended with a coarse background colour of the camera image around the
-#: place the filled pixel continues (:func:`mvda.ops.hole_fill.background_sums`: blocks of
-#: FIELD_BLOCK px, background = within FIELD_TOLERANCE_PX of the farthest surface in FIELD_WINDOW
-#: blocks, every FIELD_STRIDE-th pixel), FIELD_SHARE of it blurred by FIELD_SIGMA blocks in
-#: disocclusions, FIELD_SHARE_BORDER of it on blocks merged by FIELD_MERGE_BORDER and blurred by
-#: FIELD_SIGMA_BORDER in the strip at the frame edge (measured with benchmarks/bench_stereo_quality.py).
-FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX, FIELD_STRIDE = 6, 3, 4.0, (2, 3)
-FIELD_SHARE, FIELD_SIGMA = 0.25, 0.75
+#: The smoothed fill is blended with a coarse background colour of the camera image
+#: (:func:`mvda.ops.hole_fill.background_sums` / :func:`~mvda.ops.hole_fill.background_field`:
+#: blocks of FIELD_BLOCK px sampled every FIELD_STRIDE (rows, columns) px; background = within
+#: FIELD_TOLERANCE_PX of the farthest surface in FIELD_WINDOW blocks; blurred by FIELD_SIGMA blocks):
+#: FIELD_SHARE of it in disocclusions, FIELD_SHARE_BORDER in the strip at the frame edge. The field is
+#: read at the camera position of the pixel filled from, moved by FIELD_SHIFT (disocclusions: -1,
+#: mirrored into the background, never into the foreground) or FIELD_SHIFT_BORDER (strip) times the
+#: filled pixel's distance from it. Measured with benchmarks/bench_stereo_quality.py.
+FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX, FIELD_STRIDE, FIELD_SIGMA = 6, 3, 4.0, (2, 3), 0.75
+FIELD_SHARE, FIELD_SHARE_BORDER = 0.25, 0.8
 FIELD_SHIFT, FIELD_SHIFT_BORDER = -1.0, 0.5
-FIELD_SHARE_BORDER, FIELD_MERGE_BORDER, FIELD_SIGMA_BORDER = 0.7, 1, 2.5
+FIELD_SHARE_BORDER, FIELD_SIGMA_BORDER = 0.7, 2.5
 
 
 def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targets: torch.Tensor,
@@ -556,11 +558,11 @@ def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targe
     (2 * H, W) indices of rendered pixels -> their disparity; ``targets``: flat
     indices in (2 * H, W) of the filled pixels, ``run_of`` their runs; per run: ``run_source`` the
     flat index of the pixel it was filled from, ``outward`` -1 or +1, ``border`` (bool) whether it
-    reaches the frame edge. ``camera``: None, or ``(colour, disparity, p0, t, offset)``: the camera
-    image's (C, H, W) float colour (+ ``offset``) and (H, W) disparity and the warp's (2, H, W) source
-    pixel / sub-pixel position of each output pixel (at filled pixels: those of the pixel filled
-    from); then the result is blended with the coarse background colour of the camera image around
-    the place each filled pixel continues (:data:`FIELD_SHARE`, :data:`FIELD_SHARE_BORDER`).
+    reaches the frame edge. ``camera``: None, or ``(colour, disparity, p0, t)``: the camera
+    image's (C, H, W) colour and (H, W) disparity and the warp's (2, H, W) source pixel / sub-pixel
+    position of each output pixel (at filled pixels: those of the pixel filled from); then the result
+    is blended with the coarse background colour of the camera image next to the place each filled
+    pixel continues (see :data:`FIELD_SHARE`).
     """
     _, ch, h, w = images.shape
     if targets.numel() == 0:
@@ -621,24 +623,17 @@ def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targe
     radius = torch.cat([radius, torch.zeros_like(context)])
     smooth = smooth_vertical_runs(values, keys, h, radius)[:targets.numel()]
     if camera is not None:
-        cam_colour, cam_disparity, p0, t, offset = camera
+        cam_colour, cam_disparity, p0, t = camera
         # The camera column the filled pixel continues: its own column shifted like its source's.
         src_pix = run_source.index_select(0, run_of)
         cam_x = (p0.view(-1).index_select(0, targets).to(torch.float32) + t.view(-1).index_select(0, targets)
                  + (pix - row * w - src_pix % w).to(torch.float32)
                  * torch.where(edge, FIELD_SHIFT_BORDER, FIELD_SHIFT))
-        sums = None
-        for share, merge, sigma, where in ((FIELD_SHARE, 1, FIELD_SIGMA, ~edge),
-                                           (FIELD_SHARE_BORDER, FIELD_MERGE_BORDER, FIELD_SIGMA_BORDER, edge)):
-            sel = torch.nonzero(where).squeeze(1)
-            if share <= 0 or sel.numel() == 0:
-                continue
-            if sums is None:
-                sums = background_sums(cam_colour, cam_disparity, FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX,
-                                       FIELD_STRIDE)
-            field = background_field(sums, sigma, merge)
-            est = sample_field(field, row.index_select(0, sel), cam_x.index_select(0, sel), FIELD_BLOCK * merge)
-            smooth.index_copy_(0, sel, torch.lerp(smooth.index_select(0, sel), est.sub_(offset), share))
+        sums = background_sums(cam_colour, cam_disparity, FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX, FIELD_STRIDE)
+        field = background_field(sums, FIELD_SIGMA, FIELD_TOLERANCE_PX, FIELD_WINDOW // 2)
+        est = sample_field(field, row, cam_x, FIELD_BLOCK)
+        share = torch.where(edge, FIELD_SHARE_BORDER, FIELD_SHARE)[:, None]
+        smooth = torch.where(torch.isnan(est), smooth, torch.lerp(smooth, est, share))
     if not images.is_floating_point():
         smooth = smooth.add_(0.5).clamp_(0, 255)             # round to nearest on the cast
     flat.index_copy_(0, index_of(targets).view(-1), smooth.view(-1).to(images.dtype))
