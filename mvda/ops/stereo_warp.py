@@ -534,7 +534,7 @@ FILL_CONE_SLOPE_BORDER = 4.0
 #: read at the camera position of the pixel filled from, moved by FIELD_SHIFT (disocclusions: -1,
 #: mirrored into the background, never into the foreground) or FIELD_SHIFT_BORDER (strip) times the
 #: filled pixel's distance from it. Measured with benchmarks/bench_stereo_quality.py.
-FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX, FIELD_STRIDE, FIELD_SIGMA = 6, 3, 4.0, (2, 3), 0.75
+FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX, FIELD_STRIDE, FIELD_SIGMA = 6, 3, 4.0, (6, 3), 0.75
 FIELD_SHARE, FIELD_SHARE_BORDER = 0.25, 0.8
 FIELD_SHIFT, FIELD_SHIFT_BORDER = -1.0, 0.5
 FIELD_SHARE_BORDER, FIELD_SIGMA_BORDER = 0.7, 2.5
