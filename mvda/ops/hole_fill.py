@@ -9,6 +9,12 @@ edge's colour (it continues the picture), deep in the hole it is a vertical aver
 background (a smooth surface, like a diffusion from the background side). Only filled pixels take
 part, so the foreground on the other side of a hole never bleeds into it. The work is proportional
 to the number of filled pixels (a sort and a prefix sum), not to the frame size.
+
+:func:`background_sums`, :func:`background_field` and :func:`sample_field` give a second, coarse
+estimate: the colour of the farthest surface around a place of the camera image (blocks of a few
+pixels, foreground left out, blurred). The fill and this field err differently, so the warper blends
+them (see ``FIELD_SHARE`` in :mod:`mvda.ops.stereo_warp`); the field costs one strided pass over the
+frame and work on the coarse grid.
 """
 
 from __future__ import annotations

@@ -205,7 +205,8 @@ class StereoWarper:
             copies the background pixel next to each run of holes along its row; "smooth" starts
             from a short mean of the background along the row and averages the filled colours
             vertically over a window that grows with the distance from the background
-            (:func:`mvda.ops.hole_fill.smooth_vertical_runs`), so tall holes get no streaks; "none"
+            (:func:`mvda.ops.hole_fill.smooth_vertical_runs`), so tall holes get no streaks, and
+            blends in a coarse background colour of the camera image (:data:`FIELD_SHARE`); "none"
             leaves them black.
         drop_fragments: when filling, rendered fragments of at most this many pixels with holes on
             both sides (the 'flying pixels' a soft depth edge spreads over a disocclusion) are
