@@ -209,10 +209,15 @@ def test_smooth_vertical_runs_by_hand():
                                   [0, 2, 4, 16])
 
 
-def test_smooth_fill_row_mean_by_hand():
+def test_smooth_fill_row_mean_by_hand(monkeypatch):
     # d = 4 on a ramp 10, 20, ..., 120: the left eye did not see columns 0-3 (a frame-edge strip
     # filled from column 4, which shows 10). A filled pixel at distance k from it takes the mean of
     # 1 + (k - 1) // 2 background pixels outwards: k = 1, 2 -> 10; k = 3, 4 -> (10 + 20) / 2 = 15.
+    # (Without the coarse background field's share, which test_hole_fill.py covers.)
+    from mvda.ops import stereo_warp
+
+    monkeypatch.setattr(stereo_warp, "FIELD_SHARE", 0.0)
+    monkeypatch.setattr(stereo_warp, "FIELD_SHARE_BORDER", 0.0)
     img = (np.arange(12, dtype=np.uint8)[None, :, None] * 10 + 10).repeat(3, axis=2)
     views = render_stereo(img, np.full((1, 12), 4.0, np.float32))
     np.testing.assert_array_equal(views.left[0, :, 0], [15, 15, 10, 10, 10, 20, 30, 40, 50, 60, 70, 80])
@@ -259,12 +264,16 @@ def test_fill_names_and_bools():
         StereoWarper(2, 12, fill="blur")
 
 
-def test_smooth_fill_uses_the_background_above_and_below_by_hand():
+def test_smooth_fill_uses_the_background_above_and_below_by_hand(monkeypatch):
     # One eye (the second is empty), 4 x 4, one channel: row 0 rendered (100), rows 1-3 holes at
     # columns 0-1, filled from column 2 (50, 60, 70) outwards to the right; the runs reach the frame
     # edge. Column 0 lies 2 px from its source: row mean of 1 pixel, vertical half-window 2 rows,
     # joined by row 0 above (background: same disparity). Column 1 (1 px away) keeps its source.
+    # (Window slope 2 rows per pixel here; the default for such frame-edge runs is 4.)
+    from mvda.ops import stereo_warp
     from mvda.ops.stereo_warp import _smooth_filled
+
+    monkeypatch.setattr(stereo_warp, "FILL_CONE_SLOPE_BORDER", 2.0)
 
     def run(top_disparity: float) -> np.ndarray:
         images = torch.zeros(2, 1, 4, 4)

@@ -2,8 +2,10 @@
 motorcycle pair, so that the figures in benchmarks/RESULTS.md cannot silently break.
 
 The crop (rows 100-300, columns 300-741: the front wheel, the fork and the shelves behind them, with
-the unseen strip at the right edge) measured, with the defaults: sharp 21.2 dB, filled 15.7 dB,
-blurred 19.7 dB; with main's settings before issue 13 (row fill, no edge handling): 19.7, 13.5, 17.7.
+the unseen strip at the right edge) measured, with the defaults: sharp 21.27 dB, filled 15.87 dB,
+blurred 19.74 dB (21.2 / 15.7 / 19.7 before the smooth fill blended in the coarse background field
+of the camera image; floors raised with them); with main's settings before issue 13 (row fill, no
+edge handling): 19.7, 13.5, 17.7.
 The floors are 1 dB below the measured values: the computation is deterministic, so the margin only
 absorbs rounding differences between platforms and torch versions, while a regression that brings
 back streaks or torn edges costs about 2 dB here (the old settings' figures). The crop is harder than
@@ -26,9 +28,9 @@ def test_quality_on_a_crop_of_the_motorcycle_pair(capsys):
     with capsys.disabled():
         print(f"\nmotorcycle crop: defaults sharp {new['sharp']:.2f} filled {new['filled']:.2f} blurred "
               f"{new['blurred']:.2f} dB; old settings {old['sharp']:.2f} / {old['filled']:.2f} / {old['blurred']:.2f}")
-    assert new["sharp"] >= 20.0, new
-    assert new["filled"] >= 14.5, new
-    assert new["blurred"] >= 18.5, new
+    assert new["sharp"] >= 20.2, new
+    assert new["filled"] >= 14.8, new
+    assert new["blurred"] >= 18.7, new
     assert new["drawn"] >= 23.5, new                      # what the warp draws stays accurate
     # The point of the new defaults: better fills and soft edges than the old settings.
     assert new["filled"] >= old["filled"] + 1.0, (new, old)

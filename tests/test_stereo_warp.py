@@ -43,8 +43,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------------------
 def test_integer_shift_by_hand():
     # d = 2: left eye shows source column x - 2 at x; right eye shows x + 2. Columns that no
-    # source pixel reaches (left: 0, 1; right: 6, 7) are filled from the only neighbour.
-    v = render_stereo(ramp_row(8), np.full((1, 8), 2.0, np.float32))
+    # source pixel reaches (left: 0, 1; right: 6, 7) are filled from the only neighbour (the row
+    # fill; the default smooth fill also blends in a coarse background colour, tested in
+    # test_stereo_comfort.py and test_hole_fill.py).
+    v = render_stereo(ramp_row(8), np.full((1, 8), 2.0, np.float32), fill="row")
     np.testing.assert_array_equal(v.left[0, :, 0], [0, 0, 0, 10, 20, 30, 40, 50])
     np.testing.assert_array_equal(v.left_filled[0], [1, 1, 0, 0, 0, 0, 0, 0])
     np.testing.assert_array_equal(v.right[0, :, 0], [20, 30, 40, 50, 60, 70, 70, 70])
@@ -58,7 +60,7 @@ def test_subpixel_shift_interpolates_by_hand():
     # Column 1 = source -0.5 is inside the half-pixel footprint of pixel 0 (the left cap
     # [a_0 - 1/2, a_0) = [1, 1.5)), so it is rendered, not filled. Right: x shows x + 1.5;
     # column 5 shows 65; column 6 (source 7.5) is past pixel 7's footprint [5.5, 6) -> filled.
-    v = render_stereo(ramp_row(8), np.full((1, 8), 1.5, np.float32), return_disparity=True)
+    v = render_stereo(ramp_row(8), np.full((1, 8), 1.5, np.float32), fill="row", return_disparity=True)
     np.testing.assert_array_equal(v.left[0, :, 0], [0, 0, 5, 15, 25, 35, 45, 55])
     np.testing.assert_array_equal(v.left_filled[0], [1, 0, 0, 0, 0, 0, 0, 0])
     np.testing.assert_array_equal(v.right[0, :, 0], [15, 25, 35, 45, 55, 65, 65, 65])
@@ -81,7 +83,7 @@ def test_occlusion_and_background_fill_by_hand():
     # hides background pixel 6 (7 -> 70 loses: nearer wins). Columns 4, 5 are disoccluded; both
     # neighbours (3: pixel 2, 6: pixel 5) are background at d = 1, so the left one (20) is used.
     d = np.array([[1, 1, 1, 4, 4, 1, 1, 1]], np.float32)
-    v = render_stereo(ramp_row(8), d, return_disparity=True)
+    v = render_stereo(ramp_row(8), d, fill="row", return_disparity=True)
     np.testing.assert_array_equal(v.left[0, :, 0], [0, 0, 10, 20, 20, 20, 50, 30])
     np.testing.assert_array_equal(v.left_filled[0], [1, 0, 0, 0, 1, 1, 0, 0])
     np.testing.assert_allclose(v.left_disparity[0], [1, 1, 1, 1, 1, 1, 1, 4])

@@ -9,13 +9,23 @@ edge's colour (it continues the picture), deep in the hole it is a vertical aver
 background (a smooth surface, like a diffusion from the background side). Only filled pixels take
 part, so the foreground on the other side of a hole never bleeds into it. The work is proportional
 to the number of filled pixels (a sort and a prefix sum), not to the frame size.
+
+:func:`background_sums`, :func:`background_field` and :func:`sample_field` give a second, coarse
+estimate: the colour of the farthest surface around a place of the camera image (blocks of a few
+pixels, foreground left out, blurred). The fill and this field err differently, so the warper blends
+them (see ``FIELD_SHARE`` in :mod:`mvda.ops.stereo_warp`); the field costs one strided pass over the
+frame and work on the coarse grid.
 """
 
 from __future__ import annotations
 
-import torch
+import math
 
-__all__ = ["CONE_SLOPE", "CONE_MAX_RADIUS", "smooth_vertical_runs", "cone_radius"]
+import torch
+import torch.nn.functional as F
+
+__all__ = ["CONE_SLOPE", "CONE_MAX_RADIUS", "smooth_vertical_runs", "cone_radius", "background_sums",
+           "background_field", "sample_field"]
 
 #: Rows averaged above and below a filled pixel per pixel of distance from the background edge.
 CONE_SLOPE = 2.0
@@ -72,3 +82,125 @@ def smooth_vertical_runs(values: torch.Tensor, keys: torch.Tensor, height: int, 
     out = torch.empty_like(mean, dtype=torch.float32)
     out.index_copy_(0, order, mean.to(torch.float32))
     return out
+
+
+def background_sums(colour: torch.Tensor, disparity: torch.Tensor, factor: int, window: int,
+                    tolerance: float, stride: int | tuple[int, int] = 1) -> torch.Tensor:
+    """Per block of the camera image, the colour sum and the number of its background pixels.
+
+    The image is cut into ``factor`` x ``factor`` blocks. A pixel counts as background when its
+    disparity is at most ``tolerance`` px above the smallest disparity (the farthest surface) within
+    ``window`` x ``window`` blocks around its block, so that next to a depth edge, where
+    disocclusions open, the foreground's colours are left out. Only every ``stride``-th pixel of
+    every ``stride``-th row takes part (``factor`` a multiple of ``stride``): a coarse estimate
+    does not need them all, and this keeps the cost to a fraction of a pass over the frame.
+
+    Args:
+        colour: (C, H, W) float colours of the camera image.
+        disparity: (H, W) float disparity (px, larger = nearer) of the camera image.
+        factor: block size (px); window: odd number of blocks; tolerance: px (>= 0); stride: px.
+
+    Returns:
+        (C + 2, ceil(H / factor), ceil(W / factor)) float32: the sums, the counts, and the disparity
+        of the farthest surface around each block.
+    """
+    ch = colour.shape[0]
+    # One pass over the frame: the samples, contiguous (every stride-th pixel, rows and columns).
+    sy, sx = (stride, stride) if isinstance(stride, int) else stride
+    c = colour[:, ::sy, ::sx].to(torch.float32, copy=True, memory_format=torch.contiguous_format)
+    d = disparity[::sy, ::sx].to(torch.float32, copy=True, memory_format=torch.contiguous_format)
+    fy, fx = factor // sy, factor // sx            # samples per block, down and across
+    h, w = d.shape
+    ph, pw = (-h) % fy, (-w) % fx
+    if ph or pw:                                   # repeat the last row / column up to whole blocks
+        c = F.pad(c[None], (0, pw, 0, ph), mode="replicate")[0]
+        d = F.pad(d[None, None], (0, pw, 0, ph), mode="replicate")[0, 0]
+    offsets = [(i, j) for i in range(fy) for j in range(fx)]
+    ds = [d[i::fy, j::fx] for i, j in offsets]     # one (Hc, Wc) view per sample of the block
+    far = ds[0].clone()
+    for x in ds[1:]:
+        torch.minimum(far, x, out=far)
+    hc, wc = far.shape
+    far = _window_min(_window_min(far, window // 2, 1), window // 2, 0)
+    sums = torch.zeros((ch + 2, hc, wc), dtype=torch.float32, device=colour.device)
+    sums[ch + 1] = far
+    far = far + float(tolerance)
+    for (i, j), x in zip(offsets, ds):
+        valid = (x <= far).to(torch.float32)
+        sums[:ch].addcmul_(c[:, i::fy, j::fx], valid)
+        sums[ch].add_(valid)
+    return sums
+
+
+def background_field(sums: torch.Tensor, sigma: float, tolerance: float, reach: int) -> torch.Tensor:
+    """The smooth background colour from :func:`background_sums`.
+
+    Blocks whose farthest surface is more than ``tolerance`` px nearer than the farthest one within
+    ``reach`` + the blur's radius blocks are left out (inside a wide foreground object the nearby
+    farthest surface is the object itself; the blur must not carry it to the background next to it).
+
+    Args:
+        sums: (C + 2, Hc, Wc) from :func:`background_sums`.
+        sigma: Gaussian blur (blocks, > 0) of the sums and counts before their ratio.
+        tolerance: px (>= 0); reach: blocks (>= 0), the half-window of :func:`background_sums`.
+
+    Returns:
+        (C, Hc, Wc) float32, NaN where no background pixel is near: block (i, j) of size ``s`` px is
+        centred on pixel ((i + 0.5) * s - 0.5, (j + 0.5) * s - 0.5).
+    """
+    n = sums.shape[0] - 1
+    far = sums[n]
+    r = max(1, int(math.ceil(2.0 * sigma)))
+    around = _window_min(_window_min(far, r + reach, 1), r + reach, 0)
+    x = sums[:n] * (far <= around + float(tolerance)).to(torch.float32)
+    taps = [math.exp(-0.5 * (k / float(sigma)) ** 2) for k in range(-r, r + 1)]
+    x = _blur_1d(_blur_1d(x, taps, 2), taps, 1)
+    count = x[n - 1:]
+    out = x[:n - 1] / count.clamp(min=1e-6)
+    return out.masked_fill_((count < 1e-3).expand_as(out), float("nan"))
+
+
+def _window_min(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
+    """Minimum over ``2 * radius + 1`` neighbours along ``dim`` of a 2D tensor (the edges repeated)."""
+    n = x.shape[dim]
+    out = x.clone()
+    for k in range(1, radius + 1):
+        if k >= n:
+            break
+        torch.minimum(out.narrow(dim, k, n - k), x.narrow(dim, 0, n - k), out=out.narrow(dim, k, n - k))
+        torch.minimum(out.narrow(dim, 0, n - k), x.narrow(dim, k, n - k), out=out.narrow(dim, 0, n - k))
+    return out
+
+
+def _blur_1d(x: torch.Tensor, taps: list[float], dim: int) -> torch.Tensor:
+    """Normalised convolution of ``x`` along ``dim`` with odd ``taps``, the edge values repeated."""
+    r = len(taps) // 2
+    n = x.shape[dim]
+    idx = torch.arange(-r, n + r, device=x.device).clamp_(0, n - 1)
+    padded = x.index_select(dim, idx)
+    total = sum(taps)
+    out = padded.narrow(dim, 0, n) * (taps[0] / total)
+    for k in range(1, len(taps)):
+        out.add_(padded.narrow(dim, k, n), alpha=taps[k] / total)
+    return out
+
+
+def sample_field(field: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, factor: int) -> torch.Tensor:
+    """Bilinear samples of a :func:`background_field` at image positions.
+
+    Args:
+        field: (C, Hc, Wc) from :func:`background_field`; ``factor``: its block size (px).
+        rows, cols: (K,) float or integer pixel positions in the image (any values: positions
+            outside the field take its nearest edge).
+
+    Returns:
+        (K, C) float32.
+    """
+    _, hc, wc = field.shape
+    # grid_sample's normalised coordinates (align_corners=False: -1 and 1 are the outer edges of
+    # the blocks, which are the image's edges); positions beyond take the edge blocks.
+    gx = (cols.to(torch.float32) + 0.5).mul_(2.0 / (factor * wc)).sub_(1.0)
+    gy = (rows.to(torch.float32) + 0.5).mul_(2.0 / (factor * hc)).sub_(1.0)
+    grid = torch.stack([gx, gy], dim=-1).view(1, 1, -1, 2)
+    out = F.grid_sample(field[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[0, :, 0].t().contiguous()

@@ -70,7 +70,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mvda.ops.hole_fill import cone_radius, smooth_vertical_runs
+from mvda.ops.hole_fill import background_field, background_sums, cone_radius, sample_field, smooth_vertical_runs
 
 __all__ = [
     "FILLS",
@@ -205,7 +205,8 @@ class StereoWarper:
             copies the background pixel next to each run of holes along its row; "smooth" starts
             from a short mean of the background along the row and averages the filled colours
             vertically over a window that grows with the distance from the background
-            (:func:`mvda.ops.hole_fill.smooth_vertical_runs`), so tall holes get no streaks; "none"
+            (:func:`mvda.ops.hole_fill.smooth_vertical_runs`), so tall holes get no streaks, and
+            blends in a coarse background colour of the camera image (:data:`FIELD_SHARE`); "none"
             leaves them black.
         drop_fragments: when filling, rendered fragments of at most this many pixels with holes on
             both sides (the 'flying pixels' a soft depth edge spreads over a disocclusion) are
@@ -358,7 +359,7 @@ class StereoWarper:
                                                          self.drop_fragments, return_sources=True)
             _for_each(pool, paint, starts)
         if self.fill_method == "smooth" and sources is not None:
-            _smooth_filled(images, hole, disparity_at, *sources)
+            _smooth_filled(images, hole, disparity_at, *sources, camera=(c.permute(2, 0, 1), d, p0, t))
         if orphans is not None:                             # rows with nothing to fill from: black
             eye, pix = orphans // (h * w), orphans % (h * w)
             images.view(2, ch, h * w)[eye, :, pix] = 0
@@ -522,11 +523,27 @@ ROW_MEAN_MAX_BORDER = 8
 #: is at most this many pixels above that of the background the hole was filled from.
 VERTICAL_CONTEXT = 2
 BACKGROUND_TOLERANCE_PX = 2.0
+#: Slopes of the vertical averaging window (rows per pixel of distance into the hole, see
+#: :func:`mvda.ops.hole_fill.cone_radius`) in disocclusions and in the strip at the frame edge.
+FILL_CONE_SLOPE = 1.0
+FILL_CONE_SLOPE_BORDER = 4.0
+#: The smoothed fill is blended with a coarse background colour of the camera image
+#: (:func:`mvda.ops.hole_fill.background_sums` / :func:`~mvda.ops.hole_fill.background_field`:
+#: blocks of FIELD_BLOCK px sampled every FIELD_STRIDE (rows, columns) px; background = within
+#: FIELD_TOLERANCE_PX of the farthest surface in FIELD_WINDOW blocks; blurred by FIELD_SIGMA blocks):
+#: FIELD_SHARE of it in disocclusions, FIELD_SHARE_BORDER in the strip at the frame edge. The field is
+#: read at the camera position of the pixel filled from, moved by FIELD_SHIFT (disocclusions: -1,
+#: mirrored into the background, never into the foreground) or FIELD_SHIFT_BORDER (strip) times the
+#: filled pixel's distance from it. Measured with benchmarks/bench_stereo_quality.py.
+FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX, FIELD_STRIDE, FIELD_SIGMA = 6, 3, 4.0, (6, 3), 0.75
+FIELD_SHARE, FIELD_SHARE_BORDER = 0.25, 0.8
+FIELD_SHIFT, FIELD_SHIFT_BORDER = -1.0, 0.5
+FIELD_SHARE_BORDER, FIELD_SIGMA_BORDER = 0.7, 2.5
 
 
 def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targets: torch.Tensor,
-                   run_of: torch.Tensor, run_source: torch.Tensor, outward: torch.Tensor, border: torch.Tensor
-                   ) -> None:
+                   run_of: torch.Tensor, run_source: torch.Tensor, outward: torch.Tensor, border: torch.Tensor,
+                   camera: tuple | None = None) -> None:
     """Give the filled pixels of both eyes a smooth background colour, in place.
 
     Each filled pixel first takes the mean of the rendered background pixels on its row from the one
@@ -542,7 +559,11 @@ def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targe
     (2 * H, W) indices of rendered pixels -> their disparity; ``targets``: flat
     indices in (2 * H, W) of the filled pixels, ``run_of`` their runs; per run: ``run_source`` the
     flat index of the pixel it was filled from, ``outward`` -1 or +1, ``border`` (bool) whether it
-    reaches the frame edge.
+    reaches the frame edge. ``camera``: None, or ``(colour, disparity, p0, t)``: the camera
+    image's (C, H, W) colour and (H, W) disparity and the warp's (2, H, W) source pixel / sub-pixel
+    position of each output pixel (at filled pixels: those of the pixel filled from); then the result
+    is blended with the coarse background colour of the camera image next to the place each filled
+    pixel continues (see :data:`FIELD_SHARE`).
     """
     _, ch, h, w = images.shape
     if targets.numel() == 0:
@@ -598,8 +619,22 @@ def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targe
     c_row = c_pix // w
     keys = torch.cat([keys, (c_eye * w + (c_pix - c_row * w)) * h + c_row])
     values = torch.cat([values, flat.index_select(0, index_of(context).view(-1)).view(-1, ch).to(torch.float32)])
-    radius = torch.cat([cone_radius(distance), torch.zeros_like(context)])
+    edge = border.index_select(0, run_of)
+    radius = torch.where(edge, cone_radius(distance, FILL_CONE_SLOPE_BORDER), cone_radius(distance, FILL_CONE_SLOPE))
+    radius = torch.cat([radius, torch.zeros_like(context)])
     smooth = smooth_vertical_runs(values, keys, h, radius)[:targets.numel()]
+    if camera is not None:
+        cam_colour, cam_disparity, p0, t = camera
+        # The camera column the filled pixel continues: its own column shifted like its source's.
+        src_pix = run_source.index_select(0, run_of)
+        cam_x = (p0.view(-1).index_select(0, targets).to(torch.float32) + t.view(-1).index_select(0, targets)
+                 + (pix - row * w - src_pix % w).to(torch.float32)
+                 * torch.where(edge, FIELD_SHIFT_BORDER, FIELD_SHIFT))
+        sums = background_sums(cam_colour, cam_disparity, FIELD_BLOCK, FIELD_WINDOW, FIELD_TOLERANCE_PX, FIELD_STRIDE)
+        field = background_field(sums, FIELD_SIGMA, FIELD_TOLERANCE_PX, FIELD_WINDOW // 2)
+        est = sample_field(field, row, cam_x, FIELD_BLOCK)
+        share = torch.where(edge, FIELD_SHARE_BORDER, FIELD_SHARE)[:, None]
+        smooth = torch.where(torch.isnan(est), smooth, torch.lerp(smooth, est, share))
     if not images.is_floating_point():
         smooth = smooth.add_(0.5).clamp_(0, 255)             # round to nearest on the cast
     flat.index_copy_(0, index_of(targets).view(-1), smooth.view(-1).to(images.dtype))
