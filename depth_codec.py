@@ -51,6 +51,7 @@ __all__ = [
     "resolve_fov",
     "TAG_XFOV",
     "TAG_YFOV",
+    "TAG_SCENE_CUTS",
     "DepthStats",
     "DepthVideoWriter",
     "DepthVideoReader",
@@ -68,6 +69,7 @@ TAG_MAX_DEPTH = "max_depth"
 TAG_ENCODING = "depth_encoding"
 TAG_XFOV = "xfov"  # horizontal field of view of the camera, degrees (when known)
 TAG_YFOV = "yfov"  # vertical field of view, degrees
+TAG_SCENE_CUTS = "scene_cuts"  # first frames of the shots after the first, comma-separated (0-based output frames)
 GREY8_FULL_SCALE = 255  # 8-bit greyscale depth: value 255 = max_depth
 GREY16_FULL_SCALE = 255**2  # 16-bit greyscale depth: the original tool's 65025 (not 65535) = max_depth
 GREY_PIX_FMTS = ("gray", "gray10le", "gray12le", "gray16le", "gray16be", "ya8", "ya16le", "ya16be")
