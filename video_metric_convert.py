@@ -15,6 +15,7 @@ import sys
 from mvda.apps.convert import ENCODERS, FITS, METRIC_MODELS, MODELS, run
 from mvda.cli import (add_device_args, add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args,
                       frame_rate, positive_float, positive_int, run_cli)
+from mvda.apps.resume import PART_SECONDS
 from mvda.ops.scene_cuts import DEFAULT_THRESHOLD
 
 PROG = "video_metric_convert.py"
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scene_threshold", type=positive_float, default=DEFAULT_THRESHOLD,
                         help=f"cut detection threshold: lower finds more cuts (default {DEFAULT_THRESHOLD}; "
                              "mean difference of normalised thumbnails, about 1 across a cut)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep finished parts in {output}.parts/ and, when run again with --resume after an "
+                             "interruption, continue from them (the result is identical to an uninterrupted run)")
+    parser.add_argument("--part_seconds", type=positive_float, default=PART_SECONDS, help=argparse.SUPPRESS)
     add_device_args(parser)
     parser.add_argument("--skip_existing", action="store_true", help="skip videos whose output already exists")
     add_report_args(parser)

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -64,6 +66,7 @@ from depth_codec import TAG_SCENE_CUTS, TAG_XFOV, TAG_YFOV, DepthVideoWriter, de
 from video_depth_anything.inference import VideoDepthStream, video_input_size
 from video_depth_anything.keyframe_cache import KeyframeFeatureCache
 from mvda.io.remux import join_videos
+from mvda.apps import resume as resume_parts
 from mvda.io.video import (VideoDecodeError, VideoReader, ensure_writable_dir, forget_temporary, probe_video,
                            register_temporary)
 
@@ -160,6 +163,9 @@ class ConvertOptions:
     #: ``"auto"`` (detect while decoding), ``"off"``, or a cut list file (:mod:`mvda.ops.scene_cuts`).
     scene_cuts: str = "auto"
     scene_threshold: float = cut_detection.DEFAULT_THRESHOLD
+    #: Keep finished parts in ``{output}.parts/`` and continue from them (:mod:`mvda.apps.resume`).
+    resume: bool = False
+    part_seconds: float = resume_parts.PART_SECONDS
 
     def validate(self) -> None:
         """Raise :class:`UserError` for impossible combinations."""
@@ -173,6 +179,11 @@ class ConvertOptions:
             raise UserError(f"--max_depth must be a finite number > 0, got {self.max_depth}")
         if self.metric_every < 1:
             raise UserError(f"--metric_every must be >= 1, got {self.metric_every}")
+        if self.resume and self.model == "vda+dav2" and self.fit == "global":
+            raise UserError("--resume works with --fit rolling and --model vda-metric, not with --fit global "
+                            "(its two passes run over the whole video); drop one of them")
+        if not self.part_seconds > 0:
+            raise UserError(f"--part_seconds must be > 0, got {self.part_seconds}")
         if not self.scene_threshold > 0:
             raise UserError(f"--scene_threshold must be > 0, got {self.scene_threshold}")
 
@@ -483,6 +494,10 @@ class _FrameSource:
         self.times: collections.deque[float] = collections.deque()
         #: Output frames that start a new shot (filled while iterating; see :class:`ShotStart`).
         self.cuts: list[int] = []
+        #: Resuming: output frames below ``skip_pushed`` are decoded (for cut detection) but not yielded,
+        #: and times are kept from ``skip_written`` on (frames the restored state still holds).
+        self.skip_pushed = 0
+        self.skip_written = 0
         self.listed: cut_detection.CutList | None = None
         if options.scene_cuts not in ("auto", "off"):
             self.listed = read_cut_file(options.scene_cuts)
@@ -528,9 +543,7 @@ class _FrameSource:
         finder = self._cut_finder()
         pending: collections.deque[list] = collections.deque()  # [source index, prepared, repeats, time, cut]
         for frame, repeats, frame_time, index in self._selected():
-            with self.timer.stage("decode"):
-                prepared = self._prepare(frame)
-            pending.append([index, prepared, repeats, frame_time, False])
+            pending.append([index, frame, repeats, frame_time, False])
             if finder is not None:
                 with self.timer.stage("cuts"):
                     found = set(finder.push(index, frame, frame_time))
@@ -550,17 +563,25 @@ class _FrameSource:
     def _full(self) -> bool:
         return 0 < self.options.max_len <= self.emitted
 
-    def _release(self, prepared: torch.Tensor, repeats: int, frame_time: float, cut: bool
+    def _release(self, frame: np.ndarray, repeats: int, frame_time: float, cut: bool
                  ) -> Iterator[torch.Tensor | ShotStart]:
+        prepared = None
         for k in range(repeats):
             if self._full():
                 return
-            if cut and k == 0 and self.emitted > 0:
-                self.cuts.append(self.emitted)
-                yield ShotStart(self.emitted, self.shot_length(self.emitted))
+            index = self.emitted
             self.emitted += 1
-            if self.vfr:  # each output frame keeps its source frame's time
+            if cut and k == 0 and index > 0:
+                self.cuts.append(index)
+                if index >= self.skip_pushed:
+                    yield ShotStart(index, self.shot_length(index))
+            if self.vfr and index >= self.skip_written:  # each output frame keeps its source frame's time
                 self.times.append(frame_time)
+            if index < self.skip_pushed:
+                continue
+            if prepared is None:
+                with self.timer.stage("decode"):
+                    prepared = self._prepare(frame)
             yield prepared
 
     def _selected(self) -> Iterator[tuple[np.ndarray, int, float, int]]:
@@ -792,6 +813,30 @@ class _Converter:
         step = _StreamingStep(self, out_size)
         return self._loop(source, step, _DepthSink(writer, self.timer, step.finish, source.output_times), source, name)
 
+    def run_parts(self, source: _FrameSource, folder: resume_parts.PartsFolder, open_writer: Callable[[Path], Any],
+                  out_size: tuple[int, int], name: str) -> int:
+        """:meth:`run_streaming` into the parts of ``folder``, continuing after its last finished part;
+        returns the frames written in all parts."""
+        part_frames = max(1, round(self.options.part_seconds * float(source.fps)))
+        step = _StreamingStep(self, out_size, part_frames=part_frames)
+        state = folder.load_state()
+        if state is not None and state.get("complete"):
+            source.cuts = list(state["cuts"])
+            return folder.frames_done
+        if state is not None:
+            step.restore(state)
+            source.skip_pushed, source.skip_written = int(state["pushed_total"]), int(state["written_total"])
+            log.info("%s: resuming at frame %d (%d parts done)", name, folder.frames_done, len(folder.parts))
+
+        def encode_state() -> dict[str, Any]:
+            return {**step.encode_state(), "cuts": list(source.cuts)}
+
+        sink = resume_parts.PartSink(folder, open_writer, step.finish, encode_state, source.output_times)
+        total = source.expected
+        result = run_frames(source, step, [sink], total=total, desc=name, progress=self.options.progress,
+                            bar_initial=folder.frames_done, encode_queue_size=_ENCODE_QUEUE)
+        return folder.frames_done if result.outputs or folder.parts else 0
+
     # -- global fit ---------------------------------------------------------------------------------
     def run_global(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str,
                    temp_path: Path) -> int:
@@ -873,13 +918,17 @@ class _StreamingStep:
     out (``out_size``, each with its DA-V2 statistics); :meth:`flush` returns the rest at the end.
     :meth:`finish` (the fit, per pixel) runs in the depth sink on the encode thread, in frame order."""
 
-    def __init__(self, converter: _Converter, out_size: tuple[int, int]) -> None:
+    def __init__(self, converter: _Converter, out_size: tuple[int, int], part_frames: int | None = None) -> None:
         self.c = converter
         options = converter.options
         self.metric_model = options.model == "vda-metric"
         self.out_size = out_size
         self.every = options.metric_every
         self.fit = depth_fit.RollingFit(*rolling_limits(self.every))  # encode thread
+        #: ``--resume``: a part ends at each cut and at the first window boundary after this many frames.
+        self.part_frames = part_frames
+        self.shot_start = 0  # output frame of the current shot's first frame
+        self.part_start = 0  # output frame of the current part's first frame
         self._start_shot()
 
     def _start_shot(self) -> None:
@@ -892,7 +941,10 @@ class _StreamingStep:
     def __call__(self, frame: torch.Tensor | ShotStart) -> list[tuple]:
         if isinstance(frame, ShotStart):  # the stream ends as at the end of a video; the next one starts
             done = self.flush()
+            self.shot_start = frame.frame
             self._start_shot()
+            if self.part_frames is not None and done:  # a part ends at each cut
+                done[-1] = (*done[-1][:3], self._snapshot())
             return done
         prepared = None
         if self.queue is not None and self.index % self.every == 0:
@@ -912,28 +964,77 @@ class _StreamingStep:
                 outputs = self.stream.push_prepared(prepared, (int(frame.shape[0]), int(frame.shape[1])))
             else:
                 outputs = self.stream.push(frame)
-        return self._finish(outputs)
+        done = self._finish(outputs)
+        if (self.part_frames is not None and done
+                and self.shot_start + self.written - self.part_start >= self.part_frames):
+            # A window just ran (no input frame waits in the stream): a cheap point to end a long part.
+            if self.queue is not None:
+                self.queue.run()
+            done[-1] = (*done[-1][:3], self._snapshot())
+        return done
+
+    # -- --resume: the state at the end of a part --------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        """The calling thread's state after the last output so far (see :mod:`mvda.apps.resume`)."""
+        self.part_start = self.shot_start + self.written
+        model = self.stream.model
+        return {
+            "shot_start": self.shot_start, "index": self.index, "written": self.written,
+            "pushed_total": self.shot_start + self.index, "written_total": self.part_start,
+            "stream": self.stream.state(),
+            "keyframes": model.keyframe_state() if isinstance(model, KeyframeFeatureCache) else None,
+            "queue": {int(i): [st.mean, st.std] for i, st in self.queue.stats.items()} if self.queue else {},
+            "metric_frames": self.c.metric_frames,
+        }
+
+    def encode_state(self) -> dict[str, Any]:
+        """The encode thread's state after the last frame written (the fit, the counters)."""
+        c, params = self.c, self.fit.params
+        return {
+            "fit_history": [[e.s, e.a, e.b] for e in self.fit.history],
+            "fit_params": None if params is None else [params.s, params.a, params.b],
+            "clamps": [c.clamps.far, c.clamps.nonpositive, c.clamps.near],
+            "trace": torch.tensor(c.trace, dtype=torch.float64).reshape(-1, 2),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a part's state: :meth:`_snapshot` and :meth:`encode_state` merged."""
+        c = self.c
+        self.shot_start = int(state["shot_start"])
+        self._start_shot()
+        self.index, self.written = int(state["index"]), int(state["written"])
+        self.part_start = int(state["written_total"])
+        self.stream.load_state(state["stream"])
+        if state["keyframes"] is not None and isinstance(self.stream.model, KeyframeFeatureCache):
+            self.stream.model.load_keyframe_state(state["keyframes"], c.options.device)
+        if self.queue is not None:
+            self.queue.stats = {int(i): depth_fit.MapStats(*v) for i, v in state["queue"].items()}
+        c.metric_frames = int(state["metric_frames"])
+        self.fit.history = collections.deque(depth_fit.FitEntry(*e) for e in state["fit_history"])
+        self.fit._params = None if state["fit_params"] is None else depth_fit.RollingParams(*state["fit_params"])
+        c.clamps = depth_fit.ClampCounts(*state["clamps"])
+        c.trace = [tuple(row) for row in state["trace"].tolist()]
 
     def flush(self) -> list[torch.Tensor]:
         with self.c.timer.stage("vda"):
             outputs = self.stream.flush()
         return self._finish(outputs)
 
-    def _finish(self, outputs: list[torch.Tensor]) -> list[tuple[torch.Tensor, depth_fit.MapStats | None, bool]]:
-        """Pair each finished VDA frame with its DA-V2 statistics (None: none for this frame) and whether
-        it is the first frame of its shot."""
+    def _finish(self, outputs: list[torch.Tensor]) -> list[tuple]:
+        """Pair each finished VDA frame with its DA-V2 statistics (None: none for this frame), whether
+        it is the first frame of its shot, and the state when a part ends after it (else None)."""
         done = []
         for r in outputs:
             metric = self.queue.pop(self.written) if self.queue is not None and self.written % self.every == 0 else None
-            done.append((r, metric, self.written == 0))
+            done.append((r, metric, self.written == 0, None))
             self.written += 1
         return done
 
-    def finish(self, output: tuple[torch.Tensor, depth_fit.MapStats | None, bool]) -> torch.Tensor:
+    def finish(self, output: tuple) -> torch.Tensor:
         """Encode thread, in frame order: the rolling fit (or the metric clamp) of one frame -> metres.
         The fit's history starts anew with each shot."""
         c = self.c
-        r, metric, first = output
+        r, metric, first = output[:3]
         if self.metric_model:
             depth, counts = clamp_metric_depth(r, c.options.max_depth, c.min_depth)
         else:
@@ -1069,6 +1170,45 @@ def _finish_output(written: Path, output: Path, source: _FrameSource) -> None:
     join_videos([written], output, source.fps, metadata={TAG_SCENE_CUTS: format_cuts(source.cuts)}, vfr=source.vfr)
 
 
+def _resume_settings(options: ConvertOptions, models: Models) -> dict[str, Any]:
+    """What must not change between a run and its resumption: the options that shape the output, the
+    device type, the cut list's content and an identity of the networks' weights."""
+    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("progress", "device", "resume")}
+    settings["device"] = options.device.type
+    if options.scene_cuts not in ("auto", "off"):
+        settings["scene_cuts"] = "file:" + hashlib.sha256(Path(options.scene_cuts).read_bytes()).hexdigest()
+    for name in ("vda", "dav2"):
+        model = getattr(models, name)
+        params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
+        settings[f"{name}_weights"] = None if model is None else [
+            type(model).__name__, sum(p.numel() for p in params),
+            float(sum(p.detach().double().sum().item() for p in params[:4]))]
+    return settings
+
+
+def _convert_resumable(input_path: Path, output: Path, models: Models, options: ConvertOptions,
+                       source: _FrameSource, converter: _Converter, metadata: dict[str, str],
+                       out_size: tuple[int, int]) -> tuple[int, tuple[float, float]]:
+    """``--resume``: convert into (or continue) the parts folder, join the parts into ``output``, remove
+    the folder. Returns the frames and the depth range."""
+    folder = resume_parts.PartsFolder.open(output, _resume_settings(options, models),
+                                           resume_parts.source_identity(input_path), resume=True)
+    out_h, out_w = out_size
+
+    def open_writer(path: Path) -> DepthVideoWriter:
+        return DepthVideoWriter(path, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
+                                vfr=source.vfr)
+
+    frames = converter.run_parts(source, folder, open_writer, out_size, input_path.name)
+    if frames == 0:
+        folder.remove()
+        raise UserError(f"{input_path}: no frames decoded (empty video, or --max_len / --target_fps leave none)")
+    tags = {TAG_SCENE_CUTS: format_cuts(source.cuts)} if source.cuts else {}
+    folder.join(output, source.fps, tags, source.vfr)
+    folder.remove()
+    return frames, (min(p.depth_min for p in folder.parts), max(p.depth_max for p in folder.parts))
+
+
 def format_cuts(cuts: Sequence[int]) -> str:
     """The :data:`~depth_codec.TAG_SCENE_CUTS` tag's text: frame numbers, comma-separated.
 
@@ -1109,6 +1249,16 @@ def convert_video(
         if options.xfov is not None or options.yfov is not None:  # a known field of view travels with the file
             intr = intrinsics_from_fov(out_h, out_w, options.xfov, options.yfov)
             metadata.update({TAG_XFOV: f"{intr.xfov:.6g}", TAG_YFOV: f"{intr.yfov:.6g}"})
+        if options.resume:
+            frames, stats = _convert_resumable(input_path, output, models, options, source, converter, metadata,
+                                               (out_h, out_w))
+            seconds = time.perf_counter() - start
+            return VideoResult(
+                input=input_path, output=output, frames=frames, seconds=seconds, width=out_w, height=out_h,
+                fps=source.fps, depth_min=stats[0], depth_max=stats[1], clamps=converter.clamps,
+                metric_frames=converter.metric_frames, fit="none" if options.model == "vda-metric" else options.fit,
+                timings=dict(timer.seconds), cuts=list(source.cuts),
+            )
         temp_store: Path | None = None
         # With cuts the file is written aside and remuxed at the end with the cut list in its tags (the
         # container's tags are written before the first frame, the cuts are known after the last).
@@ -1253,6 +1403,7 @@ def options_from_args(args: Any) -> ConvertOptions:
         dav2_batch=4 if device.type == "cuda" else 1,
         progress=not args.no_progress, xfov=args.xfov, yfov=args.yfov,
         scene_cuts=args.scene_cuts, scene_threshold=args.scene_threshold,
+        resume=args.resume, part_seconds=args.part_seconds,
     )
     options.validate()
     return options
