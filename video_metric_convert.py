@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true",
                         help="keep finished parts in {output}.parts/ and, when run again with --resume after an "
                              "interruption, continue from them (the result is identical to an uninterrupted run)")
+    parser.add_argument("--report", action="store_true",
+                        help="also draw {name}_depth_report.png beside the output: depth frames, and the fit's scale "
+                             "and shift per frame with the scene cuts marked")
     parser.add_argument("--part_seconds", type=positive_float, default=PART_SECONDS, help=argparse.SUPPRESS)
     add_device_args(parser)
     parser.add_argument("--skip_existing", action="store_true", help="skip videos whose output already exists")

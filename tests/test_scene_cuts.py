@@ -168,3 +168,18 @@ def test_bad_cut_file_is_one_line(tmp_path, procedural_checkpoints, shots, capsy
     assert video_metric_convert.main([*args[:5], str(tmp_path / "missing.txt"), *args[6:]]) == 2
     one_line_error(capsys, "missing.txt: cannot read the cut list")
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def test_report_picture(tmp_path, procedural_checkpoints, shots):
+    import matplotlib.image
+
+    from mvda.apps.report import report_path, strip_indices
+
+    assert strip_indices(48) == [0, 9, 19, 28, 38, 47]
+    convert(procedural_checkpoints, shots["both"], tmp_path, "--report")
+    png = tmp_path / "both_depth_report.png"
+    assert report_path(tmp_path / "both_depth.mkv") == png
+    image = matplotlib.image.imread(png)
+    assert image.shape[0] == 650 and image.shape[1] == 1200
+    assert image[..., :3].std() > 0.05  # not blank
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["both_depth.mkv", "both_depth_report.png"]

@@ -166,6 +166,8 @@ class ConvertOptions:
     #: Keep finished parts in ``{output}.parts/`` and continue from them (:mod:`mvda.apps.resume`).
     resume: bool = False
     part_seconds: float = resume_parts.PART_SECONDS
+    #: Draw ``{name}_depth_report.png`` beside the output (:mod:`mvda.apps.report`).
+    report: bool = False
 
     def validate(self) -> None:
         """Raise :class:`UserError` for impossible combinations."""
@@ -1253,12 +1255,12 @@ def convert_video(
             frames, stats = _convert_resumable(input_path, output, models, options, source, converter, metadata,
                                                (out_h, out_w))
             seconds = time.perf_counter() - start
-            return VideoResult(
+            return _with_report(options, converter, VideoResult(
                 input=input_path, output=output, frames=frames, seconds=seconds, width=out_w, height=out_h,
                 fps=source.fps, depth_min=stats[0], depth_max=stats[1], clamps=converter.clamps,
                 metric_frames=converter.metric_frames, fit="none" if options.model == "vda-metric" else options.fit,
                 timings=dict(timer.seconds), cuts=list(source.cuts),
-            )
+            ))
         temp_store: Path | None = None
         # With cuts the file is written aside and remuxed at the end with the cut list in its tags (the
         # container's tags are written before the first frame, the cuts are known after the last).
@@ -1283,12 +1285,22 @@ def convert_video(
                         temp.unlink()
                     forget_temporary(temp)
     seconds = time.perf_counter() - start
-    return VideoResult(
+    return _with_report(options, converter, VideoResult(
         input=input_path, output=output, frames=frames, seconds=seconds, width=out_w, height=out_h,
         fps=source.fps, depth_min=stats.min_depth, depth_max=stats.max_depth, clamps=converter.clamps,
         metric_frames=converter.metric_frames, fit="none" if options.model == "vda-metric" else options.fit,
         timings=dict(timer.seconds), cuts=list(source.cuts),
-    )
+    ))
+
+
+def _with_report(options: ConvertOptions, converter: _Converter, result: VideoResult) -> VideoResult:
+    """``--report``: draw :func:`mvda.apps.report.write_report` beside the output; returns ``result``."""
+    if options.report:
+        from mvda.apps.report import write_report
+
+        write_report(result.output, result.frames, converter.trace, result.cuts, options.max_depth,
+                     f"{result.input.name}: {result.frames} frames, fit {result.fit}")
+    return result
 
 
 def convert_batch(
@@ -1403,7 +1415,7 @@ def options_from_args(args: Any) -> ConvertOptions:
         dav2_batch=4 if device.type == "cuda" else 1,
         progress=not args.no_progress, xfov=args.xfov, yfov=args.yfov,
         scene_cuts=args.scene_cuts, scene_threshold=args.scene_threshold,
-        resume=args.resume, part_seconds=args.part_seconds,
+        resume=args.resume, part_seconds=args.part_seconds, report=args.report,
     )
     options.validate()
     return options
