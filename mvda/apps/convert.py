@@ -1175,7 +1175,8 @@ def _finish_output(written: Path, output: Path, source: _FrameSource) -> None:
 def _resume_settings(options: ConvertOptions, models: Models) -> dict[str, Any]:
     """What must not change between a run and its resumption: the options that shape the output, the
     device type, the cut list's content and an identity of the networks' weights."""
-    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("progress", "device", "resume", "report")}
+    ignored = ("progress", "device", "resume", "report")
+    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in ignored}
     settings["device"] = options.device.type
     if options.scene_cuts not in ("auto", "off"):
         settings["scene_cuts"] = "file:" + hashlib.sha256(Path(options.scene_cuts).read_bytes()).hexdigest()
