@@ -822,8 +822,10 @@ class _Converter:
         part_frames = max(1, round(self.options.part_seconds * float(source.fps)))
         step = _StreamingStep(self, out_size, part_frames=part_frames)
         state = folder.load_state()
-        if state is not None and state.get("complete"):
+        if state is not None and state.get("complete"):  # stopped between the last part and the join
             source.cuts = list(state["cuts"])
+            self.clamps = depth_fit.ClampCounts(*state["clamps"])
+            self.trace = [tuple(row) for row in state["trace"].tolist()]
             return folder.frames_done
         if state is not None:
             step.restore(state)
