@@ -28,6 +28,12 @@ frames as the original's: the first entry is used while the history holds fewer 
 ``ceil(10 / N)`` entries, and the oldest entry is dropped (after fitting) when it holds more than
 ``ceil(100 / N)`` (:func:`rolling_limits`). ``N = 1`` is exactly the original tool.
 
+Scene cuts (``scene_cuts``, :mod:`mvda.ops.scene_cuts`): the frame source detects them on the decoded
+frames (or takes them from a list) and puts a :class:`ShotStart` before each new shot; the steps end
+their VDA stream there as at the end of a video and start a new one, the rolling fit's history starts
+again and the global fit fits each shot on its own. ``resume`` writes the output as parts that a later
+run continues (:mod:`mvda.apps.resume`); ``report`` draws a picture of the run (:mod:`mvda.apps.report`).
+
 Depth is written at the source resolution (VDA's output is resized there directly), with the
 source frame rate (or ``target_fps``), through :class:`depth_codec.DepthVideoWriter` (lossless,
 atomic, tagged with ``max_depth``). Fitted inverse depth that is non-positive, non-finite or below
