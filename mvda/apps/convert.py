@@ -1208,7 +1208,7 @@ def _convert_resumable(input_path: Path, output: Path, models: Models, options: 
 
     def open_writer(path: Path) -> DepthVideoWriter:
         return DepthVideoWriter(path, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
-                                vfr=source.vfr)
+                                vfr=source.vfr, label=f"{output.name} ({path.name})")
 
     frames = converter.run_parts(source, folder, open_writer, out_size, input_path.name)
     if frames == 0:
@@ -1276,7 +1276,7 @@ def convert_video(
         target = output if options.scene_cuts == "off" else _temp_shots_path(output)
         try:
             with DepthVideoWriter(target, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
-                                  vfr=source.vfr) as writer:
+                                  vfr=source.vfr, label=output.name) as writer:
                 if options.model == "vda+dav2" and options.fit == "global":
                     temp_store = _temp_store_path(output)
                     frames = converter.run_global(source, writer, (out_h, out_w), input_path.name, temp_store)
