@@ -12,7 +12,7 @@
    run's: the saving of resuming instead of starting again (the resumed run decodes the finished part
    again, for the cut detector, but runs no network on it).
 
-Example (2-core VM, about 6 minutes)::
+Example (2-core VM, about 10 minutes when quiet)::
 
     nice python -m benchmarks.bench_scene_cuts --threads 1
 """
@@ -36,10 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=720)
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--input_size", type=int, default=518, help="network input size of the comparison (default 518)")
-    p.add_argument("--resume_frames", type=int, default=600, help="frames of the resume clip (default 600)")
+    p.add_argument("--resume_frames", type=int, default=300, help="frames of the resume clip (default 300)")
     p.add_argument("--resume_size", type=int, default=140, help="network input size of the resume runs (default 140)")
     p.add_argument("--part_seconds", type=float, default=4.0, help="part length of the resume runs (default 4 s)")
     p.add_argument("--stop_at", type=float, default=0.75, help="stop the first resume run after this share of parts")
+    p.add_argument("--modes", nargs="+", default=["off", "auto"], choices=["off", "auto"],
+                   help="conversion runs, in order (default: off auto; e.g. off auto off auto to alternate)")
     p.add_argument("--skip", nargs="*", default=[], choices=["detector", "convert", "resume"])
     return p
 
@@ -96,7 +98,7 @@ def bench_convert(args, folder: Path, models, device) -> dict:
 
     clip = moving_clip(folder / "cmp.mkv", args.frames, args.height, args.width)
     result = {}
-    for mode in ("off", "auto", "off", "auto"):  # twice each, alternating: the second pair is reported
+    for mode in args.modes:  # the last run of each mode is reported
         timer = cp.StageTimer(device)
         options = cp.ConvertOptions(input_size=args.input_size, device=device, progress=False, scene_cuts=mode)
         r = cp.convert_video(clip, folder / mode, models, options, timer=timer)
