@@ -172,3 +172,33 @@ def test_sigterm_at_several_points_then_resume(tmp_path, procedural_checkpoints,
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_array_equal(packed(out / "two_depth.mkv"), reference)
     assert sorted(p.name for p in out.iterdir()) == ["two_depth.mkv"]
+
+
+def test_variable_frame_rate_resume_keeps_the_frame_times(tmp_path, procedural_checkpoints, monkeypatch):
+    """A phone's variable-rate clip (40 frames: 30 at 30 fps, 10 at 5 fps), stopped after its first part
+    and resumed: the same depth frames at the same times as a plain run."""
+    from tests.helpers import write_vfr_clip
+
+    clip = tmp_path / "phone.mp4"
+    times = write_vfr_clip(clip, size=(H, W))
+    plain = tmp_path / "plain"
+    assert video_metric_convert.main(args(procedural_checkpoints, clip, plain)) == 0
+    original = resume.PartsFolder.finish_part
+
+    def stop_after_first(self, *a, **k):
+        original(self, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume.PartsFolder, "finish_part", stop_after_first)
+    out = tmp_path / "resumed"
+    half = ["--part_seconds", "0.5"]  # 15 frames: the first part ends after the first window (24 frames)
+    assert video_metric_convert.main(args(procedural_checkpoints, clip, out, "--resume", *half)) == 130
+    manifest = json.loads((out / "phone_depth.mkv.parts" / "manifest.json").read_text())
+    assert [p["frames"] for p in manifest["parts"]] == [24]
+    monkeypatch.undo()
+    assert video_metric_convert.main(args(procedural_checkpoints, clip, out, "--resume", *half)) == 0
+    np.testing.assert_array_equal(packed(out / "phone_depth.mkv"), packed(plain / "phone_depth.mkv"))
+    for path in (plain / "phone_depth.mkv", out / "phone_depth.mkv"):
+        with VideoReader(path) as reader:
+            list(reader)
+            np.testing.assert_allclose(reader.times, times, atol=1.5e-3)
