@@ -202,3 +202,22 @@ def test_variable_frame_rate_resume_keeps_the_frame_times(tmp_path, procedural_c
         with VideoReader(path) as reader:
             list(reader)
             np.testing.assert_allclose(reader.times, times, atol=1.5e-3)
+
+
+def test_vda_metric_resume(tmp_path, procedural_checkpoints, clip, monkeypatch):
+    """--model vda-metric (no DA-V2, no fit): stopped inside the first shot, resumed, the same frames."""
+    metric = ["--model", "vda-metric", "--max_len", "60"]
+    plain = tmp_path / "plain"
+    assert video_metric_convert.main(args(procedural_checkpoints, clip, plain, *metric)) == 0
+    original = resume.PartsFolder.finish_part
+
+    def stop_after_first(self, *a, **k):
+        original(self, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume.PartsFolder, "finish_part", stop_after_first)
+    out = tmp_path / "resumed"
+    assert video_metric_convert.main(args(procedural_checkpoints, clip, out, "--resume", *PART, *metric)) == 130
+    monkeypatch.undo()
+    assert video_metric_convert.main(args(procedural_checkpoints, clip, out, "--resume", *PART, *metric)) == 0
+    np.testing.assert_array_equal(packed(out / "two_depth.mkv"), packed(plain / "two_depth.mkv"))
