@@ -41,7 +41,9 @@ options:
                            default: none)
   --no-weights             skip the checkpoint download
   --weights-only           only the checkpoint download (skip step 1)
-  --dev                    also install the test tools (pytest, psutil; the Debian packages above)
+  --dev                    also install the test tools (pytest, psutil, scikit-image, ray; the Debian packages above)
+  --ray                    also install Ray (the [ray] extra) for many videos on several GPUs or machines:
+                           video_metric_convert.py --ray local|auto|ADDRESS (run it on every node)
   -h, --help               show this help
 
 environment: PYTHON (interpreter to use; default: python, else python3), HF_HOME / HF_ENDPOINT /
@@ -51,6 +53,7 @@ examples:
   bash install_mvda.sh                                   # default models, for the README's job
   bash install_mvda.sh --encoders vits,vitl --metric_models hypersim,vkitti --vda_metric
   bash install_mvda.sh --moge vits          # MoGe-2 for python -m mvda.fov
+  bash install_mvda.sh --ray                # on each node of a Ray cluster (video_metric_convert.py --ray)
   bash install_mvda.sh --no-weights --dev && python -m pytest -q       # the test set-up
 EOF
 }
@@ -68,6 +71,7 @@ MOGE=""
 WEIGHTS=1
 PACKAGES=1
 DEV=0
+RAY=0
 
 need_value() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "$1 needs a value; see --help"; }
 
@@ -85,6 +89,7 @@ while [[ $# -gt 0 ]]; do
         --no-weights|--no_weights) WEIGHTS=0; shift ;;
         --weights-only|--weights_only) PACKAGES=0; shift ;;
         --dev) DEV=1; shift ;;
+        --ray) RAY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option '$1'; see --help" ;;
     esac
@@ -198,10 +203,14 @@ install_packages() {
         say "installing $TORCH_SPEC"
         pip_install "$TORCH_SPEC"
     fi
-    local target="$REPO"
+    local target="$REPO" extras=()
     if [[ $DEV == 1 ]]; then
-        target="$REPO[test]"
+        extras+=(test)
         install_test_deb_packages  # first, so that install_viewer_libs finds its libraries in place
+    fi
+    [[ $RAY == 1 ]] && extras+=(ray)
+    if [[ ${#extras[@]} -gt 0 ]]; then
+        target="$REPO[$(IFS=,; echo "${extras[*]}")]"
     fi
     say "installing this project (pip install -e '$target')"
     pip_install --quiet -e "$target"

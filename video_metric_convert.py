@@ -2,9 +2,11 @@
 
 Video-Depth-Anything gives temporally stable relative depth; metric Depth-Anything-V2 gives metres per
 frame; a rolling (default) or global scale/shift fit in inverse-depth space combines them. Or use the
-Metric-Video-Depth-Anything checkpoints directly with --model vda-metric. Frames stream through the
+Metric-Video-Depth-Anything checkpoints directly with --model vda-metric, or MoGe-2's metres (with the
+video's field of view) as the fit's anchor with --model vda+moge2. Frames stream through the
 networks, so memory does not grow with the video length; depth is written at the source resolution
-and frame rate (or --target_fps). --input_video accepts several files or folders.
+and frame rate (or --target_fps). The camera's field of view (MoGe-2 on a few keyframes, or --xfov)
+goes into the depth file's tags for stereo and the viewer. --input_video accepts several files or folders.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ import argparse
 import sys
 
 from mvda.apps.convert import ENCODERS, FITS, METRIC_MODELS, MODELS, run
-from mvda.cli import (add_device_args, add_fov_args, add_frame_limit_arg, add_max_depth_arg, add_report_args,
-                      frame_rate, positive_float, positive_int, run_cli)
 from mvda.apps.resume import PART_SECONDS
+from mvda.apps.video_fov import FOV_MODES
+from mvda.cli import (add_device_args, add_fov_args, add_fov_model_args, add_frame_limit_arg, add_max_depth_arg,
+                      add_report_args, frame_rate, positive_float, positive_int, run_cli)
 from mvda.ops.scene_cuts import DEFAULT_THRESHOLD
 
 PROG = "video_metric_convert.py"
 EPILOG = """example:
   python video_metric_convert.py --input_video assets/big_buck_bunny_3s.mp4 --max_depth 20
   python video_metric_convert.py --input_video clips/ --fit global --metric_every 4 --precision bf16
+  python video_metric_convert.py --input_video assets/big_buck_bunny_3s.mp4 --model vda+moge2 --fov_encoder vitl
+  python video_metric_convert.py --input_video films/ --output_dir /shared/depth --ray auto   # a Ray cluster
   python video_metric_convert.py --input_video film.mkv --scene_cuts cuts.csv --resume --report
 """
 
@@ -43,9 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output frame rate; frames are dropped/duplicated by timestamp (-1: source rate)")
     add_max_depth_arg(parser, reader=False)
     add_fov_args(parser, note="; a known field of view, written into the depth file's tags for stereo and the viewer")
+    parser.add_argument("--fov", choices=FOV_MODES, default="auto",
+                        help="auto: MoGe-2's field of view of keyframes spread over the video into the depth file's "
+                             "xfov/yfov tags (default; a missing MoGe-2 checkpoint is a warning, no tag); off: none. "
+                             "--xfov/--yfov, when given, are written instead")
+    add_fov_model_args(parser, note="; with --model vda+moge2 also the metric anchor")
     parser.add_argument("--model", choices=MODELS, default="vda+dav2",
                         help="vda+dav2: relative Video-Depth-Anything + metric Depth-Anything-V2 + fit (default); "
-                             "vda-metric: Metric-Video-Depth-Anything directly (no DA-V2, no fit)")
+                             "vda-metric: Metric-Video-Depth-Anything directly (no DA-V2, no fit); vda+moge2: "
+                             "MoGe-2's metres with the video's field of view as the fit's anchor instead of DA-V2")
     parser.add_argument("--encoder", choices=ENCODERS, default="vitl", help="Video-Depth-Anything size (default vitl)")
     parser.add_argument("--metric_encoder", choices=ENCODERS, default="vitl",
                         help="Depth-Anything-V2 metric size (default vitl)")
@@ -77,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--part_seconds", type=positive_float, default=PART_SECONDS, help=argparse.SUPPRESS)
     add_device_args(parser)
     parser.add_argument("--skip_existing", action="store_true", help="skip videos whose output already exists")
+    ray = parser.add_argument_group("many videos on several GPUs or machines (Ray; install_mvda.sh --ray)")
+    ray.add_argument("--ray", metavar="WHERE", default=None,
+                     help="convert the videos on Ray workers, one per GPU (or per --ray_cpus_per_worker cores): "
+                          "local (start Ray on this machine), auto (join the running cluster, RAY_ADDRESS) or "
+                          "the address of a cluster; --output_dir must be writable by every worker")
+    ray.add_argument("--ray_cpus", type=positive_int, default=None, metavar="N",
+                     help="--ray local: cores Ray may use (default: all)")
+    ray.add_argument("--ray_cpus_per_worker", type=positive_int, default=4, metavar="N",
+                     help="cores per worker where there are no GPUs (default 4)")
+    ray.add_argument("--ray_workers", type=positive_int, default=None, metavar="N",
+                     help="at most N workers (default: one per GPU, or per --ray_cpus_per_worker cores)")
     add_report_args(parser)
     return parser
 

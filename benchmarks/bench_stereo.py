@@ -1,7 +1,8 @@
 """Benchmark of the stereo renderer (stero_rerender.py) at 1280x720 and 1920x1080.
 
 Measures, per size and device:
-  * render: depth -> disparity, both eyes (warp + background fill) and side-by-side packing of one
+  * render: depth -> disparity (with the default edge sharpening and dilation), both eyes (warp +
+    smooth background fill) and side-by-side packing of one
     frame, i.e. the per-frame work without video decode/encode (frames/s, from the median and the
     best of --repeat runs, plus the CPU time the process used per frame); on the CPU with one
     torch op thread (as stero_rerender.py) and one worker thread, then one worker per core;
@@ -29,7 +30,8 @@ import torch
 from depth_codec import DepthVideoWriter
 from mvda.apps import stereo
 from mvda.ops.geometry import intrinsics_from_fov
-from mvda.ops.stereo_warp import StereoWarper, disparity_from_depth, pack_stereo
+from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN, comfort_disparity
+from mvda.ops.stereo_warp import StereoWarper, pack_stereo
 from mvda.io.video import VideoWriter
 
 
@@ -52,7 +54,8 @@ def bench_render(width: int, height: int, device: torch.device, repeat: int, wor
     depth_t = torch.from_numpy(depth).to(device)
 
     def once() -> None:
-        disp = disparity_from_depth(depth_t, fx, 0.063, 6.0)
+        disp = comfort_disparity(depth_t, fx, 0.063, 6.0, edge_sharpen=DEFAULT_EDGE_SHARPEN,
+                                 edge_dilation=DEFAULT_EDGE_DILATION)  # stero_rerender.py's defaults
         views = warper.render(colour_t, disp)
         frame = pack_stereo(views.left, views.right, "sbs")
         frame.cpu()

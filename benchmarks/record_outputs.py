@@ -35,9 +35,9 @@ CLIP = REPO / "assets" / "big_buck_bunny_3s.mp4"
 
 def cases(ck: Path, out: Path) -> list[tuple[str, list[str], list[str]]]:
     """(name, argv, output paths relative to ``out``)."""
-    common = ["--input_size", "28", "--encoder", "vits", "--metric_encoder", "vits", "--no_progress",
+    common = ["--input_size", "28", "--encoder", "vits", "--metric_encoder", "vits", "--no_progress", "--fov", "off",
               "--vda_checkpoint", str(ck / "vda_vits.pth"), "--metric_checkpoint", str(ck / "dav2_metric_vits.pth")]
-    metric = ["--input_size", "28", "--encoder", "vits", "--no_progress", "--model", "vda-metric",
+    metric = ["--input_size", "28", "--encoder", "vits", "--no_progress", "--model", "vda-metric", "--fov", "off",
               "--vda_checkpoint", str(ck / "vda_metric_vits.pth")]
     depth = str(out / "rolling" / "big_buck_bunny_3s_depth.mkv")
     conv = [sys.executable, "video_metric_convert.py", "--input_video", str(CLIP), "--max_len", "40"]

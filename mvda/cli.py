@@ -230,6 +230,19 @@ def add_fov_args(parser: argparse.ArgumentParser, note: str = "") -> None:
                              "from the aspect ratio")
 
 
+#: ``--fov_encoder`` choices (MoGe-2 sizes).
+FOV_ENCODERS: tuple[str, ...] = ("vits", "vitb", "vitl")
+
+
+def add_fov_model_args(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--fov_encoder`` / ``--fov_checkpoint``: the MoGe-2 that estimates the field of view."""
+    parser.add_argument("--fov_encoder", choices=FOV_ENCODERS, default="vits",
+                        help="MoGe-2 size for the field of view (default vits)" + note)
+    parser.add_argument("--fov_checkpoint", default=None, metavar="PATH",
+                        help="local MoGe-2 model.pt (default: MoGe/checkpoints/moge-2-<enc>-normal/model.pt, "
+                             "then the hub)")
+
+
 def add_max_depth_arg(parser: argparse.ArgumentParser, reader: bool = True, default: float = 6.0,
                       note: str = "") -> None:
     """``--max_depth`` (metres): a reader's decode scale (default: the file's tag) or a writer's full scale.

@@ -23,15 +23,20 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from mvda.cli import add_device_args, add_report_args, positive_int, run_cli
+from mvda.cli import FOV_ENCODERS, add_device_args, add_fov_model_args, add_report_args, positive_int, run_cli
 from mvda.errors import UserError
 
-__all__ = ["FovEstimate", "fov_from_intrinsics", "estimate_fov", "build_parser", "main"]
+__all__ = ["FovEstimate", "fov_from_intrinsics", "estimate_fov", "keyframe_indices", "keyframe_count", "build_parser",
+           "main"]
 
 PROG = "python -m mvda.fov"
 #: ``--fov_encoder`` choices and the released MoGe-2 checkpoint each selects.
-FOV_MODELS = {"vits": "vits-normal", "vitb": "vitb-normal", "vitl": "vitl-normal"}
+FOV_MODELS = {encoder: f"{encoder}-normal" for encoder in FOV_ENCODERS}
 log = logging.getLogger("mvda")
+#: Keyframes for a video's field of view: one per this many frames, at least one, at most :data:`MAX_KEYFRAMES`
+#: (the converter's cost bound; benchmarks/RESULTS.md, "Field of view in the converter").
+FRAMES_PER_KEYFRAME = 20
+MAX_KEYFRAMES = 16
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,30 @@ def fov_from_intrinsics(intrinsics: np.ndarray) -> tuple[float, float]:
     return math.degrees(2 * math.atan(0.5 / fx)), math.degrees(2 * math.atan(0.5 / fy))
 
 
+def keyframe_count(frames: int | None) -> int:
+    """How many keyframes to estimate a video's field of view from: one per :data:`FRAMES_PER_KEYFRAME`
+    frames, rounded, between 1 and :data:`MAX_KEYFRAMES` (``None``, an unknown length: the maximum).
+
+    >>> keyframe_count(5), keyframe_count(100), keyframe_count(10_000), keyframe_count(None)
+    (1, 5, 16, 16)
+    """
+    if frames is None:
+        return MAX_KEYFRAMES
+    return min(MAX_KEYFRAMES, max(1, round(frames / FRAMES_PER_KEYFRAME)))
+
+
+def keyframe_indices(frames: int, count: int) -> list[int]:
+    """``count`` frame indices spread evenly over ``frames`` frames: the middle of each of ``count`` equal
+    parts (fewer when ``frames < count``; none for no frames).
+
+    >>> keyframe_indices(100, 4), keyframe_indices(3, 5), keyframe_indices(1, 1)
+    ([12, 37, 62, 87], [0, 1, 2], [0])
+    """
+    if frames <= 0 or count <= 0:
+        return []
+    return sorted({(2 * k + 1) * frames // (2 * count) for k in range(count)})
+
+
 def estimate_fov(frames: Iterable[np.ndarray], model: Any, device: torch.device, num_tokens: int | None = 1200
                  ) -> FovEstimate:
     """Median field of view of ``frames`` ((H, W, 3) uint8 RGB) by MoGe-2 ``model`` on ``device``.
@@ -67,7 +96,7 @@ def estimate_fov(frames: Iterable[np.ndarray], model: Any, device: torch.device,
         try:
             per_frame.append(fov_from_intrinsics(out["intrinsics"].float().cpu().numpy()))
         except ValueError as exc:
-            log.warning("a frame gave no field of view (%s); skipped", exc)
+            log.info("a frame gave no field of view (%s); skipped", exc)
     if not per_frame:
         raise UserError("MoGe-2 found no usable field of view in any frame")
     xs, ys = zip(*per_frame)
@@ -80,10 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("path", metavar="PATH", help="a video or an image")
     parser.add_argument("--frames", type=positive_int, default=8,
                         help="frames spread over a video to estimate from (default 8; the median is printed)")
-    parser.add_argument("--fov_encoder", choices=tuple(FOV_MODELS), default="vits",
-                        help="MoGe-2 size (default vits)")
-    parser.add_argument("--fov_checkpoint", default=None,
-                        help="local MoGe-2 model.pt (default: MoGe/checkpoints/<repo>/model.pt, then the hub)")
+    add_fov_model_args(parser)
     parser.add_argument("--num_tokens", type=positive_int, default=1200,
                         help="MoGe-2 resolution in image tokens (default 1200, its lowest level: fast and enough "
                              "for the field of view)")

@@ -155,11 +155,17 @@ class Prefetch:
     the thread (call it before closing what ``items`` reads from); it is also a context manager.
     """
 
-    def __init__(self, items: Iterable, depth: int = 2, name: str = "mvda-decode") -> None:
+    def __init__(self, items: Iterable, depth: int = 2, name: str = "mvda-decode", start: bool = True) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self.count = 0
         self._thread = threading.Thread(target=self._run, args=(items,), name=name, daemon=True)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the thread (when constructed with ``start=False``: assign first, then start, so that a
+        signal arriving during the start still finds the object to :meth:`close`)."""
         self._thread.start()
 
     def _put(self, item) -> bool:
@@ -193,6 +199,8 @@ class Prefetch:
 
     def close(self) -> None:
         self._stop.set()
+        if self._thread.ident is None:  # never started
+            return
         while self._thread.is_alive():
             with contextlib.suppress(queue.Empty):
                 self._queue.get(timeout=0.05)
@@ -219,6 +227,8 @@ class _Encoder:
         self._abort = threading.Event()
         self.written = 0
         self._thread = threading.Thread(target=self._run, name="mvda-encode", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
@@ -255,6 +265,8 @@ class _Encoder:
 
     def abort(self) -> None:
         self._abort.set()
+        if self._thread.ident is None:  # never started
+            return
         while self._thread.is_alive():
             with contextlib.suppress(queue.Full):
                 self._queue.put(_END, timeout=0.05)
@@ -326,8 +338,13 @@ def run_frames(
     flush = getattr(step, "flush", None)
     try:
         with bar:
-            reader = Prefetch(source, depth=queue_size)
+            # Assigned before their threads start: a signal that arrives while a thread starts (its
+            # start waits for the thread) must still find the thread to stop before the caller closes
+            # what the source reads from.
+            reader = Prefetch(source, depth=queue_size, start=False)
+            reader.start()
             encoder = _Encoder(sinks, depth=encode_queue_size or queue_size, on_written=rate_from_here)
+            encoder.start()
             for item in reader:
                 for output in step(item):
                     encoder.put(output)

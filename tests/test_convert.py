@@ -66,7 +66,7 @@ def cli_args(checkpoints: dict[str, Path], *extra: str) -> list[str]:
     return [
         "--encoder", "vits", "--metric_encoder", "vits", "--input_size", "28", "--device", "cpu",
         "--vda_checkpoint", str(checkpoints["vda"]), "--metric_checkpoint", str(checkpoints["dav2"]),
-        "--no_progress", *extra,
+        "--no_progress", "--fov", "off", *extra,
     ]
 
 

@@ -163,3 +163,32 @@ def test_bar_ends_its_line_done_or_failed(monkeypatch, fail):
     else:
         run_frames(range(5), step, [Recorder()], total=5, desc="t")
     assert stream.getvalue().endswith("\n"), repr(stream.getvalue())
+
+
+@pytest.mark.parametrize("thread_name", ["mvda-decode", "mvda-encode"])
+def test_signal_while_a_thread_starts_still_stops_it(monkeypatch, thread_name):
+    """A signal can arrive while ``Thread.start`` waits for the new thread: the loop must still stop that
+    thread before it re-raises, or the caller closes the source while the thread is inside it."""
+    started = threading.Event()
+    release = threading.Event()
+
+    def source():
+        for i in range(1000):
+            release.wait(0.01)
+            yield i
+
+    real_start = threading.Thread.start
+
+    def interrupted_start(self):
+        real_start(self)
+        if self.name == thread_name:
+            started.set()
+            raise Interrupted(signal.SIGTERM)  # as the handler raises in the main thread's wait
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    gen = source()
+    with pytest.raises(Interrupted):
+        run_frames(gen, lambda x: (x,), [Recorder()], progress=False)
+    assert started.is_set()
+    assert not [t for t in threading.enumerate() if t.name == thread_name]
+    gen.close()  # "generator already executing" if the decode thread still runs it

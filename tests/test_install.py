@@ -50,7 +50,7 @@ def test_help(repo):
     result = run(["--help"], repo)
     assert result.returncode == 0
     for flag in ("--encoders", "--metric_encoders", "--metric_models", "--vda_metric", "--no-weights",
-                 "--dev", "torch==2.13.0"):
+                 "--dev", "--ray", "torch==2.13.0"):
         assert flag in result.stdout
     assert files_under(repo) == ["install_mvda.sh"]  # --help does nothing else
 
@@ -253,6 +253,13 @@ def test_without_dev_no_test_debian_packages(repo, fake_system):
     assert read_lines(fake_system["FAKE_APT_LOG"]) == []
     assert "Debian packages" not in result.stdout + result.stderr
     assert any(line.endswith(f"-e {repo}") for line in read_lines(fake_system["FAKE_PIP_LOG"]))
+
+
+@pytest.mark.parametrize("flags, target", [(["--ray"], "[ray]"), (["--dev", "--ray"], "[test,ray]")])
+def test_ray_installs_the_ray_extra(repo, fake_system, flags, target):
+    result = run(["--no-weights", *flags], repo, **fake_system)
+    assert result.returncode == 0, result.stderr
+    assert any(line.endswith(f"-e {repo}{target}") for line in read_lines(fake_system["FAKE_PIP_LOG"]))
 
 
 def test_without_dev_installs_missing_viewer_libraries_as_root(repo, fake_system):

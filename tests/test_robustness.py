@@ -153,7 +153,7 @@ def test_variable_frame_rate_conversion_keeps_each_frames_time(tmp_path, procedu
     assert video_metric_convert.main([
         "--input_video", str(colour), "--output_dir", str(out), "--encoder", "vits", "--metric_encoder", "vits",
         "--input_size", "28", "--vda_checkpoint", str(ck["vda"]), "--metric_checkpoint", str(ck["dav2"]),
-        "--no_progress"]) == 0
+        "--no_progress", "--fov", "off"]) == 0
     with VideoReader(out / "phone_depth.mkv") as reader:
         assert len(list(reader)) == 40
         got = reader.times
@@ -207,7 +207,7 @@ def test_too_narrow_video_and_bad_target_fps_are_one_line_errors(tmp_path, capsy
     ck = procedural_checkpoints
     argv = ["--input_video", str(thin), "--output_dir", str(tmp_path / "out"), "--encoder", "vits",
             "--metric_encoder", "vits", "--vda_checkpoint", str(ck["vda"]), "--metric_checkpoint", str(ck["dav2"]),
-            "--no_progress"]
+            "--no_progress", "--fov", "off"]
     assert video_metric_convert.main([*argv, "--input_size", "28"]) == 2
     assert "too narrow for the networks" in one_line_error(capsys, alone=True)
     assert not list((tmp_path / "out").iterdir())
@@ -245,7 +245,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch,
     assert video_metric_convert.main(["--input_video", str(clip), "--output_dir", str(out), "--fit", "global",
                                       "--encoder", "vits", "--metric_encoder", "vits", "--input_size", "28",
                                       "--vda_checkpoint", str(ck["vda"]), "--metric_checkpoint", str(ck["dav2"]),
-                                      "--no_progress"]) == 2
+                                      "--no_progress", "--fov", "off"]) == 2
     line = one_line_error(capsys, alone=True)
     assert "No space left on device" in line and "--fit rolling" in line
     assert list(out.iterdir()) == []

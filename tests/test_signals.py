@@ -85,7 +85,8 @@ def test_convert(inputs, tmp_path, fit, signum, code, name):
     out.mkdir()
     argv = ["video_metric_convert.py", "--input_video", str(inputs["colour"]), "--output_dir", str(out),
             "--encoder", "vits", "--metric_encoder", "vits", "--input_size", "28", "--fit", fit,
-            "--vda_checkpoint", str(inputs["vda"]), "--metric_checkpoint", str(inputs["dav2"]), "--no_progress"]
+            "--vda_checkpoint", str(inputs["vda"]), "--metric_checkpoint", str(inputs["dav2"]), "--no_progress",
+            "--fov", "off"]
     _check(_run_and_signal(argv, out, signum), code, name, out, set())
 
 

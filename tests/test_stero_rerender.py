@@ -14,8 +14,10 @@ import torch
 import stero_rerender
 from mvda.apps import stereo as stereo_app
 from mvda.errors import UserError
+from mvda.ops.anaglyph import anaglyph
 from mvda.ops.geometry import intrinsics_from_fov
-from mvda.ops.stereo_warp import disparity_from_depth, pack_stereo, render_stereo
+from mvda.ops.stereo_comfort import DEFAULT_EDGE_DILATION, DEFAULT_EDGE_SHARPEN, comfort_disparity
+from mvda.ops.stereo_warp import pack_stereo, render_stereo
 from mvda.io.video import VideoWriter, probe_video
 from tests.helpers import (REPO, one_line_error, read_depth_frames, read_frames, rolled_noise_frames,
                            write_depth_video, write_lossless_video)
@@ -45,12 +47,17 @@ def write_colour(path: Path, h: int, w: int, frames: int, fps=25) -> list[np.nda
     return colour
 
 
-def expected_views(colour: np.ndarray, depth_m: np.ndarray, xfov: float, ipd_mm: float = 63.0, far: float = 6.0):
-    """The eyes the CLI should render for one frame (depth decoded from the 6 m packed format)."""
+def expected_views(colour: np.ndarray, depth_m: np.ndarray, xfov: float, ipd_mm: float = 63.0, far: float = 6.0,
+                   **comfort):
+    """The eyes the CLI should render for one frame (depth decoded from the 6 m packed format);
+    ``comfort``: :func:`comfort_disparity`'s settings (default: the CLI's defaults)."""
     h, w = colour.shape[:2]
     fx = intrinsics_from_fov(h, w, xfov=xfov).fx
-    disp = disparity_from_depth(torch.from_numpy(depth_m.astype(np.float32)), fx, ipd_mm / 1000, far)
-    return render_stereo(colour, disp.numpy())
+    comfort.setdefault("edge_dilation", DEFAULT_EDGE_DILATION)
+    comfort.setdefault("edge_sharpen", DEFAULT_EDGE_SHARPEN)
+    fill = comfort.pop("fill", "smooth")
+    disp = comfort_disparity(torch.from_numpy(depth_m.astype(np.float32)), fx, ipd_mm / 1000, far, **comfort)
+    return render_stereo(colour, disp.numpy(), fill=fill)
 
 
 def no_leftovers(folder: Path, expected: set[str]) -> None:
@@ -130,7 +137,11 @@ def test_formats_lossless_exact(tmp_path, fmt, size):
     for i in range(3):
         views = expected_views(colour[i], depth[i], 70.0, ipd_mm=200.0)
         assert frames[i].shape[:2] == (size[1], size[0])
-        np.testing.assert_array_equal(frames[i], pack_stereo(views.left, views.right, fmt))
+        if fmt == "anaglyph":  # the default method: Dubois (tests/test_stereo_formats.py checks the others)
+            expected = anaglyph(torch.from_numpy(views.left), torch.from_numpy(views.right), "dubois").numpy()
+        else:
+            expected = pack_stereo(views.left, views.right, fmt)
+        np.testing.assert_array_equal(frames[i], expected)
         if fmt == "anaglyph":
             expected_mask = views.left_filled | views.right_filled
         else:
@@ -282,7 +293,7 @@ def test_failure_mid_video_leaves_no_output(tmp_path, capsys, monkeypatch):
     argv = ["--video", str(tmp_path / "d.mkv"), "--color_video", str(tmp_path / "c.mkv"), "--xfov", "60",
             "--infill_mask", "--no_progress"]
     calls = {"pack": 0, "write": 0}
-    real_pack = stereo_app.pack_stereo
+    real_pack = stereo_app.StereoPacker.pack
 
     def failing_pack(*args, **kwargs):
         calls["pack"] += 1
@@ -290,11 +301,11 @@ def test_failure_mid_video_leaves_no_output(tmp_path, capsys, monkeypatch):
             raise UserError("simulated render failure")
         return real_pack(*args, **kwargs)
 
-    monkeypatch.setattr(stereo_app, "pack_stereo", failing_pack)
+    monkeypatch.setattr(stereo_app.StereoPacker, "pack", failing_pack)
     assert stero_rerender.main(argv) == 2
     assert "simulated render failure" in capsys.readouterr().err
     no_leftovers(tmp_path, {"c.mkv", "d.mkv"})
-    monkeypatch.setattr(stereo_app, "pack_stereo", real_pack)
+    monkeypatch.setattr(stereo_app.StereoPacker, "pack", real_pack)
 
     real_write = VideoWriter.write
 

@@ -87,6 +87,8 @@ class CheckpointSpec:
         local_dir: default local directory.
         max_depth: metric range in metres for DA-V2 metric models, else ``None``.
         dataset: training set of DA-V2 metric models (``"hypersim"``/``"vkitti"``), else ``None``.
+        install_command: the command that downloads this file, named in the missing-file message
+            (``None``: none does).
     """
 
     family: str
@@ -96,6 +98,7 @@ class CheckpointSpec:
     local_dir: Path
     max_depth: float | None = None
     dataset: str | None = None
+    install_command: str | None = INSTALL_COMMAND
 
     @property
     def local_path(self) -> Path:
@@ -157,7 +160,7 @@ def hub_unreachable(timeout: float = 5.0) -> str | None:
 def _missing_message(spec: CheckpointSpec, reason: str) -> str:
     return (
         f"checkpoint {spec.filename} not found ({reason}): download it from the Hugging Face repo {spec.repo_id} "
-        f"to {spec.local_path}, or run `{INSTALL_COMMAND}`"
+        f"to {spec.local_path}" + (f", or run `{spec.install_command}`" if spec.install_command else "")
     )
 
 

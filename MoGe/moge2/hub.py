@@ -77,6 +77,8 @@ def _spec(name: str) -> CheckpointSpec:
         repo_id=repo_id,
         filename="model.pt",
         local_dir=MOGE2_CHECKPOINT_DIR / repo_id.split("/")[1],
+        # install_mvda.sh --moge fetches the -normal models only.
+        install_command=f"bash install_mvda.sh --moge {name.split('-')[0]}" if name.endswith("-normal") else None,
     )
 
 

@@ -20,6 +20,11 @@ Ctrl-C or SIGTERM/SIGHUP leaves neither a partial output nor the global fit's te
   back, upsamples, applies the fit and writes.
 * ``model="vda-metric"``: the Metric-Video-Depth-Anything checkpoint gives metres directly; no DA-V2,
   no fit.
+* ``model="vda+moge2"``: as ``vda+dav2`` (rolling or global fit), with MoGe-2's metric depth, its field of
+  view fixed to the video's, as the metric anchor instead of DA-V2 (:mod:`mvda.apps.metric_anchor`).
+
+The field of view (``fov``, ``xfov``, ``yfov``; :mod:`mvda.apps.video_fov`) is found before the frame loop
+and written into the depth file's ``xfov`` / ``yfov`` tags.
 
 ``metric_every = N`` (rolling fit): DA-V2 runs on output frames ``0, N, 2N, ...`` only, and each of
 them adds one history entry; every other frame uses the parameters computed for the most recent DA-V2
@@ -63,12 +68,12 @@ import torch.nn.functional as F
 
 from mvda.ops import depth_fit
 from mvda.ops import scene_cuts as cut_detection
-from mvda.ops.geometry import intrinsics_from_fov
+from mvda.apps.video_fov import FOV_MODES, fov_tags, load_fov_model, video_fov
 from mvda.errors import UserError
 from mvda.cli import progress_bar
 from mvda.frames import run_frames
 from depth_anything_v2.transform import network_input_size, prepare_images
-from depth_codec import TAG_SCENE_CUTS, TAG_XFOV, TAG_YFOV, DepthVideoWriter, depth_step
+from depth_codec import TAG_SCENE_CUTS, DepthVideoWriter, depth_step
 from video_depth_anything.inference import VideoDepthStream, video_input_size
 from video_depth_anything.keyframe_cache import KeyframeFeatureCache
 from mvda.io.remux import join_videos
@@ -101,8 +106,8 @@ __all__ = [
 
 log = logging.getLogger("mvda")
 
-#: ``--model`` choices: VDA relative + DA-V2 metric + fit, or Metric-VDA directly.
-MODELS: tuple[str, ...] = ("vda+dav2", "vda-metric")
+#: ``--model`` choices: VDA relative + DA-V2 metric + fit, Metric-VDA directly, or VDA relative + MoGe-2 metric + fit.
+MODELS: tuple[str, ...] = ("vda+dav2", "vda-metric", "vda+moge2")
 #: ``--encoder`` / ``--metric_encoder`` choices.
 ENCODERS: tuple[str, ...] = ("vits", "vitb", "vitl")
 #: ``--metric_model`` choices (Depth-Anything-V2 metric training sets).
@@ -126,8 +131,8 @@ class ConvertOptions:
     """Everything that controls one conversion (the CLI flags, resolved).
 
     Attributes:
-        model: ``"vda+dav2"`` or ``"vda-metric"``.
-        fit: ``"rolling"`` or ``"global"`` (``vda+dav2`` only).
+        model: ``"vda+dav2"``, ``"vda-metric"`` or ``"vda+moge2"``.
+        fit: ``"rolling"`` or ``"global"`` (``vda+dav2`` and ``vda+moge2``).
         input_size: network shorter side (518 for the released models).
         max_res: frames whose larger side exceeds this are downscaled for inference (<= 0: never).
         max_len: at most this many output frames (<= 0: all).
@@ -145,6 +150,10 @@ class ConvertOptions:
         output_size: ``(H, W)`` of the written depth; ``None``: the source resolution.
         reuse_keyframe_features: encode each frame once in VDA (:class:`KeyframeFeatureCache`).
         progress: show tqdm bars.
+        fov: ``"auto"``: MoGe-2's field of view of keyframes into the tags (when :attr:`Models.moge` is
+            loaded); ``"off"``: none. ``xfov`` / ``yfov`` (degrees), when given, are written instead.
+        on_frame: called (on the encode thread) after each depth frame is written, e.g. to feed a
+            batch's overall progress from a worker (``mvda.apps.ray_batch``); None: nothing.
     """
 
     model: str = "vda+dav2"
@@ -166,6 +175,8 @@ class ConvertOptions:
     progress: bool = True
     xfov: float | None = None
     yfov: float | None = None
+    fov: str = "auto"
+    on_frame: Callable[[], None] | None = None
     #: ``"auto"`` (detect while decoding), ``"off"``, or a cut list file (:mod:`mvda.ops.scene_cuts`).
     scene_cuts: str = "auto"
     scene_threshold: float = cut_detection.DEFAULT_THRESHOLD
@@ -187,7 +198,12 @@ class ConvertOptions:
             raise UserError(f"--max_depth must be a finite number > 0, got {self.max_depth}")
         if self.metric_every < 1:
             raise UserError(f"--metric_every must be >= 1, got {self.metric_every}")
-        if self.resume and self.model == "vda+dav2" and self.fit == "global":
+        if self.fov not in FOV_MODES:
+            raise UserError(f"unknown --fov {self.fov!r}: use one of {', '.join(FOV_MODES)}")
+        if self.model == "vda+moge2" and self.fov == "off" and self.xfov is None and self.yfov is None:
+            raise UserError("--model vda+moge2 fixes MoGe-2's field of view to the video's: use --fov auto "
+                            "(the default) or give --xfov")
+        if self.resume and self.model != "vda-metric" and self.fit == "global":
             raise UserError("--resume works with --fit rolling and --model vda-metric, not with --fit global "
                             "(its two passes run over the whole video); drop one of them")
         if not self.part_seconds > 0:
@@ -200,12 +216,15 @@ class ConvertOptions:
 class Models:
     """The networks of one run (loaded once for a whole batch).
 
-    ``vda``: VideoDepthAnything (relative for ``vda+dav2``, metric for ``vda-metric``);
-    ``dav2``: metric DepthAnythingV2, or ``None`` for ``vda-metric``.
+    ``vda``: VideoDepthAnything (relative for ``vda+dav2`` and ``vda+moge2``, metric for ``vda-metric``);
+    ``dav2``: metric DepthAnythingV2 (``vda+dav2`` only);
+    ``moge``: MoGe-2 for the field of view (``fov="auto"``; None: no estimate) and the metric anchor of
+    ``vda+moge2``.
     """
 
     vda: Any
     dav2: Any | None = None
+    moge: Any | None = None
 
 
 def load_models(
@@ -216,23 +235,33 @@ def load_models(
     device: torch.device,
     vda_checkpoint: str | os.PathLike | None = None,
     metric_checkpoint: str | os.PathLike | None = None,
+    fov_encoder: str | None = None,
+    fov_checkpoint: str | os.PathLike | None = None,
 ) -> Models:
     """Load the networks for ``model`` strictly from their checkpoints.
 
     Checkpoints: the explicit paths, else the default local folders of the packages
-    (``Video-Depth-Anything/checkpoints``, ``Depth-Anything-V2/metric_depth/checkpoints``), else the
-    Hugging Face hub. Raises :class:`depth_anything_v2.hub.CheckpointError` (a one-line message naming
-    the repo id, the file and the install command) when one is missing or does not match.
+    (``Video-Depth-Anything/checkpoints``, ``Depth-Anything-V2/metric_depth/checkpoints``,
+    ``MoGe/checkpoints``), else the Hugging Face hub. Raises :class:`depth_anything_v2.hub.CheckpointError`
+    (a one-line message naming the repo id, the file and the install command) when one is missing or
+    does not match; MoGe-2 of size ``fov_encoder`` (``None``: not loaded) is needed only by
+    ``vda+moge2``, elsewhere a missing or bad one is a warning and ``Models.moge`` stays None.
     """
     from depth_anything_v2.hub import load_depth_anything_v2_metric
     from video_depth_anything.hub import load_video_depth_anything
 
     if model == "vda-metric":
         vda = load_video_depth_anything(encoder, metric=True, checkpoint=vda_checkpoint, device=device)
-        return Models(vda=vda, dav2=None)
-    vda = load_video_depth_anything(encoder, metric=False, checkpoint=vda_checkpoint, device=device)
-    dav2 = load_depth_anything_v2_metric(metric_encoder, metric_model, checkpoint=metric_checkpoint, device=device)
-    return Models(vda=vda, dav2=dav2)
+        dav2 = None
+    else:
+        vda = load_video_depth_anything(encoder, metric=False, checkpoint=vda_checkpoint, device=device)
+        dav2 = None if model == "vda+moge2" else load_depth_anything_v2_metric(
+            metric_encoder, metric_model, checkpoint=metric_checkpoint, device=device)
+    if model == "vda+moge2":
+        fov_encoder = fov_encoder or "vits"
+    moge = None if fov_encoder is None else load_fov_model(fov_encoder, fov_checkpoint, device,
+                                                           required=model == "vda+moge2")
+    return Models(vda=vda, dav2=dav2, moge=moge)
 
 
 class StageTimer:
@@ -732,11 +761,13 @@ class _DepthSink:
     and encoded (stage ``encode``). Closing is left to the caller (``with`` block)."""
 
     def __init__(self, writer: DepthVideoWriter, timer: StageTimer, finish: Callable[[Any], torch.Tensor],
-                 times: "collections.deque[float] | None" = None) -> None:
+                 times: "collections.deque[float] | None" = None,
+                 on_written: Callable[[], None] | None = None) -> None:
         self.writer = writer
         self.timer = timer
         self.finish = finish
         self.times = times  # output frame times (variable frame rate), consumed in order
+        self.on_written = on_written  # ConvertOptions.on_frame
 
     def write(self, output: Any) -> None:
         with self.timer.stage("fit"):
@@ -744,6 +775,8 @@ class _DepthSink:
         with self.timer.stage("encode"):
             time = self.times.popleft() if self.times is not None else None
             self.writer.write(depth.detach().to("cpu", torch.float32).numpy(), time=time)
+        if self.on_written is not None:
+            self.on_written()
 
     def close(self) -> Path:
         return self.writer.close()
@@ -797,6 +830,8 @@ class _Converter:
         #: ``(scale, shift)`` of each output frame's fit ``inverse = scale * r + shift`` (1/metres), in
         #: frame order; empty for ``vda-metric``.
         self.trace: list[tuple[float, float]] = []
+        #: The metric network of the fit (``infer_images``): DA-V2, or MoGe-2 set by :func:`convert_video`.
+        self.metric: Any = models.dav2
 
     # -- shared -------------------------------------------------------------------------------------
     def _stream(self, output_size: tuple[int, int]) -> VideoDepthStream:
@@ -819,7 +854,8 @@ class _Converter:
     def run_streaming(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str) -> int:
         """Frames -> VDA (+ DA-V2 statistics, rolling fit) -> ``writer``; returns the frames written."""
         step = _StreamingStep(self, out_size)
-        return self._loop(source, step, _DepthSink(writer, self.timer, step.finish, source.output_times), source, name)
+        sink = _DepthSink(writer, self.timer, step.finish, source.output_times, self.options.on_frame)
+        return self._loop(source, step, sink, source, name)
 
     def run_parts(self, source: _FrameSource, folder: resume_parts.PartsFolder, open_writer: Callable[[Path], Any],
                   out_size: tuple[int, int], name: str) -> int:
@@ -841,7 +877,8 @@ class _Converter:
         def encode_state() -> dict[str, Any]:
             return {**step.encode_state(), "cuts": list(source.cuts)}
 
-        sink = resume_parts.PartSink(folder, open_writer, step.finish, encode_state, source.output_times)
+        sink = resume_parts.PartSink(folder, open_writer, step.finish, encode_state, source.output_times,
+                                     self.options.on_frame)
         total = source.expected
         result = run_frames(source, step, [sink], total=total, desc=name, progress=self.options.progress,
                             bar_initial=folder.frames_done, encode_queue_size=_ENCODE_QUEUE)
@@ -901,7 +938,7 @@ class _Converter:
             return depth
 
         with open(temp_path, "rb") as store:
-            sink = _DepthSink(writer, self.timer, finish, source.output_times)
+            sink = _DepthSink(writer, self.timer, finish, source.output_times, self.options.on_frame)
             return self._loop(stored(store), upsample, sink, source, name, passes=2, bar_initial=written)
 
 
@@ -944,7 +981,7 @@ class _StreamingStep:
     def _start_shot(self) -> None:
         """A new VDA stream and DA-V2 queue: every shot is converted as a video of its own."""
         self.stream = self.c._stream(self.out_size)
-        self.queue = None if self.metric_model else _MetricStatsQueue(self.c.models.dav2, self.c.options, self.c.timer)
+        self.queue = None if self.metric_model else _MetricStatsQueue(self.c.metric, self.c.options, self.c.timer)
         self.index = 0  # frames of this shot pushed
         self.written = 0  # frames of this shot finished
 
@@ -1071,7 +1108,7 @@ class _GlobalPass1:
         rows, cols = depth_fit.sample_grid(self.net[0], self.net[1], options.global_points)
         self.rows = torch.from_numpy(rows).to(options.device)
         self.cols = torch.from_numpy(cols).to(options.device)
-        self.queue = _MetricStatsQueue(converter.models.dav2, options, converter.timer, output_size=self.net)
+        self.queue = _MetricStatsQueue(converter.metric, options, converter.timer, output_size=self.net)
         self.metric_samples: dict[int, np.ndarray] = {}  # frame -> 1/m at the grid (1/metres)
         self.relative_samples: dict[int, np.ndarray] = {}  # frame -> r at the grid
         self.index = 0
@@ -1257,9 +1294,17 @@ def convert_video(
             "mvda_metric_every": str(options.metric_every),
             "mvda_source": input_path.name,
         }
-        if options.xfov is not None or options.yfov is not None:  # a known field of view travels with the file
-            intr = intrinsics_from_fov(out_h, out_w, options.xfov, options.yfov)
-            metadata.update({TAG_XFOV: f"{intr.xfov:.6g}", TAG_YFOV: f"{intr.yfov:.6g}"})
+        # The field of view travels with the file (given, or MoGe-2's estimate: stage "fov").
+        with timer.stage("fov") if models.moge is not None else contextlib.nullcontext():
+            fov = video_fov(reader, (out_h, out_w), source.expected, float(source.fps), options.fov, options.xfov,
+                            options.yfov, models.moge, options.device)
+        metadata.update(fov_tags(fov))
+        if options.model == "vda+moge2":
+            from mvda.apps.metric_anchor import MoGeMetricDepth
+
+            if models.moge is None:
+                raise ValueError("--model vda+moge2 needs Models.moge (load_models(..., fov_encoder=...))")
+            converter.metric = MoGeMetricDepth(models.moge, None if fov is None else fov[0])
         if options.resume:
             frames, stats = _convert_resumable(input_path, output, models, options, source, converter, metadata,
                                                (out_h, out_w))
@@ -1277,7 +1322,7 @@ def convert_video(
         try:
             with DepthVideoWriter(target, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
                                   vfr=source.vfr, label=output.name) as writer:
-                if options.model == "vda+dav2" and options.fit == "global":
+                if options.model != "vda-metric" and options.fit == "global":
                     temp_store = _temp_store_path(output)
                     frames = converter.run_global(source, writer, (out_h, out_w), input_path.name, temp_store)
                 else:
@@ -1411,6 +1456,10 @@ def options_from_args(args: Any) -> ConvertOptions:
         log.warning("--fit is ignored with --model vda-metric (its output is already metric)")
     if args.metric_every != 1 and (args.model == "vda-metric" or args.fit == "global"):
         log.warning("--metric_every only applies to --model vda+dav2 --fit rolling; ignored")
+    if args.model == "vda+moge2" and (args.metric_checkpoint or args.metric_encoder != "vitl"
+                                      or args.metric_model != "hypersim"):
+        log.warning("--metric_encoder/--metric_model/--metric_checkpoint choose Depth-Anything-V2; --model vda+moge2 "
+                    "uses the MoGe-2 of --fov_encoder/--fov_checkpoint")
     if args.model == "vda+dav2" and args.metric_model == "vkitti" and args.max_depth < 20:
         log.warning("--metric_model vkitti predicts up to 80 m but --max_depth is %g m: farther depth is clipped",
                     args.max_depth)
@@ -1422,12 +1471,20 @@ def options_from_args(args: Any) -> ConvertOptions:
         target_fps=args.target_fps, max_depth=args.max_depth, metric_every=args.metric_every,
         device=device, precision=precision, metric_precision=metric_precision,
         dav2_batch=4 if device.type == "cuda" else 1,
-        progress=not args.no_progress, xfov=args.xfov, yfov=args.yfov,
+        progress=not args.no_progress, xfov=args.xfov, yfov=args.yfov, fov=args.fov,
         scene_cuts=args.scene_cuts, scene_threshold=args.scene_threshold,
         resume=args.resume, part_seconds=args.part_seconds, report=args.report,
     )
     options.validate()
     return options
+
+
+def fov_model_args(args: Any, options: ConvertOptions) -> dict[str, Any]:
+    """:func:`load_models`' ``fov_encoder`` / ``fov_checkpoint`` for parsed arguments: MoGe-2 is loaded for
+    ``--fov auto`` unless a field of view is given, and always for ``vda+moge2`` (its metric anchor)."""
+    estimate = options.fov == "auto" and options.xfov is None and options.yfov is None
+    fov_encoder = getattr(args, "fov_encoder", "vits") if estimate or options.model == "vda+moge2" else None
+    return {"fov_encoder": fov_encoder, "fov_checkpoint": getattr(args, "fov_checkpoint", None)}
 
 
 def run(args: Any) -> int:
@@ -1438,10 +1495,19 @@ def run(args: Any) -> int:
 
     def models() -> Models:
         return load_models(args.model, args.encoder, args.metric_encoder, args.metric_model, options.device,
-                           vda_checkpoint=args.vda_checkpoint, metric_checkpoint=args.metric_checkpoint)
+                           vda_checkpoint=args.vda_checkpoint, metric_checkpoint=args.metric_checkpoint,
+                           **fov_model_args(args, options))
 
-    results = convert_batch(inputs, Path(args.output_dir), models, options, skip_existing=args.skip_existing,
-                            report=lambda line: print(line, flush=True))
+    def report(line: str) -> None:
+        print(line, flush=True)
+
+    if getattr(args, "ray", None):  # many videos on a Ray cluster (Ray is imported only then)
+        from mvda.apps.ray_batch import convert_on_ray
+
+        results = convert_on_ray(inputs, args, options, report)
+    else:
+        results = convert_batch(inputs, Path(args.output_dir), models, options, skip_existing=args.skip_existing,
+                                report=report)
     failed = [r for r in results if r.status == "failed"]
     if len(results) > 1:
         done = sum(r.status == "ok" for r in results)

@@ -167,15 +167,17 @@ class PartSink:
         finish: step output -> depth in metres (the per-pixel fit).
         encode_state: the encode thread's share of the state, taken after the part's last frame.
         times: output frame times (variable frame rate), consumed in order; None for constant rate.
+        on_frame: called after each frame is written (a batch's progress), or None.
     """
 
     def __init__(self, folder: PartsFolder, open_writer: Any, finish: Any, encode_state: Any,
-                 times: Any = None) -> None:
+                 times: Any = None, on_frame: Any = None) -> None:
         self.folder = folder
         self.open_writer = open_writer
         self.finish = finish
         self.encode_state = encode_state
         self.times = times
+        self.on_frame = on_frame
         self.writer = None
         self.frames = 0  # in the current part
 
@@ -187,6 +189,8 @@ class PartSink:
         time = self.times.popleft() if self.times is not None else None
         self.writer.write(depth.detach().to("cpu", torch.float32).numpy(), time=time)
         self.frames += 1
+        if self.on_frame is not None:
+            self.on_frame()
         if output[-1] is not None:
             self._end_part(output[-1])
 

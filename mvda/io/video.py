@@ -23,7 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 import av
 import numpy as np
@@ -424,18 +424,29 @@ class VideoReader:
 
         For judging what a file holds without decoding all of it; does not disturb iteration.
         """
+        duration = self._duration()
+        return self.frames_at([0.0] if not duration else [duration * k / count for k in range(count)])
+
+    def _duration(self) -> float | None:
+        """The video stream's (else the container's) duration in seconds, or None."""
+        stream = self._container.streams.video[0]
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if self._container.duration is not None:
+            return self._container.duration / av.time_base
+        return None
+
+    def frames_at(self, times: Sequence[float]) -> list[np.ndarray]:
+        """The frames on screen at ``times`` (seconds, by their timestamps), as displayed, each found by
+        seeking a second decoder to the key frame before it and decoding from there (so reading a few
+        frames of a long video costs a few GOPs, not a pass). Does not disturb iteration; frames that
+        cannot be read are left out."""
         frames: list[np.ndarray] = []
         quarter = {0: 0, 90: 1, 180: 2, -90: 3}[self.info.rotation]
         try:
             with av.open(str(self.path), mode="r") as probe:
                 stream = probe.streams.video[0]
-                duration = None
-                if stream.duration is not None and stream.time_base is not None:
-                    duration = float(stream.duration * stream.time_base)
-                elif probe.duration is not None:
-                    duration = probe.duration / av.time_base
-                points = [0.0] if not duration else [duration * k / count for k in range(count)]
-                for t in points:
+                for t in times:
                     if t > 0:
                         probe.seek(int(t / float(stream.time_base)), stream=stream, backward=True)
                     for frame in probe.decode(stream):
@@ -668,6 +679,10 @@ class VideoWriter:
     vfr:          variable frame rate: each :meth:`write` gives the frame's time in seconds (kept to
                   1/90000 s), so a phone's uneven timing and its audio stay in sync. Default: constant
                   rate, frame i at i / fps.
+    stream_metadata: tags of the video stream (e.g. ``{"stereo_mode": "left_right"}``, which the
+                  Matroska muxer writes as its StereoMode element).
+    finish:       called with the finished temporary file before it is moved into place (e.g. to add
+                  boxes the muxer cannot write); a ValueError or OSError it raises fails the write.
 
     The file is encoded into a hidden temporary file next to ``path`` and moved into place by
     :meth:`close`; :meth:`abort` (or an exception inside ``with``) removes it. Errors a user can fix
@@ -687,8 +702,12 @@ class VideoWriter:
         metadata: Mapping[str, str] | None = None,
         audio_from: str | os.PathLike | None = None,
         vfr: bool = False,
+        stream_metadata: Mapping[str, str] | None = None,
+        finish: Callable[[Path], None] | None = None,
     ) -> None:
         self.path = Path(path)
+        self._stream_metadata = {str(k): str(v) for k, v in (stream_metadata or {}).items()}
+        self._finish = finish
         self.vfr = bool(vfr)
         self.width, self.height = int(width), int(height)
         self.fps = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001 * 1000)
@@ -766,7 +785,9 @@ class VideoWriter:
     def _open_container(self, audio_source: av.container.InputContainer | None) -> None:
         muxer = _MUXER_BY_SUFFIX.get(self.path.suffix.lower())
         try:
-            self._out = av.open(str(self.temp_path), mode="w", format=muxer)
+            # bitexact: no creation date or random UIDs in the container, so the same frames give the
+            # same bytes (a batch spread over workers writes exactly what a serial run writes).
+            self._out = av.open(str(self.temp_path), mode="w", format=muxer, options={"fflags": "+bitexact"})
         except (av.error.FFmpegError, ValueError, OSError) as exc:
             if audio_source is not None:
                 audio_source.close()
@@ -779,6 +800,8 @@ class VideoWriter:
             if audio_source is not None:
                 audio_source.close()
             raise UserError(f"cannot encode {self.codec} into {self.path.name}: {_short(exc)}") from None
+        for key, value in self._stream_metadata.items():
+            self._stream.metadata[key] = value
         self._stream.width = self.width
         self._stream.height = self.height
         self._stream.pix_fmt = self.pix_fmt
@@ -887,7 +910,9 @@ class VideoWriter:
             out, self._out = self._out, None
             out.close()
             self._close_containers()
-        except av.error.FFmpegError as exc:
+            if self._finish is not None:
+                self._finish(self.temp_path)
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
             self._fail()
             raise UserError(f"cannot finish writing {self.path}: {_short(exc)}") from None
         except BaseException:

@@ -9,6 +9,11 @@ with the per-eye disparity
 
     d = fx * (IPD / 2) / Z          (pixels)
 
+which puts infinity on the screen plane (everything in front of it). With a convergence distance
+``C`` (the depth on the screen plane) every disparity is lowered by ``fx * (IPD / 2) / C``: nearer
+points keep ``d > 0`` (in front of the screen), farther ones get ``d < 0`` (behind it). The warp
+works with any sign: the visibility order below only needs "larger d is nearer".
+
 Rows do not change (the baseline is horizontal), so each row is an independent 1D problem.
 
 Rendering model
@@ -39,8 +44,11 @@ row, choosing between the left and right neighbours the one with the smaller dis
 farther surface), so the foreground edge is never smeared into the revealed background. Soft depth
 edges (real depth maps ramp over a few pixels) put isolated in-between pixels into a disocclusion;
 rendered fragments of at most ``drop_fragments`` pixels with holes on both sides are therefore
-filled as well. The filled pixels are reported as a mask so that they can be inpainted with other
-tools.
+filled as well. By default ("smooth" fill) each filled pixel then takes the mean of a few background
+pixels on its row (from the neighbour outwards, more of them deeper in the hole and at the frame
+edge), and these colours are averaged vertically within each hole over a window that grows with the
+distance from the background (:mod:`mvda.ops.hole_fill`), so that tall holes do not show one streak
+per row. The filled pixels are reported as a mask so that they can be inpainted with other tools.
 
 Invalid depth (0, negative, NaN or inf: the depth codec writes unknown depth as 0) is treated as the
 far plane ``far_m`` (``max_depth`` for depth videos): such pixels keep their colour and move like the
@@ -62,7 +70,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mvda.ops.hole_fill import cone_radius, smooth_vertical_runs
+
 __all__ = [
+    "FILLS",
     "FORMATS",
     "StereoViews",
     "disparity_from_depth",
@@ -74,6 +85,10 @@ __all__ = [
     "resize_depth",
 ]
 
+#: Hole fills of :class:`StereoWarper`: the background next to each hole, smoothed vertically (see
+#: :mod:`mvda.ops.hole_fill`), the background pixel next to each hole copied along its row, or black.
+FILLS = ("smooth", "row", "none")
+
 #: Output layouts of :func:`pack_stereo`.
 FORMATS = ("sbs", "half-sbs", "tb", "half-tb", "anaglyph")
 
@@ -83,7 +98,8 @@ Eye = Literal["left", "right"]
 # ------------------------------------------------------------------------------------------------
 # depth -> disparity
 # ------------------------------------------------------------------------------------------------
-def disparity_from_depth(depth_m: torch.Tensor, focal_px: float, ipd_m: float, far_m: float) -> torch.Tensor:
+def disparity_from_depth(depth_m: torch.Tensor, focal_px: float, ipd_m: float, far_m: float,
+                         convergence_m: float | None = None) -> torch.Tensor:
     """Per-eye horizontal shift of each pixel.
 
     Args:
@@ -93,10 +109,14 @@ def disparity_from_depth(depth_m: torch.Tensor, focal_px: float, ipd_m: float, f
         ipd_m: distance between the eyes (pupillary distance) in metres (>= 0); each eye is
             ``ipd_m / 2`` from the camera.
         far_m: depth in metres used for unknown pixels (> 0), e.g. the depth video's ``max_depth``.
+        convergence_m: the depth ``C`` in metres (> 0) that lands on the screen plane (zero
+            disparity), or None for infinity (the original geometry: everything in front of the screen).
 
     Returns:
-        (..., H, W) float32 disparity ``fx * (ipd_m / 2) / Z`` in pixels (>= 0): the left-eye view
-        shows the pixel that many pixels to the right, the right-eye view to the left.
+        (..., H, W) float32 disparity ``fx * (ipd_m / 2) * (1 / Z - 1 / C)`` in pixels: the left-eye
+        view shows the pixel that many pixels to the right, the right-eye view to the left. Positive
+        (nearer than ``C``: in front of the screen, crossed) or negative (farther: behind it); the
+        eye-to-eye offset ``x_right - x_left`` of a point is ``-2 d = fx * ipd_m * (1 / C - 1 / Z)``.
     """
     if not focal_px > 0:
         raise ValueError(f"focal_px must be > 0, got {focal_px}")
@@ -104,9 +124,15 @@ def disparity_from_depth(depth_m: torch.Tensor, focal_px: float, ipd_m: float, f
         raise ValueError(f"ipd_m must be >= 0, got {ipd_m}")
     if not far_m > 0:
         raise ValueError(f"far_m must be > 0, got {far_m}")
+    if convergence_m is not None and not convergence_m > 0:
+        raise ValueError(f"convergence_m must be > 0, got {convergence_m}")
     z = torch.as_tensor(depth_m).to(torch.float32)
     z = torch.where(torch.isfinite(z) & (z > 0), z, torch.full_like(z, float(far_m)))
-    return (float(focal_px) * float(ipd_m) / 2.0) / z
+    half_base = float(focal_px) * float(ipd_m) / 2.0
+    d = half_base / z
+    if convergence_m is not None:
+        d.sub_(half_base / float(convergence_m))
+    return d
 
 
 def resize_depth(depth: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -175,7 +201,12 @@ class StereoWarper:
         device: torch device for the computation.
         max_stretch: a segment between neighbouring pixels that an eye's view stretches by more
             than this many pixels is a depth edge (a disocclusion) and is left open, then filled.
-        fill: fill holes from the background side (else they stay black).
+        fill: how holes are filled, one of :data:`FILLS` (True: "smooth", False: "none"): "row"
+            copies the background pixel next to each run of holes along its row; "smooth" starts
+            from a short mean of the background along the row and averages the filled colours
+            vertically over a window that grows with the distance from the background
+            (:func:`mvda.ops.hole_fill.smooth_vertical_runs`), so tall holes get no streaks; "none"
+            leaves them black.
         drop_fragments: when filling, rendered fragments of at most this many pixels with holes on
             both sides (the 'flying pixels' a soft depth edge spreads over a disocclusion) are
             filled too, so the revealed background is not streaked with edge colours; 0 keeps them.
@@ -186,7 +217,7 @@ class StereoWarper:
     """
 
     def __init__(self, height: int, width: int, device: torch.device | str = "cpu", max_stretch: float = 1.0,
-                 fill: bool = True, drop_fragments: int = 2, chunk_rows: int | None = None,
+                 fill: bool | str = "smooth", drop_fragments: int = 2, chunk_rows: int | None = None,
                  workers: int | None = None) -> None:
         if height < 1 or width < 1:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
@@ -195,7 +226,11 @@ class StereoWarper:
         self.height, self.width = int(height), int(width)
         self.device = torch.device(device)
         self.max_stretch = float(max_stretch)
-        self.fill = bool(fill)
+        method = ("smooth" if fill else "none") if isinstance(fill, bool) else fill
+        if method not in FILLS:
+            raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
+        self.fill_method = method
+        self.fill = method != "none"
         if drop_fragments < 0:
             raise ValueError(f"drop_fragments must be >= 0, got {drop_fragments}")
         self.drop_fragments = int(drop_fragments)
@@ -253,8 +288,8 @@ class StereoWarper:
 
         Args:
             colour: (H, W, C) uint8 (or float) image, tensor or numpy array.
-            disparity: (H, W) per-eye disparity in pixels, see :func:`disparity_from_depth`; NaN,
-                infinite and negative values are taken as 0 (infinitely far).
+            disparity: (H, W) per-eye disparity in pixels, see :func:`disparity_from_depth`: positive
+                in front of the screen plane, negative behind it; NaN and infinite values are taken as 0.
             return_disparity: also return the disparity seen at each output pixel.
 
         Returns:
@@ -268,8 +303,9 @@ class StereoWarper:
             raise ValueError(f"colour must be ({h}, {w}, C), got shape {tuple(c.shape)}")
         if tuple(d.shape) != (h, w):
             raise ValueError(f"disparity must be ({h}, {w}), got {tuple(d.shape)}; resize it first")
-        # Disparity must be finite and >= 0 (NaN, infinite or negative: treated as 0, i.e. far).
-        d = torch.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0).clamp_(min=0.0)
+        # Any finite disparity works (negative: behind the screen plane, see disparity_from_depth): the
+        # visibility order only needs larger = nearer. NaN and infinite values are taken as 0.
+        d = torch.nan_to_num(d, nan=0.0, posinf=0.0, neginf=0.0)
         ch = c.shape[2]
         integer = not c.is_floating_point()
         # Planar float source with one padding pixel; +0.5 so that truncation rounds to nearest.
@@ -296,15 +332,16 @@ class StereoWarper:
             _paint_chunk(src, r0, p0[:, r0:r1], t[:, r0:r1], images[:, :, r0:r1],
                          hole[:, r0:r1] if not self.fill else None)
 
-        sd = torch.stack([d, -d])                          # signed shift: + left eye, - right eye
+        d_flat = d.reshape(-1)
 
         def disparity_at(idx: torch.Tensor) -> torch.Tensor:
-            """|sd(p0) + t * (sd(p0 + 1) - sd(p0))| at flat indices of (2, H, W)."""
-            row = idx - idx % w
+            """d(p0) + t * (d(p0 + 1) - d(p0)) at flat indices of (2, H, W) (the eye's surface)."""
+            pix = idx % (h * w)
+            row = pix - pix % w
             p = p0.view(-1).index_select(0, idx)
-            d0 = sd.view(-1).index_select(0, row + p)
-            d1 = sd.view(-1).index_select(0, row + (p + 1).clamp_(max=w - 1))
-            return torch.lerp(d0, d1, t.view(-1).index_select(0, idx)).abs_()
+            d0 = d_flat.index_select(0, row + p)
+            d1 = d_flat.index_select(0, row + (p + 1).clamp_(max=w - 1))
+            return torch.lerp(d0, d1, t.view(-1).index_select(0, idx))
 
         workers = min(self.workers, len(starts))
         # Chunks are independent and write disjoint rows; torch releases the GIL inside its ops, so
@@ -315,10 +352,13 @@ class StereoWarper:
                 stack.enter_context(_one_op_thread())
                 pool = stack.enter_context(ThreadPoolExecutor(max_workers=workers))
             _for_each(pool, warp, starts)
-            orphans = None
+            orphans = sources = None
             if self.fill:  # one pass over the whole frame: few, small arrays
-                orphans = _fill_from_background(hole.view(2 * h, w), disparity_at, (p0, t), self.drop_fragments)
+                orphans, sources = _fill_from_background(hole.view(2 * h, w), disparity_at, (p0, t),
+                                                         self.drop_fragments, return_sources=True)
             _for_each(pool, paint, starts)
+        if self.fill_method == "smooth" and sources is not None:
+            _smooth_filled(images, hole, disparity_at, *sources)
         if orphans is not None:                             # rows with nothing to fill from: black
             eye, pix = orphans // (h * w), orphans % (h * w)
             images.view(2, ch, h * w)[eye, :, pix] = 0
@@ -473,8 +513,100 @@ def _cast_into(dst: torch.Tensor, src: torch.Tensor) -> None:
         dst.copy_(src)
 
 
+#: Background pixels averaged along the row (from the one next to the hole outwards) for a filled
+#: pixel: one more per two pixels of distance into the hole, up to this many; disocclusions and
+#: frame-edge strips (measured with benchmarks/bench_stereo_quality.py).
+ROW_MEAN_MAX = 2
+ROW_MEAN_MAX_BORDER = 8
+#: Rendered rows just above and below a hole that join its vertical averages, when their disparity
+#: is at most this many pixels above that of the background the hole was filled from.
+VERTICAL_CONTEXT = 2
+BACKGROUND_TOLERANCE_PX = 2.0
+
+
+def _smooth_filled(images: torch.Tensor, hole: torch.Tensor, disparity_at, targets: torch.Tensor,
+                   run_of: torch.Tensor, run_source: torch.Tensor, outward: torch.Tensor, border: torch.Tensor
+                   ) -> None:
+    """Give the filled pixels of both eyes a smooth background colour, in place.
+
+    Each filled pixel first takes the mean of the rendered background pixels on its row from the one
+    it was filled from outwards (one more per two pixels of depth into the hole, up to
+    :data:`ROW_MEAN_MAX`, or :data:`ROW_MEAN_MAX_BORDER` at the frame edge: an estimate of the
+    background's colour rather than one pixel's), then these are averaged vertically within the
+    hole (:func:`smooth_vertical_runs`, a window growing with the distance from the background),
+    together with the rendered background just above and below the hole (:data:`VERTICAL_CONTEXT`
+    rows; foreground pixels there, nearer than the hole's background by more than
+    :data:`BACKGROUND_TOLERANCE_PX`, are left out).
+
+    ``images``: (2, C, H, W); ``hole``: (2, H, W) uint8, 1 at filled pixels; ``disparity_at``: flat
+    (2 * H, W) indices of rendered pixels -> their disparity; ``targets``: flat
+    indices in (2 * H, W) of the filled pixels, ``run_of`` their runs; per run: ``run_source`` the
+    flat index of the pixel it was filled from, ``outward`` -1 or +1, ``border`` (bool) whether it
+    reaches the frame edge.
+    """
+    _, ch, h, w = images.shape
+    if targets.numel() == 0:
+        return
+    dev = targets.device
+    flat = images.view(-1)
+    plane = torch.arange(ch, device=dev) * (h * w)
+
+    def index_of(at: torch.Tensor) -> torch.Tensor:
+        """(K, C) flat indices into ``images`` of the pixels at flat (2 * H, W) indices ``at``."""
+        eye = at // (h * w)
+        return (eye * ((ch - 1) * h * w) + at)[:, None] + plane
+
+    # Per run, the running sums of the background pixels outwards from its source: sums[:, k] over the
+    # first k + 1 (the source always counts; a pixel outside the row, beyond the run's limit or
+    # filled itself does not). One (runs, deepest) gather: cheaper than a loop of small ops.
+    most = torch.where(border, ROW_MEAN_MAX_BORDER, ROW_MEAN_MAX)
+    deepest = int(most.max())
+    steps = torch.arange(deepest, device=dev)
+    col = (run_source % w)[:, None] + outward[:, None] * steps             # (R, deepest)
+    use = (col >= 0) & (col < w) & (steps < most[:, None])
+    at = torch.where(use, run_source[:, None] + outward[:, None] * steps, run_source[:, None]).view(-1)
+    use &= hole.view(-1).index_select(0, at).view_as(use) == 0
+    use[:, 0] = True
+    colour = flat.index_select(0, index_of(at).view(-1)).view(-1, deepest, ch).to(torch.float32)
+    sums = torch.cumsum(colour * use[..., None], dim=1)
+    counts = torch.cumsum(use.to(torch.float32), dim=1)
+    distance = (targets - run_source.index_select(0, run_of)).abs_()
+    depth = torch.minimum(torch.clamp(1 + (distance - 1) // 2, min=1), most.index_select(0, run_of)) - 1
+    slot = run_of * deepest + depth
+    values = sums.view(-1, ch).index_select(0, slot) / counts.view(-1).index_select(0, slot)[:, None]
+    eye = targets // (h * w)
+    pix = targets - eye * (h * w)
+    row = pix // w
+    keys = (eye * w + (pix - row * w)) * h + row              # column-major: vertical neighbours differ by 1
+    # The background above and below: rows 1..VERTICAL_CONTEXT away (each only if the rows between
+    # are rendered too, so that it adjoins the hole's vertical run). They keep their own colour.
+    hole_flat = hole.view(-1)
+    far = disparity_at(run_source.index_select(0, run_of)) + BACKGROUND_TOLERANCE_PX
+    near, limit = [], []
+    for sign in (-1, 1):
+        reach = torch.ones_like(row, dtype=torch.bool)
+        for j in range(1, VERTICAL_CONTEXT + 1):
+            reach = reach & (row + sign * j >= 0) & (row + sign * j < h)
+            at = torch.where(reach, targets + sign * j * w, targets)
+            reach = reach & (hole_flat.index_select(0, at) == 0)
+            near.append(at[reach])
+            limit.append(far[reach])
+    near = torch.cat(near)
+    context = torch.unique(near[disparity_at(near) <= torch.cat(limit)])
+    c_eye = context // (h * w)
+    c_pix = context - c_eye * (h * w)
+    c_row = c_pix // w
+    keys = torch.cat([keys, (c_eye * w + (c_pix - c_row * w)) * h + c_row])
+    values = torch.cat([values, flat.index_select(0, index_of(context).view(-1)).view(-1, ch).to(torch.float32)])
+    radius = torch.cat([cone_radius(distance), torch.zeros_like(context)])
+    smooth = smooth_vertical_runs(values, keys, h, radius)[:targets.numel()]
+    if not images.is_floating_point():
+        smooth = smooth.add_(0.5).clamp_(0, 255)             # round to nearest on the cast
+    flat.index_copy_(0, index_of(targets).view(-1), smooth.view(-1).to(images.dtype))
+
+
 def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.Tensor, ...],
-                          drop_fragments: int = 0) -> torch.Tensor | None:
+                          drop_fragments: int = 0, return_sources: bool = False):
     """Fill holes along rows from the background side, in place.
 
     Each run of hole pixels takes ``fields`` (e.g. the source pixel and sub-pixel position that
@@ -494,12 +626,16 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
 
     Returns:
         Flat indices of the hole pixels whose row has no rendered pixel at all (left as they
-        are, for the caller to blank), or None when there are none.
+        are, for the caller to blank), or None when there are none. With ``return_sources``, a pair:
+        those and ``(targets, run_of, run_source, outward, border)``: the flat indices of the filled
+        pixels and the run each belongs to; per run, the flat index of the rendered pixel it was
+        filled from, the step (-1 or +1) from that pixel away from the run, and whether the run
+        reaches the frame edge (the strip the camera never saw). None when nothing was filled.
     """
     width = hole.shape[1]
     holes = torch.nonzero(hole.view(-1)).squeeze(1)        # sorted flat indices; typically a few %
     if holes.numel() == 0:
-        return None
+        return (None, None) if return_sources else None
     start, end = _hole_runs(holes, width)
     fragment_ends = None
     if drop_fragments > 0 and holes.numel() > 1:
@@ -541,6 +677,10 @@ def _fill_from_background(hole: torch.Tensor, disparity_at, fields: tuple[torch.
     values = [f.view(-1).index_select(0, source) for f in fields]  # read all before writing any
     for f, v in zip(fields, values):
         f.view(-1).index_copy_(0, targets, v)
+    if return_sources:
+        border = ~(has_left & has_right)                    # runs that reach the frame edge
+        outward = torch.where(take_left, -1, 1)             # from the source away from the run
+        return orphans, (targets, run_of, run_source, outward, border)
     return orphans
 
 
@@ -558,15 +698,16 @@ def _hole_runs(holes: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Ten
     return start, end
 
 
-def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool = True, drop_fragments: int = 2,
+def render_stereo(colour, disparity, max_stretch: float = 1.0, fill: bool | str = "smooth", drop_fragments: int = 2,
                   device: torch.device | str | None = None, return_disparity: bool = False) -> StereoViews:
     """Render both eyes of one frame (see :class:`StereoWarper` for repeated frames of one size).
 
     Args:
         colour: (H, W, C) image (uint8 or float), tensor or numpy array, in the camera's view.
-        disparity: (H, W) per-eye disparity in pixels (>= 0), e.g. from :func:`disparity_from_depth`.
+        disparity: (H, W) per-eye disparity in pixels (negative: behind the screen plane), e.g. from
+            :func:`disparity_from_depth`.
         max_stretch, drop_fragments: see :class:`StereoWarper`.
-        fill: fill the holes from the background side (else they are black).
+        fill: how holes are filled (see :class:`StereoWarper`): "smooth", "row" or "none".
         return_disparity: also return the disparity seen at each output pixel.
         device: where to compute (``None``: where ``colour`` is). Results are numpy arrays on the
             CPU when ``colour`` was a numpy array, else tensors on ``device``.
@@ -589,7 +730,7 @@ def _as_tensor(x, device: torch.device | str | None) -> torch.Tensor:
     return t.to(device) if device is not None else t
 
 
-def render_eye(colour, disparity, eye: Eye, max_stretch: float = 1.0, fill: bool = True,
+def render_eye(colour, disparity, eye: Eye, max_stretch: float = 1.0, fill: bool | str = "smooth",
                drop_fragments: int = 2, device: torch.device | str | None = None):
     """One eye of :func:`render_stereo`: ``(image (H, W, C), filled (H, W) bool, disparity (H, W))``.
 

@@ -1,0 +1,124 @@
+"""Benchmark of ``video_metric_convert.py --ray local`` against the serial run on the same clips.
+
+Four short clips (copies of ``--clip``, first ``--frames`` frames each) are converted three times, each
+in a fresh process, wall time measured from outside (so Ray's start, the workers' model loading and
+shutdown are included):
+
+* ``serial``: the ordinary run, torch with ``--threads`` threads;
+* ``ray_1cpu_workers``: ``--ray local --ray_cpus_per_worker 1``: one single-threaded worker per core;
+* ``ray_<cores>cpu_worker``: ``--ray local --ray_cpus_per_worker <cores>``: one worker using every core.
+
+Reports frames/s, the sum of the per-video seconds (conversion alone, from the summary lines) and
+whether the depth files are byte-identical to the serial run's (expected only where the thread counts
+match: serial with ``--threads 1`` against one-core workers). Networks: vits with procedural weights
+(``tests/procedural.py``, same speed as the released ones) unless checkpoints are given. On a GPU
+machine ``--device cuda`` and ``--ray_workers N`` give frames/s with 1 and with all GPUs.
+
+Example (2-core VM, 2.5 to 12 minutes depending on the load)::
+
+    nice python -m benchmarks.bench_ray --clip assets/big_buck_bunny_3s.mp4 --frames 32 --input_size 140 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def procedural_checkpoints(folder: Path) -> dict[str, Path]:
+    """vits checkpoints with procedural weights (as the tests use)."""
+    import torch
+
+    from depth_anything_v2 import MODEL_CONFIGS as DAV2_CONFIGS, DepthAnythingV2
+    from tests.procedural import write_procedural_checkpoint
+    from video_depth_anything import MODEL_CONFIGS as VDA_CONFIGS, VideoDepthAnything
+
+    with torch.device("meta"):
+        vda = VideoDepthAnything(**VDA_CONFIGS["vits"])
+        dav2 = DepthAnythingV2(**DAV2_CONFIGS["vits"], max_depth=20.0)
+    return {"vda": write_procedural_checkpoint(vda, folder / "video_depth_anything_vits.pth"),
+            "dav2": write_procedural_checkpoint(dav2, folder / "depth_anything_v2_metric_hypersim_vits.pth")}
+
+
+def run(argv: list[str], threads: int) -> tuple[float, str]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=os.pathsep.join(
+        [str(REPO), str(REPO / "Depth-Anything-V2"), str(REPO / "Video-Depth-Anything")]))
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(REPO / "video_metric_convert.py"), *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return seconds, proc.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clip", default=str(REPO / "assets" / "big_buck_bunny_3s.mp4"))
+    parser.add_argument("--clips", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--input_size", type=int, default=140)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="serial run's torch threads")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--vda_checkpoint", default=None)
+    parser.add_argument("--metric_checkpoint", default=None)
+    parser.add_argument("--ray_workers", type=int, default=None)
+    parser.add_argument("--json", default=None, help="write the figures here")
+    args = parser.parse_args(argv)
+
+    cores = os.cpu_count() or 1
+    work = Path(tempfile.mkdtemp(prefix="bench_ray_"))
+    try:
+        if args.vda_checkpoint and args.metric_checkpoint:
+            ck = {"vda": Path(args.vda_checkpoint), "dav2": Path(args.metric_checkpoint)}
+        else:
+            ck = procedural_checkpoints(work / "ck")
+        clips = work / "clips"
+        clips.mkdir()
+        for k in range(args.clips):
+            shutil.copy(args.clip, clips / f"clip{k}{Path(args.clip).suffix}")
+        common = ["--input_video", str(clips), "--encoder", "vits", "--metric_encoder", "vits",
+                  "--input_size", str(args.input_size), "--max_frames", str(args.frames), "--device", args.device,
+                  "--vda_checkpoint", str(ck["vda"]), "--metric_checkpoint", str(ck["dav2"]), "--no_progress",
+                  "--fov", "off"]
+        extra = ["--ray_workers", str(args.ray_workers)] if args.ray_workers else []
+        runs = {
+            "serial": ([], args.threads),
+            "ray_1cpu_workers": (["--ray", "local", "--ray_cpus_per_worker", "1", *extra], 1),
+            f"ray_{cores}cpu_worker": (["--ray", "local", "--ray_cpus_per_worker", str(cores), *extra], cores),
+        }
+        figures: dict[str, dict] = {}
+        outputs: dict[str, Path] = {}
+        for name, (flags, threads) in runs.items():
+            out = work / name
+            seconds, stdout = run([*common, "--output_dir", str(out), *flags], threads)
+            per_video = [float(s) for s in re.findall(r" in ([0-9.]+) s \(", stdout)]
+            frames = sum(int(n) for n in re.findall(r": ([0-9]+) frames ", stdout))
+            outputs[name] = out
+            figures[name] = {"wall_s": round(seconds, 2), "frames": frames, "fps": round(frames / seconds, 3),
+                             "sum_video_s": round(sum(per_video), 2),
+                             "identical_to_serial": all(
+                                 (out / p.name).read_bytes() == p.read_bytes()
+                                 for p in sorted(outputs["serial"].iterdir()))}
+            print(f"{name:>20}: {seconds:7.1f} s wall, {frames} frames, {frames / seconds:6.2f} frames/s, "
+                  f"videos' own seconds {sum(per_video):6.1f}, bytes as serial: {figures[name]['identical_to_serial']}",
+                  flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"args": vars(args), "cores": cores, "runs": figures}, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
