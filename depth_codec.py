@@ -51,6 +51,7 @@ __all__ = [
     "resolve_fov",
     "TAG_XFOV",
     "TAG_YFOV",
+    "TAG_SCENE_CUTS",
     "DepthStats",
     "DepthVideoWriter",
     "DepthVideoReader",
@@ -68,6 +69,7 @@ TAG_MAX_DEPTH = "max_depth"
 TAG_ENCODING = "depth_encoding"
 TAG_XFOV = "xfov"  # horizontal field of view of the camera, degrees (when known)
 TAG_YFOV = "yfov"  # vertical field of view, degrees
+TAG_SCENE_CUTS = "scene_cuts"  # first frames of the shots after the first, comma-separated (0-based output frames)
 GREY8_FULL_SCALE = 255  # 8-bit greyscale depth: value 255 = max_depth
 GREY16_FULL_SCALE = 255**2  # 16-bit greyscale depth: the original tool's 65025 (not 65535) = max_depth
 GREY_PIX_FMTS = ("gray", "gray10le", "gray12le", "gray16le", "gray16be", "ya8", "ya16le", "ya16be")
@@ -310,10 +312,12 @@ class DepthVideoWriter:
         max_depth: float = DEFAULT_MAX_DEPTH,
         metadata: dict[str, str] | None = None,
         vfr: bool = False,
+        label: str | None = None,
     ) -> None:
         if not max_depth > 0:
             raise UserError(f"--max_depth must be > 0, got {max_depth}")
         self.path = Path(path)
+        self.label = label or self.path.name  # the name in warnings (a part or a hidden file: the final name)
         if self.path.suffix.lower() != ".mkv":
             raise UserError(f"depth videos are written as .mkv (FFV1), got {self.path.name}")
         self.max_depth = float(max_depth)
@@ -340,10 +344,10 @@ class DepthVideoWriter:
         path = self._writer.close()
         if self.stats.clipped:
             log.warning("%s: %d depth pixels beyond max_depth %g m were clipped to it (raise --max_depth "
-                        "to keep them)", self.path.name, self.stats.clipped, self.max_depth)
+                        "to keep them)", self.label, self.stats.clipped, self.max_depth)
         if self.stats.invalid:
             log.warning("%s: %d depth pixels were NaN, infinite or negative and were written as 0",
-                        self.path.name, self.stats.invalid)
+                        self.label, self.stats.invalid)
         return path
 
     def abort(self) -> None:

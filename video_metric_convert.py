@@ -15,9 +15,11 @@ import argparse
 import sys
 
 from mvda.apps.convert import ENCODERS, FITS, METRIC_MODELS, MODELS, run
+from mvda.apps.resume import PART_SECONDS
 from mvda.apps.video_fov import FOV_MODES
 from mvda.cli import (add_device_args, add_fov_args, add_fov_model_args, add_frame_limit_arg, add_max_depth_arg,
-                      add_report_args, frame_rate, positive_int, run_cli)
+                      add_report_args, frame_rate, positive_float, positive_int, run_cli)
+from mvda.ops.scene_cuts import DEFAULT_THRESHOLD
 
 PROG = "video_metric_convert.py"
 EPILOG = """example:
@@ -25,6 +27,7 @@ EPILOG = """example:
   python video_metric_convert.py --input_video clips/ --fit global --metric_every 4 --precision bf16
   python video_metric_convert.py --input_video assets/big_buck_bunny_3s.mp4 --model vda+moge2 --fov_encoder vitl
   python video_metric_convert.py --input_video films/ --output_dir /shared/depth --ray auto   # a Ray cluster
+  python video_metric_convert.py --input_video film.mkv --scene_cuts cuts.csv --resume --report
 """
 
 
@@ -69,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "the whole clip (two passes, temporary file in --output_dir)")
     parser.add_argument("--metric_every", type=positive_int, default=1,
                         help="run Depth-Anything-V2 on every N-th frame only (rolling fit; default 1)")
+    parser.add_argument("--scene_cuts", default="auto", metavar="auto|off|FILE",
+                        help="auto: detect scene cuts while decoding (default); off: none; FILE: cuts from another tool, "
+                             "one frame number (0-based) or time (00:01:02.5) per line, or PySceneDetect's scene list CSV. "
+                             "Each shot is converted as a video of its own (fresh Video-Depth-Anything windows and fit)")
+    parser.add_argument("--scene_threshold", type=positive_float, default=DEFAULT_THRESHOLD,
+                        help=f"cut detection threshold: lower finds more cuts (default {DEFAULT_THRESHOLD}; "
+                             "mean difference of normalised thumbnails, about 1 across a cut)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep finished parts in {output}.parts/ and, when run again with --resume after an "
+                             "interruption, continue from them (the result is identical to an uninterrupted run)")
+    parser.add_argument("--report", action="store_true",
+                        help="also draw {name}_depth_report.png beside the output: depth frames, and the fit's scale "
+                             "and shift per frame with the scene cuts marked")
+    parser.add_argument("--part_seconds", type=positive_float, default=PART_SECONDS, help=argparse.SUPPRESS)
     add_device_args(parser)
     parser.add_argument("--skip_existing", action="store_true", help="skip videos whose output already exists")
     ray = parser.add_argument_group("many videos on several GPUs or machines (Ray; install_mvda.sh --ray)")

@@ -357,7 +357,7 @@ def test_stage_timer_and_summary(tmp_path):
     timer = cp.StageTimer(torch.device("cpu"))
     options = cp.ConvertOptions(input_size=28, progress=False)
     result = cp.convert_video(clip, tmp_path, cp.Models(vda=StubVDA(), dav2=StubDAV2()), options, timer=timer)
-    assert set(result.timings) == {"decode", "vda", "dav2", "fit", "encode"}
+    assert set(result.timings) == {"decode", "cuts", "vda", "dav2", "fit", "encode"}  # cuts: scene cut detection
     assert all(v >= 0 for v in result.timings.values())
     line = result.summary_line()
     assert line.startswith("s.mkv: 10 frames 30x20 @ 24 fps") and "depth " in line and str(result.output) in line

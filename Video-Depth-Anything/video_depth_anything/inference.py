@@ -354,6 +354,33 @@ class VideoDepthStream:
             total += self._ref.nbytes
         return int(total)
 
+    # ------------------------------------------------------------------ saving and restoring
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue this stream elsewhere (e.g. in another process after
+        ``torch.save``): counters, sizes, the waiting input frames, the previous keyframe inputs, the
+        open cross-fade frames and the alignment references; tensors are copied to the CPU.
+        :meth:`load_state` on a new stream with the same model and settings continues bit-identically."""
+        cpu = (lambda t: None if t is None else t.detach().to("cpu", copy=True))
+        return {
+            "pushed": self._pushed, "emitted": self._emitted, "windows": self._windows, "flushed": self._flushed,
+            "frame_size": self.frame_size, "network_size": self.network_size, "output_size": self.output_size,
+            "fresh": [cpu(t) for t in self._fresh], "prev_keyframes": cpu(self._prev_keyframes),
+            "tail": cpu(self._tail), "ref": None if self._ref is None else torch.from_numpy(self._ref.copy()),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state` of a stream with the same model and settings."""
+        dev = (lambda t: None if t is None else t.to(self.device))
+        if state["frame_size"] is not None:
+            self.output_size = tuple(state["output_size"])
+            self._start(*state["frame_size"])
+            self.network_size = tuple(state["network_size"])
+        self._pushed, self._emitted = int(state["pushed"]), int(state["emitted"])
+        self._windows, self._flushed = int(state["windows"]), bool(state["flushed"])
+        self._fresh = [dev(t) for t in state["fresh"]]
+        self._prev_keyframes, self._tail = dev(state["prev_keyframes"]), dev(state["tail"])
+        self._ref = None if state["ref"] is None else state["ref"].numpy()
+
     # ------------------------------------------------------------------ public API
     def push(self, frames: np.ndarray | torch.Tensor) -> list[np.ndarray] | list[torch.Tensor]:
         """Add one frame ``(H, W, 3)`` or a chunk ``(K, H, W, 3)`` of RGB frames (uint8, or float

@@ -38,6 +38,22 @@ class KeyframeFeatureCache(nn.Module):
         self.frames_encoded = 0
         self.frames_reused = 0
 
+    def keyframe_state(self) -> dict:
+        """The stored keyframe inputs and features (on the CPU), to continue elsewhere with
+        :meth:`load_keyframe_state` exactly as this cache would."""
+        if self._inputs is None:
+            return {"inputs": None, "features": None}
+        return {"inputs": self._inputs.to("cpu", copy=True),
+                "features": [(t.to("cpu", copy=True), c.to("cpu", copy=True)) for t, c in self._features]}
+
+    def load_keyframe_state(self, state: dict, device: torch.device) -> None:
+        """Restore a :meth:`keyframe_state` onto ``device``."""
+        if state["inputs"] is None:
+            self._inputs = self._features = None
+            return
+        self._inputs = state["inputs"].to(device)
+        self._features = tuple((t.to(device), c.to(device)) for t, c in state["features"])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, _, h, w = x.shape
         if b != 1:

@@ -33,6 +33,12 @@ frames as the original's: the first entry is used while the history holds fewer 
 ``ceil(10 / N)`` entries, and the oldest entry is dropped (after fitting) when it holds more than
 ``ceil(100 / N)`` (:func:`rolling_limits`). ``N = 1`` is exactly the original tool.
 
+Scene cuts (``scene_cuts``, :mod:`mvda.ops.scene_cuts`): the frame source detects them on the decoded
+frames (or takes them from a list) and puts a :class:`ShotStart` before each new shot; the steps end
+their VDA stream there as at the end of a video and start a new one, the rolling fit's history starts
+again and the global fit fits each shot on its own. ``resume`` writes the output as parts that a later
+run continues (:mod:`mvda.apps.resume`); ``report`` draws a picture of the run (:mod:`mvda.apps.report`).
+
 Depth is written at the source resolution (VDA's output is resized there directly), with the
 source frame rate (or ``target_fps``), through :class:`depth_codec.DepthVideoWriter` (lossless,
 atomic, tagged with ``max_depth``). Fitted inverse depth that is non-positive, non-finite or below
@@ -44,6 +50,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -59,14 +67,17 @@ import torch
 import torch.nn.functional as F
 
 from mvda.ops import depth_fit
+from mvda.ops import scene_cuts as cut_detection
 from mvda.apps.video_fov import FOV_MODES, fov_tags, load_fov_model, video_fov
 from mvda.errors import UserError
 from mvda.cli import progress_bar
 from mvda.frames import run_frames
 from depth_anything_v2.transform import network_input_size, prepare_images
-from depth_codec import DepthVideoWriter, depth_step
+from depth_codec import TAG_SCENE_CUTS, DepthVideoWriter, depth_step
 from video_depth_anything.inference import VideoDepthStream, video_input_size
 from video_depth_anything.keyframe_cache import KeyframeFeatureCache
+from mvda.io.remux import join_videos
+from mvda.apps import resume as resume_parts
 from mvda.io.video import (VideoDecodeError, VideoReader, ensure_writable_dir, forget_temporary, probe_video,
                            register_temporary)
 
@@ -166,6 +177,14 @@ class ConvertOptions:
     yfov: float | None = None
     fov: str = "auto"
     on_frame: Callable[[], None] | None = None
+    #: ``"auto"`` (detect while decoding), ``"off"``, or a cut list file (:mod:`mvda.ops.scene_cuts`).
+    scene_cuts: str = "auto"
+    scene_threshold: float = cut_detection.DEFAULT_THRESHOLD
+    #: Keep finished parts in ``{output}.parts/`` and continue from them (:mod:`mvda.apps.resume`).
+    resume: bool = False
+    part_seconds: float = resume_parts.PART_SECONDS
+    #: Draw ``{name}_depth_report.png`` beside the output (:mod:`mvda.apps.report`).
+    report: bool = False
 
     def validate(self) -> None:
         """Raise :class:`UserError` for impossible combinations."""
@@ -184,6 +203,13 @@ class ConvertOptions:
         if self.model == "vda+moge2" and self.fov == "off" and self.xfov is None and self.yfov is None:
             raise UserError("--model vda+moge2 fixes MoGe-2's field of view to the video's: use --fov auto "
                             "(the default) or give --xfov")
+        if self.resume and self.model != "vda-metric" and self.fit == "global":
+            raise UserError("--resume works with --fit rolling and --model vda-metric, not with --fit global "
+                            "(its two passes run over the whole video); drop one of them")
+        if not self.part_seconds > 0:
+            raise UserError(f"--part_seconds must be > 0, got {self.part_seconds}")
+        if not self.scene_threshold > 0:
+            raise UserError(f"--scene_threshold must be > 0, got {self.scene_threshold}")
 
 
 @dataclass
@@ -294,6 +320,7 @@ class VideoResult:
     metric_frames: int = 0
     fit: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    cuts: list[int] = field(default_factory=list)  # output frames that start a new shot
 
     @property
     def frames_per_second(self) -> float:
@@ -318,6 +345,8 @@ class VideoResult:
         text += ")"
         if self.clamps.near:
             text += f", raised to the near limit: {self.clamps.near} px"
+        shots = len(self.cuts) + 1
+        text += f", {shots} shot{'s' if shots != 1 else ''}"
         return text + f" -> {self.output}"
 
 
@@ -445,6 +474,31 @@ def collect_inputs(items: Sequence[str | os.PathLike]) -> list[Path]:
 # frame source
 
 
+@dataclass(frozen=True)
+class ShotStart:
+    """Item of the frame source placed before the first frame of every shot after the first: the steps
+    end their stream there as at the end of a video and start anew. ``frame``: its output frame number;
+    ``length``: the shot's expected length in output frames (None: unknown)."""
+
+    frame: int
+    length: int | None = None
+
+
+def read_cut_file(path: str | os.PathLike) -> cut_detection.CutList:
+    """The cut list of ``--scene_cuts FILE`` (raises UserError naming the problem)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UserError(f"--scene_cuts {path}: cannot read the cut list ({exc.strerror or exc}); give 'auto', "
+                        "'off' or a file with one frame number or time per line") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--scene_cuts {path}: not a text file; give a file with one frame number or time per line") from None
+    try:
+        return cut_detection.parse_cut_list(text, name=str(path))
+    except ValueError as exc:
+        raise UserError(f"--scene_cuts {exc}") from None
+
+
 class _FrameSource:
     """Decoded, selected and (if needed) downscaled frames of one video.
 
@@ -475,6 +529,36 @@ class _FrameSource:
         #: frame's time, taken from :attr:`times` (seconds, one per output frame, in order).
         self.vfr = bool(reader.info.vfr and self.target_fps is None)
         self.times: collections.deque[float] = collections.deque()
+        #: Output frames that start a new shot (filled while iterating; see :class:`ShotStart`).
+        self.cuts: list[int] = []
+        #: Resuming: output frames below ``skip_pushed`` are decoded (for cut detection) but not yielded,
+        #: and times are kept from ``skip_written`` on (frames the restored state still holds).
+        self.skip_pushed = 0
+        self.skip_written = 0
+        self.listed: cut_detection.CutList | None = None
+        if options.scene_cuts not in ("auto", "off"):
+            self.listed = read_cut_file(options.scene_cuts)
+
+    def _cut_finder(self) -> cut_detection.CutDetector | cut_detection.ListedCuts | None:
+        if self.listed is not None:
+            return cut_detection.ListedCuts(self.listed, float(self.source_fps))
+        if self.options.scene_cuts == "auto":
+            return cut_detection.CutDetector(threshold=self.options.scene_threshold)
+        return None
+
+    def shot_length(self, start: int) -> int | None:
+        """Expected output frames of the shot starting at output frame ``start``: up to the next listed
+        cut (``--scene_cuts FILE``) or the end (detected cuts: the rest of the video); None when unknown."""
+        end = self.expected
+        if self.listed is not None:
+            rate = float(self.fps)
+            ratio = rate / float(self.source_fps)
+            starts = [math.ceil(f * ratio - 1e-9) for f in self.listed.frames]
+            starts += [math.ceil(t * rate - 0.5) for t in self.listed.seconds]
+            later = [f for f in starts if f > start]
+            if later:
+                end = min(later) if end is None else min(end, min(later))
+        return None if end is None else max(1, end - start)
 
     @property
     def output_times(self) -> "collections.deque[float] | None":
@@ -489,21 +573,57 @@ class _FrameSource:
         x = F.interpolate(x, size=(self.infer_h, self.infer_w), mode="bilinear", align_corners=False, antialias=True)
         return x[0].permute(1, 2, 0).clamp_(0.0, 255.0)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        limit = self.options.max_len if self.options.max_len > 0 else None
-        for frame, repeats, frame_time in self._selected():
-            with self.timer.stage("decode"):
-                prepared = self._prepare(frame)
-            for k in range(repeats):
-                if limit is not None and self.emitted >= limit:
+    def __iter__(self) -> Iterator[torch.Tensor | ShotStart]:
+        """The prepared frames, with a :class:`ShotStart` before each shot after the first. Cut
+        detection sees each decoded frame once; frames wait here until the detector (which decides
+        :attr:`~mvda.ops.scene_cuts.CutDetector.delay` frames late) has decided about them."""
+        finder = self._cut_finder()
+        pending: collections.deque[list] = collections.deque()  # [source index, prepared, repeats, time, cut]
+        for frame, repeats, frame_time, index in self._selected():
+            pending.append([index, frame, repeats, frame_time, False])
+            if finder is not None:
+                with self.timer.stage("cuts"):
+                    found = set(finder.push(index, frame, frame_time))
+                for item in pending:
+                    item[4] = item[4] or item[0] in found
+            while len(pending) > (finder.delay if finder is not None else 0):
+                yield from self._release(*pending.popleft()[1:])
+                if self._full():
                     return
-                self.emitted += 1
-                if self.vfr:  # each output frame keeps its source frame's time
-                    self.times.append(frame_time)
-                yield prepared
+        if finder is not None:
+            found = set(finder.finish())
+            for item in pending:
+                item[4] = item[4] or item[0] in found
+        while pending and not self._full():
+            yield from self._release(*pending.popleft()[1:])
 
-    def _selected(self) -> Iterator[tuple[np.ndarray, int, float]]:
-        """``(frame, how many output frames show it, its time in seconds)`` for each decoded frame.
+    def _full(self) -> bool:
+        return 0 < self.options.max_len <= self.emitted
+
+    def _release(self, frame: np.ndarray, repeats: int, frame_time: float, cut: bool
+                 ) -> Iterator[torch.Tensor | ShotStart]:
+        prepared = None
+        for k in range(repeats):
+            if self._full():
+                return
+            index = self.emitted
+            self.emitted += 1
+            if cut and k == 0 and index > 0:
+                self.cuts.append(index)
+                if index >= self.skip_pushed:
+                    yield ShotStart(index, self.shot_length(index))
+            if self.vfr and index >= self.skip_written:  # each output frame keeps its source frame's time
+                self.times.append(frame_time)
+            if index < self.skip_pushed:
+                continue
+            if prepared is None:
+                with self.timer.stage("decode"):
+                    prepared = self._prepare(frame)
+            yield prepared
+
+    def _selected(self) -> Iterator[tuple[np.ndarray, int, float, int]]:
+        """``(frame, how many output frames show it, its time in seconds, its source frame number)`` for
+        each decoded frame that is shown.
 
         Frames are picked by time: output frame ``k`` (at ``k / target_fps``) shows the source frame on
         screen then. For a constant-rate source that is :func:`selection_count` (exact fractions); for a
@@ -529,7 +649,7 @@ class _FrameSource:
                 repeats = selection_count(index, self.source_fps, self.target_fps)
                 index += 1
                 if repeats:
-                    yield frame, repeats, times[-1] if times else 0.0
+                    yield frame, repeats, times[-1] if times else 0.0, index - 1
                 continue
             t = float(self.target_fps)
             if held is not None:
@@ -539,7 +659,7 @@ class _FrameSource:
                                                                    else 1.0 / float(self.source_fps))
                 repeats = math.ceil(end * t - 1e-9) - math.ceil(start * t - 1e-9)
                 if repeats > 0:
-                    yield held[0], repeats, start
+                    yield held[0], repeats, start, index - 1
                 previous = start
             if frame is None:
                 return
@@ -707,6 +827,9 @@ class _Converter:
         self.min_depth = near_limit(options.max_depth)
         self.clamps = depth_fit.ClampCounts()
         self.metric_frames = 0
+        #: ``(scale, shift)`` of each output frame's fit ``inverse = scale * r + shift`` (1/metres), in
+        #: frame order; empty for ``vda-metric``.
+        self.trace: list[tuple[float, float]] = []
         #: The metric network of the fit (``infer_images``): DA-V2, or MoGe-2 set by :func:`convert_video`.
         self.metric: Any = models.dav2
 
@@ -734,6 +857,33 @@ class _Converter:
         sink = _DepthSink(writer, self.timer, step.finish, source.output_times, self.options.on_frame)
         return self._loop(source, step, sink, source, name)
 
+    def run_parts(self, source: _FrameSource, folder: resume_parts.PartsFolder, open_writer: Callable[[Path], Any],
+                  out_size: tuple[int, int], name: str) -> int:
+        """:meth:`run_streaming` into the parts of ``folder``, continuing after its last finished part;
+        returns the frames written in all parts."""
+        part_frames = max(1, round(self.options.part_seconds * float(source.fps)))
+        step = _StreamingStep(self, out_size, part_frames=part_frames)
+        state = folder.load_state()
+        if state is not None and state.get("complete"):  # stopped between the last part and the join
+            source.cuts = list(state["cuts"])
+            self.clamps = depth_fit.ClampCounts(*state["clamps"])
+            self.trace = [tuple(row) for row in state["trace"].tolist()]
+            return folder.frames_done
+        if state is not None:
+            step.restore(state)
+            source.skip_pushed, source.skip_written = int(state["pushed_total"]), int(state["written_total"])
+            log.info("%s: resuming at frame %d (%d parts done)", name, folder.frames_done, len(folder.parts))
+
+        def encode_state() -> dict[str, Any]:
+            return {**step.encode_state(), "cuts": list(source.cuts)}
+
+        sink = resume_parts.PartSink(folder, open_writer, step.finish, encode_state, source.output_times,
+                                     self.options.on_frame)
+        total = source.expected
+        result = run_frames(source, step, [sink], total=total, desc=name, progress=self.options.progress,
+                            bar_initial=folder.frames_done, encode_queue_size=_ENCODE_QUEUE)
+        return folder.frames_done if result.outputs or folder.parts else 0
+
     # -- global fit ---------------------------------------------------------------------------------
     def run_global(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str,
                    temp_path: Path) -> int:
@@ -746,17 +896,17 @@ class _Converter:
         if written == 0:
             return 0
         with self.timer.stage("fit"):
-            frames = sorted(set(pass1.metric_samples) & set(pass1.relative_samples))
-            try:
-                fit, inliers = depth_fit.robust_scale_shift(
-                    np.concatenate([pass1.relative_samples[i] for i in frames]),
-                    np.concatenate([pass1.metric_samples[i] for i in frames]),
-                )
-            except ValueError as exc:
-                raise UserError(f"{source.reader.path}: the global fit failed ({exc}); try --fit rolling") from None
-        log.info("%s: global fit inverse = %.6g * r + %.6g over %d frames, %d of %d samples kept",
-                 name, fit.scale, fit.shift, len(frames), int(inliers.sum()), inliers.size)
-        self.global_fit = fit
+            starts = pass1.shot_starts
+            fits = [self._shot_fit(pass1, start, end, name) for start, end in zip(starts, [*starts[1:], written])]
+        if all(f is None for f in fits):
+            raise UserError(f"{source.reader.path}: the global fit failed ({self._fit_error}); try --fit rolling")
+        for k in range(len(fits)):  # a shot without a fit (e.g. all black) takes its neighbour's
+            if fits[k] is None:
+                fits[k] = fits[k - 1] if k else next(f for f in fits if f is not None)
+                log.warning("%s: shot %d (from frame %d) could not be fitted on its own (%s); it takes a neighbour's "
+                            "fit", name, k + 1, starts[k], self._fit_error)
+        self.global_fit = fits[0]
+        shot_of = np.searchsorted(np.asarray(starts), np.arange(written), side="right") - 1
 
         net = pass1.net
         values = net[0] * net[1]
@@ -769,15 +919,19 @@ class _Converter:
                         raise UserError(f"temporary file {temp_path} is truncated; is the disk full?")
                 yield buffer
 
-        def upsample(buffer: np.ndarray) -> list[torch.Tensor]:  # calling thread
+        upsampled = iter(range(written))
+
+        def upsample(buffer: np.ndarray) -> list[tuple[torch.Tensor, depth_fit.AffineFit]]:  # calling thread
             with self.timer.stage("store"):
                 r = torch.from_numpy(buffer).to(self.options.device).view(1, 1, *net).to(torch.float32)
             with self.timer.stage("fit"):
                 if tuple(out_size) != tuple(net):
                     r = F.interpolate(r, size=out_size, mode="bilinear", align_corners=True)
-            return [r[0, 0]]
+            return [(r[0, 0], fits[shot_of[next(upsampled)]])]
 
-        def finish(r: torch.Tensor) -> torch.Tensor:  # encode thread
+        def finish(output: tuple[torch.Tensor, depth_fit.AffineFit]) -> torch.Tensor:  # encode thread
+            r, fit = output
+            self.trace.append((fit.scale, fit.shift))
             depth, counts = depth_fit.inverse_to_depth(depth_fit.apply_affine(r, fit), self.options.max_depth,
                                                        self.min_depth)
             self.clamps += counts
@@ -788,23 +942,57 @@ class _Converter:
             return self._loop(stored(store), upsample, sink, source, name, passes=2, bar_initial=written)
 
 
+    def _shot_fit(self, pass1: _GlobalPass1, start: int, end: int, name: str) -> depth_fit.AffineFit | None:
+        """The robust fit of output frames ``[start, end)`` (one shot), or None if it fails."""
+        frames = sorted(i for i in set(pass1.metric_samples) & set(pass1.relative_samples) if start <= i < end)
+        try:
+            if not frames:
+                raise ValueError("no frame of it was sampled")
+            fit, inliers = depth_fit.robust_scale_shift(
+                np.concatenate([pass1.relative_samples[i] for i in frames]),
+                np.concatenate([pass1.metric_samples[i] for i in frames]),
+            )
+        except ValueError as exc:
+            self._fit_error = str(exc)
+            return None
+        log.info("%s: global fit of frames %d-%d: inverse = %.6g * r + %.6g over %d frames, %d of %d samples kept",
+                 name, start, end - 1, fit.scale, fit.shift, len(frames), int(inliers.sum()), inliers.size)
+        return fit
+
+
 class _StreamingStep:
     """Step of the rolling fit and of ``vda-metric``: one decoded frame in, the frames that VDA finished
     out (``out_size``, each with its DA-V2 statistics); :meth:`flush` returns the rest at the end.
     :meth:`finish` (the fit, per pixel) runs in the depth sink on the encode thread, in frame order."""
 
-    def __init__(self, converter: _Converter, out_size: tuple[int, int]) -> None:
+    def __init__(self, converter: _Converter, out_size: tuple[int, int], part_frames: int | None = None) -> None:
         self.c = converter
         options = converter.options
         self.metric_model = options.model == "vda-metric"
-        self.stream = converter._stream(out_size)
-        self.queue = None if self.metric_model else _MetricStatsQueue(converter.metric, options, converter.timer)
+        self.out_size = out_size
         self.every = options.metric_every
-        self.fit = depth_fit.RollingFit(*rolling_limits(self.every))
-        self.index = 0  # frames pushed
-        self.written = 0  # frames finished
+        self.fit = depth_fit.RollingFit(*rolling_limits(self.every))  # encode thread
+        #: ``--resume``: a part ends at each cut and at the first window boundary after this many frames.
+        self.part_frames = part_frames
+        self.shot_start = 0  # output frame of the current shot's first frame
+        self.part_start = 0  # output frame of the current part's first frame
+        self._start_shot()
 
-    def __call__(self, frame: torch.Tensor) -> list[torch.Tensor]:
+    def _start_shot(self) -> None:
+        """A new VDA stream and DA-V2 queue: every shot is converted as a video of its own."""
+        self.stream = self.c._stream(self.out_size)
+        self.queue = None if self.metric_model else _MetricStatsQueue(self.c.metric, self.c.options, self.c.timer)
+        self.index = 0  # frames of this shot pushed
+        self.written = 0  # frames of this shot finished
+
+    def __call__(self, frame: torch.Tensor | ShotStart) -> list[tuple]:
+        if isinstance(frame, ShotStart):  # the stream ends as at the end of a video; the next one starts
+            done = self.flush()
+            self.shot_start = frame.frame
+            self._start_shot()
+            if self.part_frames is not None and done:  # a part ends at each cut
+                done[-1] = (*done[-1][:3], self._snapshot())
+            return done
         prepared = None
         if self.queue is not None and self.index % self.every == 0:
             frame_size = (int(frame.shape[0]), int(frame.shape[1]))
@@ -823,30 +1011,84 @@ class _StreamingStep:
                 outputs = self.stream.push_prepared(prepared, (int(frame.shape[0]), int(frame.shape[1])))
             else:
                 outputs = self.stream.push(frame)
-        return self._finish(outputs)
+        done = self._finish(outputs)
+        if (self.part_frames is not None and done
+                and self.shot_start + self.written - self.part_start >= self.part_frames):
+            # A window just ran (no input frame waits in the stream): a cheap point to end a long part.
+            if self.queue is not None:
+                self.queue.run()
+            done[-1] = (*done[-1][:3], self._snapshot())
+        return done
+
+    # -- --resume: the state at the end of a part --------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        """The calling thread's state after the last output so far (see :mod:`mvda.apps.resume`)."""
+        self.part_start = self.shot_start + self.written
+        model = self.stream.model
+        return {
+            "shot_start": self.shot_start, "index": self.index, "written": self.written,
+            "pushed_total": self.shot_start + self.index, "written_total": self.part_start,
+            "stream": self.stream.state(),
+            "keyframes": model.keyframe_state() if isinstance(model, KeyframeFeatureCache) else None,
+            "queue": {int(i): [st.mean, st.std] for i, st in self.queue.stats.items()} if self.queue else {},
+            "metric_frames": self.c.metric_frames,
+        }
+
+    def encode_state(self) -> dict[str, Any]:
+        """The encode thread's state after the last frame written (the fit, the counters)."""
+        c, params = self.c, self.fit.params
+        return {
+            "fit_history": [[e.s, e.a, e.b] for e in self.fit.history],
+            "fit_params": None if params is None else [params.s, params.a, params.b],
+            "clamps": [c.clamps.far, c.clamps.nonpositive, c.clamps.near],
+            "trace": torch.tensor(c.trace, dtype=torch.float64).reshape(-1, 2),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a part's state: :meth:`_snapshot` and :meth:`encode_state` merged."""
+        c = self.c
+        self.shot_start = int(state["shot_start"])
+        self._start_shot()
+        self.index, self.written = int(state["index"]), int(state["written"])
+        self.part_start = int(state["written_total"])
+        self.stream.load_state(state["stream"])
+        if state["keyframes"] is not None and isinstance(self.stream.model, KeyframeFeatureCache):
+            self.stream.model.load_keyframe_state(state["keyframes"], c.options.device)
+        if self.queue is not None:
+            self.queue.stats = {int(i): depth_fit.MapStats(*v) for i, v in state["queue"].items()}
+        c.metric_frames = int(state["metric_frames"])
+        self.fit.history = collections.deque(depth_fit.FitEntry(*e) for e in state["fit_history"])
+        self.fit._params = None if state["fit_params"] is None else depth_fit.RollingParams(*state["fit_params"])
+        c.clamps = depth_fit.ClampCounts(*state["clamps"])
+        c.trace = [tuple(row) for row in state["trace"].tolist()]
 
     def flush(self) -> list[torch.Tensor]:
         with self.c.timer.stage("vda"):
             outputs = self.stream.flush()
         return self._finish(outputs)
 
-    def _finish(self, outputs: list[torch.Tensor]) -> list[tuple[torch.Tensor, depth_fit.MapStats | None]]:
-        """Pair each finished VDA frame with its DA-V2 statistics (None: none for this frame)."""
+    def _finish(self, outputs: list[torch.Tensor]) -> list[tuple]:
+        """Pair each finished VDA frame with its DA-V2 statistics (None: none for this frame), whether
+        it is the first frame of its shot, and the state when a part ends after it (else None)."""
         done = []
         for r in outputs:
             metric = self.queue.pop(self.written) if self.queue is not None and self.written % self.every == 0 else None
-            done.append((r, metric))
+            done.append((r, metric, self.written == 0, None))
             self.written += 1
         return done
 
-    def finish(self, output: tuple[torch.Tensor, depth_fit.MapStats | None]) -> torch.Tensor:
-        """Encode thread, in frame order: the rolling fit (or the metric clamp) of one frame -> metres."""
+    def finish(self, output: tuple) -> torch.Tensor:
+        """Encode thread, in frame order: the rolling fit (or the metric clamp) of one frame -> metres.
+        The fit's history starts anew with each shot."""
         c = self.c
-        r, metric = output
+        r, metric, first = output[:3]
         if self.metric_model:
             depth, counts = clamp_metric_depth(r, c.options.max_depth, c.min_depth)
         else:
+            if first:
+                self.fit = depth_fit.RollingFit(*rolling_limits(self.every))
             params = self.fit.fit_frame(metric, depth_fit.relative_stats(r))
+            c.trace.append((params.s, params.a - params.b * params.s))
             depth, counts = depth_fit.inverse_to_depth(
                 depth_fit.apply_rolling(r, params), c.options.max_depth, c.min_depth
             )
@@ -863,29 +1105,43 @@ class _GlobalPass1:
         options = converter.options
         self.net = network_input_size(source.infer_h, source.infer_w,
                                       video_input_size(source.infer_h, source.infer_w, options.input_size))
-        self.stream = converter._stream(self.net)
         rows, cols = depth_fit.sample_grid(self.net[0], self.net[1], options.global_points)
         self.rows = torch.from_numpy(rows).to(options.device)
         self.cols = torch.from_numpy(cols).to(options.device)
-        self.sampler = _EvenSampler(source.expected, options.global_frames)
         self.queue = _MetricStatsQueue(converter.metric, options, converter.timer, output_size=self.net)
         self.metric_samples: dict[int, np.ndarray] = {}  # frame -> 1/m at the grid (1/metres)
         self.relative_samples: dict[int, np.ndarray] = {}  # frame -> r at the grid
         self.index = 0
         self.written = 0
+        self.shot_starts = [0]  # output frame of each shot's first frame
+        self._start_shot(source.shot_length(0))
 
-    def __call__(self, frame: torch.Tensor) -> list[torch.Tensor]:
-        c, index = self.c, self.index
+    def _start_shot(self, length: int | None) -> None:
+        """A new VDA stream and DA-V2 sampler: each shot is fitted on its own."""
+        options = self.c.options
+        self.stream = self.c._stream(self.net)
+        cap = _AUTO_CUTS_MAX_STRIDE if options.scene_cuts == "auto" else None
+        self.sampler = _EvenSampler(length, options.global_frames, max_stride=cap)
+        self.shot_index = 0
+
+    def __call__(self, frame: torch.Tensor | ShotStart) -> list[torch.Tensor]:
+        if isinstance(frame, ShotStart):
+            done = self.flush()
+            self.shot_starts.append(self.written)
+            self._start_shot(frame.length)
+            return done
+        c, index, local = self.c, self.index, self.shot_index
         self.index += 1
-        if self.sampler.take(index):
+        self.shot_index += 1
+        if self.sampler.take(local):
             depth = self.queue.infer(frame.unsqueeze(0))[0]
             with c.timer.stage("fit"):
                 self.metric_samples[index] = 1.0 / depth[self.rows, self.cols].double().clamp_min(
                     depth_fit.MIN_METRIC_DEPTH).cpu().numpy()
             c.metric_frames += 1
             for dropped in self.sampler.drop_surplus():
-                self.metric_samples.pop(dropped, None)
-                self.relative_samples.pop(dropped, None)
+                self.metric_samples.pop(self.shot_starts[-1] + dropped, None)
+                self.relative_samples.pop(self.shot_starts[-1] + dropped, None)
         with c.timer.stage("vda"):
             outputs = self.stream.push(frame)
         return self._keep(outputs)
@@ -904,6 +1160,12 @@ class _GlobalPass1:
         return outputs
 
 
+#: With detected cuts a shot's length is unknown while it streams (only the rest of the video is an upper
+#: bound), so its global-fit sampler starts at most this sparse and thins out as frames come
+#: (:class:`_EvenSampler`): a short shot still gets about ``global_frames`` DA-V2 frames.
+_AUTO_CUTS_MAX_STRIDE = 8
+
+
 class _EvenSampler:
     """Choose about ``target`` frames evenly spaced over a stream of unknown exact length.
 
@@ -912,9 +1174,11 @@ class _EvenSampler:
     frames stay evenly spaced and their number bounded.
     """
 
-    def __init__(self, expected: int | None, target: int) -> None:
+    def __init__(self, expected: int | None, target: int, max_stride: int | None = None) -> None:
         self.target = max(2, int(target))
         self.stride = max(1, math.ceil(expected / self.target)) if expected else 1
+        if max_stride is not None:  # the expected length is only an upper bound (a cut may come first)
+            self.stride = min(self.stride, max(1, int(max_stride)))
         self.kept: list[int] = []
 
     def take(self, index: int) -> bool:
@@ -936,6 +1200,70 @@ def _temp_store_path(output: Path) -> Path:
     """The global fit's float16 store, hidden next to the output; registered so that a script that ends
     without success removes it whatever the reason (see :func:`mvda.io.video.register_temporary`)."""
     return register_temporary(output.with_name(f".{output.stem}.vda-{os.getpid()}.f16"))
+
+
+def _temp_shots_path(output: Path) -> Path:
+    """The depth video before its cut list is added, hidden next to the output (registered like
+    :func:`_temp_store_path`)."""
+    return register_temporary(output.with_name(f".{output.stem}.shots-{os.getpid()}.mkv"))
+
+
+def _finish_output(written: Path, output: Path, source: _FrameSource) -> None:
+    """Move the finished depth video ``written`` to ``output``; with cuts, remux it (no re-encode) with
+    their list in the :data:`~depth_codec.TAG_SCENE_CUTS` tag."""
+    if not source.cuts:
+        os.replace(written, output)
+        return
+    join_videos([written], output, source.fps, metadata={TAG_SCENE_CUTS: format_cuts(source.cuts)}, vfr=source.vfr)
+
+
+def _resume_settings(options: ConvertOptions, models: Models) -> dict[str, Any]:
+    """What must not change between a run and its resumption: the options that shape the output, the
+    device type, the cut list's content and an identity of the networks' weights."""
+    ignored = ("progress", "device", "resume", "report")
+    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in ignored}
+    settings["device"] = options.device.type
+    if options.scene_cuts not in ("auto", "off"):
+        settings["scene_cuts"] = "file:" + hashlib.sha256(Path(options.scene_cuts).read_bytes()).hexdigest()
+    for name in ("vda", "dav2"):
+        model = getattr(models, name)
+        params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
+        settings[f"{name}_weights"] = None if model is None else [
+            type(model).__name__, sum(p.numel() for p in params),
+            float(sum(p.detach().double().sum().item() for p in params[:4]))]
+    return settings
+
+
+def _convert_resumable(input_path: Path, output: Path, models: Models, options: ConvertOptions,
+                       source: _FrameSource, converter: _Converter, metadata: dict[str, str],
+                       out_size: tuple[int, int]) -> tuple[int, tuple[float, float]]:
+    """``--resume``: convert into (or continue) the parts folder, join the parts into ``output``, remove
+    the folder. Returns the frames and the depth range."""
+    folder = resume_parts.PartsFolder.open(output, _resume_settings(options, models),
+                                           resume_parts.source_identity(input_path), resume=True)
+    out_h, out_w = out_size
+
+    def open_writer(path: Path) -> DepthVideoWriter:
+        return DepthVideoWriter(path, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
+                                vfr=source.vfr, label=f"{output.name} ({path.name})")
+
+    frames = converter.run_parts(source, folder, open_writer, out_size, input_path.name)
+    if frames == 0:
+        folder.remove()
+        raise UserError(f"{input_path}: no frames decoded (empty video, or --max_len / --target_fps leave none)")
+    tags = {TAG_SCENE_CUTS: format_cuts(source.cuts)} if source.cuts else {}
+    folder.join(output, source.fps, tags, source.vfr)
+    folder.remove()
+    return frames, (min(p.depth_min for p in folder.parts), max(p.depth_max for p in folder.parts))
+
+
+def format_cuts(cuts: Sequence[int]) -> str:
+    """The :data:`~depth_codec.TAG_SCENE_CUTS` tag's text: frame numbers, comma-separated.
+
+    >>> format_cuts([48, 120])
+    '48,120'
+    """
+    return ",".join(str(int(c)) for c in cuts)
 
 
 def convert_video(
@@ -977,10 +1305,23 @@ def convert_video(
             if models.moge is None:
                 raise ValueError("--model vda+moge2 needs Models.moge (load_models(..., fov_encoder=...))")
             converter.metric = MoGeMetricDepth(models.moge, None if fov is None else fov[0])
+        if options.resume:
+            frames, stats = _convert_resumable(input_path, output, models, options, source, converter, metadata,
+                                               (out_h, out_w))
+            seconds = time.perf_counter() - start
+            return _with_report(options, converter, VideoResult(
+                input=input_path, output=output, frames=frames, seconds=seconds, width=out_w, height=out_h,
+                fps=source.fps, depth_min=stats[0], depth_max=stats[1], clamps=converter.clamps,
+                metric_frames=converter.metric_frames, fit="none" if options.model == "vda-metric" else options.fit,
+                timings=dict(timer.seconds), cuts=list(source.cuts),
+            ))
         temp_store: Path | None = None
+        # With cuts the file is written aside and remuxed at the end with the cut list in its tags (the
+        # container's tags are written before the first frame, the cuts are known after the last).
+        target = output if options.scene_cuts == "off" else _temp_shots_path(output)
         try:
-            with DepthVideoWriter(output, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
-                                  vfr=source.vfr) as writer:
+            with DepthVideoWriter(target, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
+                                  vfr=source.vfr, label=output.name) as writer:
                 if options.model != "vda-metric" and options.fit == "global":
                     temp_store = _temp_store_path(output)
                     frames = converter.run_global(source, writer, (out_h, out_w), input_path.name, temp_store)
@@ -989,18 +1330,31 @@ def convert_video(
                 if frames == 0:
                     raise UserError(f"{input_path}: no frames decoded (empty video, or --max_len / --target_fps leave none)")
                 stats = writer.stats
+            if target != output:
+                _finish_output(target, output, source)
         finally:
-            if temp_store is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    temp_store.unlink()
-                forget_temporary(temp_store)
+            for temp in (temp_store, None if target == output else target):
+                if temp is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        temp.unlink()
+                    forget_temporary(temp)
     seconds = time.perf_counter() - start
-    return VideoResult(
+    return _with_report(options, converter, VideoResult(
         input=input_path, output=output, frames=frames, seconds=seconds, width=out_w, height=out_h,
         fps=source.fps, depth_min=stats.min_depth, depth_max=stats.max_depth, clamps=converter.clamps,
         metric_frames=converter.metric_frames, fit="none" if options.model == "vda-metric" else options.fit,
-        timings=dict(timer.seconds),
-    )
+        timings=dict(timer.seconds), cuts=list(source.cuts),
+    ))
+
+
+def _with_report(options: ConvertOptions, converter: _Converter, result: VideoResult) -> VideoResult:
+    """``--report``: draw :func:`mvda.apps.report.write_report` beside the output; returns ``result``."""
+    if options.report:
+        from mvda.apps.report import write_report
+
+        write_report(result.output, result.frames, converter.trace, result.cuts, options.max_depth,
+                     f"{result.input.name}: {result.frames} frames, fit {result.fit}")
+    return result
 
 
 def convert_batch(
@@ -1109,6 +1463,8 @@ def options_from_args(args: Any) -> ConvertOptions:
     if args.model == "vda+dav2" and args.metric_model == "vkitti" and args.max_depth < 20:
         log.warning("--metric_model vkitti predicts up to 80 m but --max_depth is %g m: farther depth is clipped",
                     args.max_depth)
+    if args.scene_cuts not in ("auto", "off"):
+        read_cut_file(args.scene_cuts)  # a bad list is reported before the networks load
     options = ConvertOptions(
         model=args.model, fit=args.fit, input_size=args.input_size, max_res=args.max_res,
         max_len=-1 if args.max_frames is None else args.max_frames,
@@ -1116,6 +1472,8 @@ def options_from_args(args: Any) -> ConvertOptions:
         device=device, precision=precision, metric_precision=metric_precision,
         dav2_batch=4 if device.type == "cuda" else 1,
         progress=not args.no_progress, xfov=args.xfov, yfov=args.yfov, fov=args.fov,
+        scene_cuts=args.scene_cuts, scene_threshold=args.scene_threshold,
+        resume=args.resume, part_seconds=args.part_seconds, report=args.report,
     )
     options.validate()
     return options

@@ -169,11 +169,13 @@ def check_output_dir(output_dir: str | os.PathLike) -> None:
 def worker_temporaries(output: Path, pid: int) -> list[Path]:
     """The hidden temporary files that process ``pid`` may have left while writing ``output``: the
     writer's ``.NAME.partial-PID-RANDOM.mkv`` (:func:`mvda.io.video.atomic_output_path`) and the global
-    fit's store ``.NAME.vda-PID.f16`` (:mod:`mvda.apps.convert`). A worker killed mid-video cannot
-    remove them itself, so the driver does."""
+    fit's store ``.NAME.vda-PID.f16`` and the scene cuts' ``.NAME.shots-PID.mkv``
+    (:mod:`mvda.apps.convert`). A worker killed mid-video cannot remove them itself, so the driver does."""
     output = Path(output)
     stem = glob.escape(output.stem)
-    patterns = [f".{stem}.partial-{pid}-*{glob.escape(output.suffix)}", f".{stem}.vda-{pid}.f16"]
+    patterns = [f".{stem}.partial-{pid}-*{glob.escape(output.suffix)}", f".{stem}.vda-{pid}.f16",
+                # scene cuts: the depth video before its cut list is added, and that file's own partial
+                f".{stem}.shots-{pid}.mkv", f"..{stem}.shots-{pid}.partial-{pid}-*.mkv"]
     return sorted(Path(p) for pattern in patterns for p in glob.glob(str(output.parent / pattern)))
 
 
