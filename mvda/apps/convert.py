@@ -24,7 +24,7 @@ Ctrl-C or SIGTERM/SIGHUP leaves neither a partial output nor the global fit's te
   view fixed to the video's, as the metric anchor instead of DA-V2 (:mod:`mvda.apps.metric_anchor`).
 
 The field of view (``fov``, ``xfov``, ``yfov``; :mod:`mvda.apps.video_fov`) is found before the frame loop
-and written into the depth file's ``xfov`` / ``yfov`` tags.
+and written into the depth file's ``xfov`` / ``yfov`` tags, from keyframes per shot (:func:`fov_keyframes`).
 
 ``metric_every = N`` (rolling fit): DA-V2 runs on output frames ``0, N, 2N, ...`` only, and each of
 them adds one history entry; every other frame uses the parameters computed for the most recent DA-V2
