@@ -26,7 +26,8 @@ import torch
 from mvda.cli import FOV_ENCODERS, add_device_args, add_fov_model_args, add_report_args, positive_int, run_cli
 from mvda.errors import UserError
 
-__all__ = ["FovEstimate", "fov_from_intrinsics", "estimate_fov", "keyframe_indices", "keyframe_count", "shot_keyframes",
+__all__ = ["FovEstimate", "fov_from_intrinsics", "estimate_fov", "keyframe_indices", "keyframe_count", "shot_keyframe_count",
+           "shot_keyframes",
            "build_parser", "main"]
 
 PROG = "python -m mvda.fov"
@@ -37,6 +38,9 @@ log = logging.getLogger("mvda")
 #: (the converter's cost bound; benchmarks/RESULTS.md, "Field of view in the converter").
 FRAMES_PER_KEYFRAME = 20
 MAX_KEYFRAMES = 16
+#: Keyframes per shot (:func:`shot_keyframe_count`) never exceed one per this many frames (the scene cut
+#: detector's shortest shot, :data:`mvda.ops.scene_cuts.DEFAULT_MIN_SHOT`), which bounds their cost.
+MIN_FRAMES_PER_KEYFRAME = 8
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,17 @@ def keyframe_indices(frames: int, count: int) -> list[int]:
     if frames <= 0 or count <= 0:
         return []
     return sorted({(2 * k + 1) * frames // (2 * count) for k in range(count)})
+
+
+def shot_keyframe_count(frames: int, shots: int) -> int:
+    """How many keyframes for ``frames`` frames in ``shots`` shots: :func:`keyframe_count`, raised to one
+    per shot, but to no more than :data:`MAX_KEYFRAMES` and one per :data:`MIN_FRAMES_PER_KEYFRAME`
+    frames (:func:`shot_keyframes` then takes the longest shots).
+
+    >>> shot_keyframe_count(50, 1), shot_keyframe_count(50, 5), shot_keyframe_count(50, 10), shot_keyframe_count(10, 2)
+    (2, 5, 6, 1)
+    """
+    return max(keyframe_count(frames), min(shots, MAX_KEYFRAMES, frames // MIN_FRAMES_PER_KEYFRAME))
 
 
 def shot_keyframes(cuts: Sequence[int], frames: int, count: int) -> list[int]:

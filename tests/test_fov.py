@@ -73,3 +73,11 @@ def test_shot_keyframes_edge_cases():
     assert fov.shot_keyframes([0, 50, 50, 100, 120], 100, 1) == [25]
     assert fov.shot_keyframes([0, 50, 50, 100, 120], 100, 2) == [25, 75]
     assert fov.shot_keyframes([5], 0, 4) == [] and fov.shot_keyframes([5], 10, 0) == []
+
+
+def test_shot_keyframe_count_one_per_shot_within_the_cost_bound():
+    assert fov.shot_keyframe_count(100, 1) == 5 == fov.keyframe_count(100)  # fewer shots: as without cuts
+    assert fov.shot_keyframe_count(100, 9) == 9  # one per shot
+    assert fov.shot_keyframe_count(100, 40) == 12  # one per 8 frames at most: 100 // 8
+    assert fov.shot_keyframe_count(10_000, 40) == 16  # MAX_KEYFRAMES
+    assert fov.shot_keyframe_count(5, 2) == 1  # a 5-frame clip keeps its one keyframe

@@ -700,11 +700,10 @@ def prescan_cuts(path: Path, options: ConvertOptions) -> tuple[list[int], int]:
 
 
 def fov_keyframes(source: _FrameSource, options: ConvertOptions) -> list[int] | None:
-    """``--fov auto``'s keyframes (output frame numbers) per shot (:func:`mvda.fov.shot_keyframes`): at
-    least one in every shot, up to :data:`mvda.fov.MAX_KEYFRAMES`, else :func:`mvda.fov.keyframe_count`
-    of them. The shots come from ``--scene_cuts FILE`` or from :func:`prescan_cuts` (``auto``). None
+    """``--fov auto``'s keyframes (output frame numbers) per shot (:func:`mvda.fov.shot_keyframes`,
+    :func:`mvda.fov.shot_keyframe_count` of them: one in every shot within the cost bound). The shots come from ``--scene_cuts FILE`` or from :func:`prescan_cuts` (``auto``). None
     (keyframes spread over the video) with ``--scene_cuts off`` or a list and an unknown length."""
-    from mvda.fov import MAX_KEYFRAMES, keyframe_count, shot_keyframes
+    from mvda.fov import shot_keyframe_count, shot_keyframes
 
     if options.scene_cuts == "off" or (source.listed is not None and source.expected is None):
         return None
@@ -715,7 +714,7 @@ def fov_keyframes(source: _FrameSource, options: ConvertOptions) -> list[int] | 
     if frames <= 0:
         return None
     shots = 1 + sum(1 for c in cuts if 0 < c < frames)
-    return shot_keyframes(cuts, frames, max(keyframe_count(frames), min(shots, MAX_KEYFRAMES)))
+    return shot_keyframes(cuts, frames, shot_keyframe_count(frames, shots))
 
 
 # ---------------------------------------------------------------------------------------------------
