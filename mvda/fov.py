@@ -26,8 +26,8 @@ import torch
 from mvda.cli import FOV_ENCODERS, add_device_args, add_fov_model_args, add_report_args, positive_int, run_cli
 from mvda.errors import UserError
 
-__all__ = ["FovEstimate", "fov_from_intrinsics", "estimate_fov", "keyframe_indices", "keyframe_count", "shot_keyframe_count",
-           "shot_keyframes",
+__all__ = ["FovEstimate", "fov_from_intrinsics", "estimate_fov", "keyframe_indices", "keyframe_count",
+           "shot_keyframe_count", "shot_keyframes",
            "build_parser", "main"]
 
 PROG = "python -m mvda.fov"

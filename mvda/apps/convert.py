@@ -701,8 +701,9 @@ def prescan_cuts(path: Path, options: ConvertOptions) -> tuple[list[int], int]:
 
 def fov_keyframes(source: _FrameSource, options: ConvertOptions) -> list[int] | None:
     """``--fov auto``'s keyframes (output frame numbers) per shot (:func:`mvda.fov.shot_keyframes`,
-    :func:`mvda.fov.shot_keyframe_count` of them: one in every shot within the cost bound). The shots come from ``--scene_cuts FILE`` or from :func:`prescan_cuts` (``auto``). None
-    (keyframes spread over the video) with ``--scene_cuts off`` or a list and an unknown length."""
+    :func:`mvda.fov.shot_keyframe_count` of them: one in every shot within the cost bound). The shots
+    come from ``--scene_cuts FILE`` or from :func:`prescan_cuts` (``auto``). None (keyframes spread over
+    the video) with ``--scene_cuts off``, or with a list and an unknown length."""
     from mvda.fov import shot_keyframe_count, shot_keyframes
 
     if options.scene_cuts == "off" or (source.listed is not None and source.expected is None):
