@@ -18,7 +18,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -26,8 +26,9 @@ import torch
 from mvda.cli import FOV_ENCODERS, add_device_args, add_fov_model_args, add_report_args, positive_int, run_cli
 from mvda.errors import UserError
 
-__all__ = ["FovEstimate", "fov_from_intrinsics", "estimate_fov", "keyframe_indices", "keyframe_count", "build_parser",
-           "main"]
+__all__ = ["FovEstimate", "fov_from_intrinsics", "estimate_fov", "keyframe_indices", "keyframe_count",
+           "shot_keyframe_count", "shot_keyframes",
+           "build_parser", "main"]
 
 PROG = "python -m mvda.fov"
 #: ``--fov_encoder`` choices and the released MoGe-2 checkpoint each selects.
@@ -37,6 +38,9 @@ log = logging.getLogger("mvda")
 #: (the converter's cost bound; benchmarks/RESULTS.md, "Field of view in the converter").
 FRAMES_PER_KEYFRAME = 20
 MAX_KEYFRAMES = 16
+#: Keyframes per shot (:func:`shot_keyframe_count`) never exceed one per this many frames (the scene cut
+#: detector's shortest shot, :data:`mvda.ops.scene_cuts.DEFAULT_MIN_SHOT`), which bounds their cost.
+MIN_FRAMES_PER_KEYFRAME = 8
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,47 @@ def keyframe_indices(frames: int, count: int) -> list[int]:
     if frames <= 0 or count <= 0:
         return []
     return sorted({(2 * k + 1) * frames // (2 * count) for k in range(count)})
+
+
+def shot_keyframe_count(frames: int, shots: int) -> int:
+    """How many keyframes for ``frames`` frames in ``shots`` shots: :func:`keyframe_count`, raised to one
+    per shot, but to no more than :data:`MAX_KEYFRAMES` and one per :data:`MIN_FRAMES_PER_KEYFRAME`
+    frames (:func:`shot_keyframes` then takes the longest shots).
+
+    >>> shot_keyframe_count(50, 1), shot_keyframe_count(50, 5), shot_keyframe_count(50, 10), shot_keyframe_count(10, 2)
+    (2, 5, 6, 1)
+    """
+    return max(keyframe_count(frames), min(shots, MAX_KEYFRAMES, frames // MIN_FRAMES_PER_KEYFRAME))
+
+
+def shot_keyframes(cuts: Sequence[int], frames: int, count: int) -> list[int]:
+    """``count`` keyframe indices over ``frames`` frames cut into shots at ``cuts`` (first frames of new
+    shots; those outside ``1 .. frames - 1`` are ignored), sorted, with at least one in every shot.
+
+    Each shot gets its middle frame; with more shots than ``count``, only the ``count`` longest shots
+    (the earlier one of equally long ones). The rest of the budget, ``count - shots``, is shared in
+    proportion to the shots' lengths (largest remainders, ties to the earlier shot), and a shot with
+    ``k`` keyframes gets :func:`keyframe_indices` ``(length, k)`` of its own frames. Without cuts this is
+    ``keyframe_indices(frames, count)``. Fewer indices when a shot has fewer frames than its share.
+
+    >>> shot_keyframes([], 100, 4), shot_keyframes([10], 100, 2), shot_keyframes([10, 20, 60], 100, 2)
+    ([12, 37, 62, 87], [5, 55], [40, 80])
+    """
+    if frames <= 0 or count <= 0:
+        return []
+    starts = [0, *sorted({int(c) for c in cuts if 0 < int(c) < frames})]
+    lengths = [end - start for start, end in zip(starts, [*starts[1:], frames])]
+    if len(starts) >= count:
+        longest = sorted(range(len(starts)), key=lambda i: (-lengths[i], i))[:count]
+        return sorted(starts[i] + lengths[i] // 2 for i in longest)
+    spare = count - len(starts)
+    shares = [spare * length / frames for length in lengths]
+    extra = [math.floor(share) for share in shares]
+    order = sorted(range(len(starts)), key=lambda i: (-(shares[i] - extra[i]), i))
+    for i in order[:spare - sum(extra)]:
+        extra[i] += 1
+    return sorted(start + k for start, length, n in zip(starts, lengths, extra)
+                  for k in keyframe_indices(length, 1 + n))
 
 
 def estimate_fov(frames: Iterable[np.ndarray], model: Any, device: torch.device, num_tokens: int | None = 1200

@@ -20,7 +20,7 @@ import torch
 import moge2.hub
 import stero_rerender
 import video_metric_convert
-from depth_codec import DepthVideoReader
+from depth_codec import TAG_SCENE_CUTS, DepthVideoReader
 from moge2 import MoGeModel
 from mvda import fov
 from mvda.apps.metric_anchor import MoGeMetricDepth, anchor_num_tokens
@@ -264,3 +264,67 @@ def test_vda_moge2_given_fov_and_errors(tmp_path, procedural_checkpoints, moge_c
                    "--fov_checkpoint", str(moge_checkpoint)) == 2
     one_line_error(capsys, "--model vda+moge2", "--fov auto", prog=PROG)
     assert not (tmp_path / "x" / "clip_depth.mkv").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# keyframes per shot
+
+
+@pytest.fixture(scope="module")
+def two_shots(tmp_path_factory):
+    """A 40-frame panning shot, then a 10-frame shot (24 fps): spread keyframes (12, 37) both fall in the first."""
+    from tests.test_scene_cuts import panning_clip
+
+    frames = np.concatenate([panning_clip(40, seed=4), synthetic_frames(10, H, W, seed=7)])
+    return write_lossless_video(tmp_path_factory.mktemp("two") / "two.mkv", frames)
+
+
+@pytest.fixture
+def keyframes_seen(monkeypatch) -> list[tuple[list[int], float]]:
+    """Records the (output frame indices, fps) of every keyframe read for MoGe-2."""
+    seen: list[tuple[list[int], float]] = []
+    module = importlib.import_module("mvda.apps.video_fov")
+    real = module.keyframes_of
+
+    def recording(reader, indices, fps, *args, **kwargs):
+        seen.append((list(indices), float(fps)))
+        return real(reader, indices, fps, *args, **kwargs)
+
+    monkeypatch.setattr(module, "keyframes_of", recording)
+    return seen
+
+
+@pytest.mark.parametrize("cuts, extra, want, tag", [
+    ("auto", [], [20, 45], "40"),  # shot_keyframes([40], 50, 2): the middle of each shot
+    ("file", [], [20, 45], "40"),
+    ("off", [], [12, 37], None),  # spread as without cuts: both in the first shot
+    ("auto", ["--max_frames", "45"], [20, 42], "40"),  # the second shot is 5 frames long here
+    ("file", ["--target_fps", "12"], [10, 22], "20"),  # 25 output frames, the cut (source frame 40) is output 20
+    # At 12 fps the detector finds no cut (the panning scores about 0.7 per frame, the cut 1.11: under 2.5 times
+    # its neighbours' mean), in the pre-scan as in the conversion: one shot, keyframe_count(25) = 1 keyframe.
+    ("auto", ["--target_fps", "12"], [12], None),
+])
+def test_fov_auto_takes_a_keyframe_in_every_shot(tmp_path, procedural_checkpoints, moge_checkpoint, two_shots,
+                                                 keyframes_seen, cuts, extra, want, tag):
+    if cuts == "file":
+        (tmp_path / "cuts.txt").write_text("40\n")  # a source frame number
+        cuts = str(tmp_path / "cuts.txt")
+    assert convert(procedural_checkpoints, two_shots, tmp_path / "out", "--fov_checkpoint", str(moge_checkpoint),
+                   "--scene_cuts", cuts, *extra) == 0
+    fps = 12.0 if "--target_fps" in extra else 24.0
+    assert keyframes_seen == [(want, fps)]
+    # The pre-scan (auto) found the cuts the conversion found.
+    assert probe_video(tmp_path / "out" / "two_depth.mkv").tag(TAG_SCENE_CUTS) == tag
+
+
+def test_no_pre_scan_when_moge_does_not_run(tmp_path, procedural_checkpoints, two_shots, keyframes_seen,
+                                            monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    convert_module = importlib.import_module("mvda.apps.convert")
+    scans: list[object] = []
+    real = convert_module.prescan_cuts
+    monkeypatch.setattr(convert_module, "prescan_cuts", lambda *a: scans.append(a) or real(*a))
+    missing = str(tmp_path / "missing.pt")
+    for extra in (["--xfov", "60"], ["--fov", "off"], ["--fov_checkpoint", missing]):
+        assert convert(procedural_checkpoints, two_shots, tmp_path / "out", "--max_frames", "3", *extra) == 0
+    assert scans == [] and keyframes_seen == []

@@ -24,7 +24,7 @@ Ctrl-C or SIGTERM/SIGHUP leaves neither a partial output nor the global fit's te
   view fixed to the video's, as the metric anchor instead of DA-V2 (:mod:`mvda.apps.metric_anchor`).
 
 The field of view (``fov``, ``xfov``, ``yfov``; :mod:`mvda.apps.video_fov`) is found before the frame loop
-and written into the depth file's ``xfov`` / ``yfov`` tags.
+and written into the depth file's ``xfov`` / ``yfov`` tags, from keyframes per shot (:func:`fov_keyframes`).
 
 ``metric_every = N`` (rolling fit): DA-V2 runs on output frames ``0, N, 2N, ...`` only, and each of
 them adds one history entry; every other frame uses the parameters computed for the most recent DA-V2
@@ -551,14 +551,21 @@ class _FrameSource:
         cut (``--scene_cuts FILE``) or the end (detected cuts: the rest of the video); None when unknown."""
         end = self.expected
         if self.listed is not None:
-            rate = float(self.fps)
-            ratio = rate / float(self.source_fps)
-            starts = [math.ceil(f * ratio - 1e-9) for f in self.listed.frames]
-            starts += [math.ceil(t * rate - 0.5) for t in self.listed.seconds]
-            later = [f for f in starts if f > start]
+            later = [f for f in self.listed_starts() if f > start]
             if later:
                 end = min(later) if end is None else min(end, min(later))
         return None if end is None else max(1, end - start)
+
+    def listed_starts(self) -> list[int]:
+        """Output frames at which the listed cuts (``--scene_cuts FILE``) start a new shot, sorted (empty
+        without a list)."""
+        if self.listed is None:
+            return []
+        rate = float(self.fps)
+        ratio = rate / float(self.source_fps)
+        starts = {math.ceil(f * ratio - 1e-9) for f in self.listed.frames}
+        starts |= {math.ceil(t * rate - 0.5) for t in self.listed.seconds}
+        return sorted(starts)
 
     @property
     def output_times(self) -> "collections.deque[float] | None":
@@ -665,6 +672,50 @@ class _FrameSource:
                 return
             held = (frame, times[-1])
             index += 1
+
+
+def prescan_cuts(path: Path, options: ConvertOptions) -> tuple[list[int], int]:
+    """``--scene_cuts auto`` ahead of the conversion, for ``--fov auto``'s keyframes per shot: a pass that
+    only decodes ``path`` and feeds the frames the conversion would use (``--target_fps``, ``--max_len``)
+    to the same :class:`~mvda.ops.scene_cuts.CutDetector` (``--scene_threshold``), which takes a thumbnail
+    of each. Returns the output frames that start a new shot (as :attr:`_FrameSource.cuts` will hold
+    them) and the number of output frames."""
+    with VideoReader(path) as reader:
+        scan = _FrameSource(reader, dataclasses.replace(options, scene_cuts="off"), StageTimer(enabled=False))
+        detector = cut_detection.CutDetector(threshold=options.scene_threshold)
+        first_output: dict[int, int] = {}  # source frame -> the first output frame showing it
+        emitted, past, found = 0, 0, []
+        for frame, repeats, frame_time, index in scan._selected():
+            if 0 < options.max_len <= emitted:  # full: the detector still sees its delay's worth of frames
+                if past >= detector.delay:
+                    break
+                past += 1
+            else:
+                first_output[index] = emitted
+                emitted = emitted + repeats if options.max_len <= 0 else min(options.max_len, emitted + repeats)
+            found += detector.push(index, frame, frame_time)
+        else:
+            found += detector.finish()
+    return sorted({first_output[c] for c in found if first_output.get(c, 0) > 0}), emitted
+
+
+def fov_keyframes(source: _FrameSource, options: ConvertOptions) -> list[int] | None:
+    """``--fov auto``'s keyframes (output frame numbers) per shot (:func:`mvda.fov.shot_keyframes`,
+    :func:`mvda.fov.shot_keyframe_count` of them: one in every shot within the cost bound). The shots
+    come from ``--scene_cuts FILE`` or from :func:`prescan_cuts` (``auto``). None (keyframes spread over
+    the video) with ``--scene_cuts off``, or with a list and an unknown length."""
+    from mvda.fov import shot_keyframe_count, shot_keyframes
+
+    if options.scene_cuts == "off" or (source.listed is not None and source.expected is None):
+        return None
+    if source.listed is not None:
+        cuts, frames = source.listed_starts(), int(source.expected or 0)
+    else:
+        cuts, frames = prescan_cuts(source.reader.path, options)
+    if frames <= 0:
+        return None
+    shots = 1 + sum(1 for c in cuts if 0 < c < frames)
+    return shot_keyframes(cuts, frames, shot_keyframe_count(frames, shots))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1296,8 +1347,10 @@ def convert_video(
         }
         # The field of view travels with the file (given, or MoGe-2's estimate: stage "fov").
         with timer.stage("fov") if models.moge is not None else contextlib.nullcontext():
+            estimate = options.fov == "auto" and options.xfov is None and options.yfov is None
+            keyframes = fov_keyframes(source, options) if estimate and models.moge is not None else None
             fov = video_fov(reader, (out_h, out_w), source.expected, float(source.fps), options.fov, options.xfov,
-                            options.yfov, models.moge, options.device)
+                            options.yfov, models.moge, options.device, indices=keyframes)
         metadata.update(fov_tags(fov))
         if options.model == "vda+moge2":
             from mvda.apps.metric_anchor import MoGeMetricDepth

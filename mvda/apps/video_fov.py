@@ -9,7 +9,9 @@ file's ``xfov`` / ``yfov`` tags, and the FOV that ``--model vda+moge2`` fixes Mo
   conversion by seeking a second decoder (:meth:`VideoReader.frames_at`), because the tags are written
   when the depth file is opened and ``vda+moge2`` needs the FOV from its first frame on; this costs a
   few GOPs of decoding, far less than MoGe-2 itself (benchmarks/RESULTS.md). :func:`keyframe_fov`
-  takes the keyframe indices, so that per-shot keyframes can be passed.
+  takes the keyframe indices: the converter passes keyframes per shot (:func:`mvda.fov.shot_keyframes`,
+  :func:`mvda.apps.convert.fov_keyframes`; with ``--scene_cuts auto`` the shots come from a decode-only
+  pre-scan, :func:`mvda.apps.convert.prescan_cuts`).
 * ``--fov off``: no tag.
 
 The field of view never makes a conversion fail: a missing or bad MoGe-2 checkpoint
