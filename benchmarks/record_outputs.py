@@ -10,8 +10,10 @@ timestamps, so a change in any pixel, sample or time shows up.
     python -m benchmarks.record_outputs --checkpoints /tmp/ckpt --check /tmp/before.json
 
 Baselines: ``benchmarks/outputs_before_redesign.json`` (before issue 11's redesign; the redesign changed
-no output) and ``benchmarks/outputs_baseline.json`` (after issue 12, which changed the 16-bit greyscale
-values on purpose to the original tool's exact arithmetic): check refactors against the latter.
+no output) and ``benchmarks/outputs_baseline.json`` (re-recorded after issue 13, whose stereo defaults
+(edge sharpening and dilation, the smooth background fill, Dubois anaglyph) changed the stereo cases on
+purpose; issue 12 had changed the 16-bit greyscale values to the original tool's exact arithmetic):
+check refactors against the latter.
 
 ``--checkpoints DIR`` must hold ``vda_vits.pth``, ``vda_metric_vits.pth`` and ``dav2_metric_vits.pth``
 (procedural pf-v1 weights; ``--make_checkpoints`` writes them there first).
