@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "the address of a cluster; --output_dir must be writable by every worker")
     ray.add_argument("--ray_cpus", type=positive_int, default=None, metavar="N",
                      help="--ray local: cores Ray may use (default: all)")
-    ray.add_argument("--ray_cpus_per_worker", type=positive_int, default=4, metavar="N",
+    ray.add_argument("--ray_cpus_per_worker", type=positive_int, default=None, metavar="N",
                      help="cores per worker where there are no GPUs (default 4)")
     ray.add_argument("--ray_workers", type=positive_int, default=None, metavar="N",
                      help="at most N workers (default: one per GPU, or per --ray_cpus_per_worker cores)")

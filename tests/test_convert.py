@@ -199,6 +199,14 @@ def test_batch_folder_with_broken_file_and_skip_existing(tmp_path, checkpoints, 
     assert (out / "a_depth.mkv").stat().st_mtime_ns == before
     assert "0 converted, 2 skipped, 0 failed" in capsys.readouterr().out
 
+    # Ray's flags without --ray say that they do nothing (one warning line), and the batch runs here.
+    code = video_metric_convert.main(cli_args(checkpoints, "--input_video", str(folder / "a.mkv"),
+                                              "--output_dir", str(out), "--skip_existing", "--ray_workers", "2",
+                                              "--ray_cpus_per_worker", "1"))
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "--ray_cpus_per_worker, --ray_workers only apply with --ray" in err
+
 
 # ---------------------------------------------------------------------------------------------------
 # errors: one line, non-zero exit, no output

@@ -1572,6 +1572,10 @@ def run(args: Any) -> int:
 
         results = convert_on_ray(inputs, args, options, report)
     else:
+        unused = [f"--{name}" for name in ("ray_cpus", "ray_cpus_per_worker", "ray_workers")
+                  if getattr(args, name, None) is not None]
+        if unused:
+            log.warning("%s only apply with --ray; converting here, one video after another", ", ".join(unused))
         results = convert_batch(inputs, Path(args.output_dir), models, options, skip_existing=args.skip_existing,
                                 report=report)
     failed = [r for r in results if r.status == "failed"]

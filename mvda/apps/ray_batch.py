@@ -71,6 +71,9 @@ __all__ = [
 
 log = logging.getLogger("mvda")
 
+#: Cores per worker on nodes without GPUs when --ray_cpus_per_worker is not given.
+DEFAULT_CPUS_PER_WORKER = 4
+
 #: Seconds between two progress polls of the driver, and at least between two reports of a worker.
 POLL_SECONDS = 0.5
 #: Seconds the driver waits for killed workers to end before it removes their temporary files.
@@ -536,7 +539,8 @@ class _Batch:
 
     def start(self) -> None:
         ray = self.ray
-        plan = plan_workers(self.connection.nodes(), str(self.args.device), self.args.ray_cpus_per_worker,
+        cpus_per_worker = self.args.ray_cpus_per_worker or DEFAULT_CPUS_PER_WORKER
+        plan = plan_workers(self.connection.nodes(), str(self.args.device), cpus_per_worker,
                             len(self.jobs), self.args.ray_workers)
         log.info("--ray: %d worker(s), %d cpu and %d gpu each", plan.count, plan.num_cpus, plan.num_gpus)
         self.counter = ray.remote(ProgressCounter).options(num_cpus=0).remote()
