@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from benchmarks.bench_fov import timed
 
 #: DA-V2 vitl ``infer_images`` at input 518, CPU-s per frame (benchmarks/RESULTS.md, bench_fov).
 DEFAULT_FRAME_CPU_S = 36.07
@@ -52,17 +52,6 @@ def h264_clip(folder: Path, frames: int, height: int, width: int) -> Path:
         for frame in reader:
             writer.write(frame)
     return path
-
-
-def timed(fn, repeats: int) -> tuple[float, float]:
-    fn()
-    cpu, wall = [], []
-    for _ in range(repeats):
-        c0, w0 = time.process_time(), time.perf_counter()
-        fn()
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - w0)
-    return statistics.median(cpu), statistics.median(wall)
 
 
 def main(argv: list[str] | None = None) -> int:
