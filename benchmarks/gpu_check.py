@@ -321,11 +321,26 @@ def official_fp16(model: Any, seen: dict | None = None) -> Iterator[None]:
     the head output is cast to the autocast dtype (so resize and ReLU run in it) and each motion module
     returns its input's dtype (residual rounded as the official fp16 addition). Without autocast
     nothing changes. ``seen`` collects the dtypes produced (``head``, ``motion``)."""
+    with _vda_patched(model, seen, official=True):
+        yield
+
+
+@contextlib.contextmanager
+def observe_dtypes(model: Any, seen: dict) -> Iterator[None]:
+    """Record the dtypes our VDA's head and motion modules produce (no change to the computation)."""
+    with _vda_patched(model, seen, official=False):
+        yield
+
+
+@contextlib.contextmanager
+def _vda_patched(model: Any, seen: dict | None, official: bool) -> Iterator[None]:
+    """Hook our VDA's head output and wrap each motion module's ``forward_frames``: with ``official``
+    cast them as :func:`official_fp16` describes; record their dtypes into ``seen`` when given."""
     handles, patched = [], []
 
     def head_hook(module: Any, args: Any, out: torch.Tensor) -> torch.Tensor | None:
         dev = out.device.type
-        if torch.is_autocast_enabled(dev):
+        if official and torch.is_autocast_enabled(dev):
             out = out.to(torch.get_autocast_dtype(dev))
         if seen is not None:
             seen["head"] = str(out.dtype)
@@ -337,37 +352,14 @@ def official_fp16(model: Any, seen: dict | None = None) -> Iterator[None]:
         method = tt.forward_frames
 
         def forward_frames(x: torch.Tensor, num_frames: int, _method: Callable = method) -> torch.Tensor:
-            out = _method(x, num_frames).to(x.dtype)
+            out = _method(x, num_frames)
+            if official:
+                out = out.to(x.dtype)
             if seen is not None:
                 seen["motion"] = str(out.dtype)
             return out
 
         tt.forward_frames = forward_frames  # the instance attribute shadows the method
-        patched.append(tt)
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-        for tt in patched:
-            del tt.forward_frames
-
-
-@contextlib.contextmanager
-def observe_dtypes(model: Any, seen: dict) -> Iterator[None]:
-    """Record the dtypes our VDA's head and motion modules produce (no change to the computation)."""
-    handles = [model.head.register_forward_hook(lambda m, a, out: seen.__setitem__("head", str(out.dtype)))]
-    patched = []
-    for mm in model.head.motion_modules:
-        tt = mm.temporal_transformer
-        method = tt.forward_frames
-
-        def forward_frames(x: torch.Tensor, num_frames: int, _method: Callable = method) -> torch.Tensor:
-            out = _method(x, num_frames)
-            seen["motion"] = str(out.dtype)
-            return out
-
-        tt.forward_frames = forward_frames
         patched.append(tt)
     try:
         yield
