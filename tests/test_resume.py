@@ -71,6 +71,18 @@ def test_uninterrupted_resume_run_equals_a_plain_run(tmp_path, procedural_checkp
     assert ", 2 shots ->" in capsys.readouterr().out
 
 
+def stop_after_first_part(monkeypatch) -> None:
+    """Make the next run stop (as Ctrl-C) right after its first part is recorded (``monkeypatch.undo()``
+    lets the following run finish)."""
+    original = resume.PartsFolder.finish_part
+
+    def stop(self, *a, **k):
+        original(self, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume.PartsFolder, "finish_part", stop)
+
+
 @pytest.mark.parametrize("stop_after", [1, 2, 3])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, procedural_checkpoints, clip, reference, monkeypatch,
                                                        stop_after):
@@ -183,13 +195,7 @@ def test_variable_frame_rate_resume_keeps_the_frame_times(tmp_path, procedural_c
     times = write_vfr_clip(clip, size=(H, W))
     plain = tmp_path / "plain"
     assert video_metric_convert.main(args(procedural_checkpoints, clip, plain)) == 0
-    original = resume.PartsFolder.finish_part
-
-    def stop_after_first(self, *a, **k):
-        original(self, *a, **k)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(resume.PartsFolder, "finish_part", stop_after_first)
+    stop_after_first_part(monkeypatch)
     out = tmp_path / "resumed"
     half = ["--part_seconds", "0.5"]  # 15 frames: the first part ends after the first window (24 frames)
     assert video_metric_convert.main(args(procedural_checkpoints, clip, out, "--resume", *half)) == 130
@@ -209,13 +215,7 @@ def test_vda_metric_resume(tmp_path, procedural_checkpoints, clip, monkeypatch):
     metric = ["--model", "vda-metric", "--max_len", "60"]
     plain = tmp_path / "plain"
     assert video_metric_convert.main(args(procedural_checkpoints, clip, plain, *metric)) == 0
-    original = resume.PartsFolder.finish_part
-
-    def stop_after_first(self, *a, **k):
-        original(self, *a, **k)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(resume.PartsFolder, "finish_part", stop_after_first)
+    stop_after_first_part(monkeypatch)
     out = tmp_path / "resumed"
     assert video_metric_convert.main(args(procedural_checkpoints, clip, out, "--resume", *PART, *metric)) == 130
     monkeypatch.undo()
