@@ -87,14 +87,21 @@ def max_abs(ours, ref) -> float:
     return float(np.abs(np.asarray(ours, dtype=np.float64) - np.asarray(ref, dtype=np.float64)).max())
 
 
-def capture_intermediates(model: MoGeModel) -> tuple[dict, list]:
-    """Forward hooks recording the encoder output and each head's finest level (before the resize)."""
+def forward_with_intermediates(model: MoGeModel, image: np.ndarray, num_tokens: int) -> tuple[dict, dict]:
+    """``model(image, num_tokens)`` without gradients, and what forward hooks recorded: the encoder output
+    and each head's finest level (before the resize)."""
     seen: dict = {}
     hooks = [model.encoder.register_forward_hook(lambda m, i, o: seen.__setitem__("encoder", o))]
     for head in ("points", "normal", "mask"):
         hooks.append(getattr(model, f"{head}_head").register_forward_hook(
             lambda m, i, o, head=head: seen.__setitem__(head, o[-1])))
-    return seen, hooks
+    try:
+        with torch.no_grad():
+            out = model(torch.from_numpy(image), num_tokens=num_tokens)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, seen
 
 
 # -- configuration and layout --------------------------------------------------------------------------
@@ -209,13 +216,7 @@ def test_view_plane_uv_is_pixel_centres_in_half_diagonals():
 
 def test_forward_golden_landscape_with_intermediates(toy):
     g = golden("toy_forward")
-    seen, hooks = capture_intermediates(toy)
-    try:
-        with torch.no_grad():
-            out = toy(torch.from_numpy(g["image"]), num_tokens=64)
-    finally:
-        for h in hooks:
-            h.remove()
+    out, seen = forward_with_intermediates(toy, g["image"], num_tokens=64)
     features, cls_token = seen["encoder"]
     assert features.shape == (1, 128, 7, 10)
     assert max_abs(features, g["encoder_features"]) < TOL_FEATURES
@@ -228,13 +229,7 @@ def test_forward_golden_landscape_with_intermediates(toy):
 
 def test_forward_golden_portrait_batch_of_two_upsampled(toy):
     g = golden("toy_forward_portrait_b2")
-    seen, hooks = capture_intermediates(toy)
-    try:
-        with torch.no_grad():
-            out = toy(torch.from_numpy(g["image"]), num_tokens=150)
-    finally:
-        for h in hooks:
-            h.remove()
+    out, seen = forward_with_intermediates(toy, g["image"], num_tokens=150)
     assert max_abs(seen["encoder"][0], g["encoder_features"]) < TOL_FEATURES
     assert max_abs(seen["encoder"][1], g["encoder_cls_token"]) < TOL_CLS
     check_forward(out, g)
