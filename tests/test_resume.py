@@ -135,11 +135,6 @@ def test_changed_source_or_settings_are_refused(tmp_path, procedural_checkpoints
     assert not (out / "two_depth.mkv").exists()
 
 
-def test_resume_refuses_global_fit(tmp_path, procedural_checkpoints, clip, capsys):
-    assert video_metric_convert.main(args(procedural_checkpoints, clip, tmp_path, "--resume", "--fit", "global")) == 2
-    one_line_error(capsys, "--resume works with --fit rolling")
-
-
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -221,3 +216,66 @@ def test_vda_metric_resume(tmp_path, procedural_checkpoints, clip, monkeypatch):
     monkeypatch.undo()
     assert video_metric_convert.main(args(procedural_checkpoints, clip, out, "--resume", *PART, *metric)) == 0
     np.testing.assert_array_equal(packed(out / "two_depth.mkv"), packed(plain / "two_depth.mkv"))
+
+
+@pytest.fixture(scope="module")
+def global_reference(tmp_path_factory, procedural_checkpoints, clip) -> np.ndarray:
+    out = tmp_path_factory.mktemp("global_reference")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert video_metric_convert.main(args(procedural_checkpoints, clip, out, "--fit", "global")) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return packed(out / "two_depth.mkv")
+
+
+def stop_at(monkeypatch, cls, method: str, count: int) -> list:
+    """Make ``cls.method`` raise KeyboardInterrupt (as Ctrl-C) right after its ``count``-th call; returns
+    the list of calls so far (``monkeypatch.undo()`` lets the next run finish)."""
+    original = getattr(cls, method)
+    calls = []
+
+    def stop(self, *a, **k):
+        original(self, *a, **k)
+        calls.append(a)
+        if len(calls) == count:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cls, method, stop)
+    return calls
+
+
+@pytest.mark.parametrize("where", ["pass1-in-shot", "pass1-at-cut", "pass1-done", "pass2-part"])
+def test_global_fit_interrupted_then_resumed_equals_uninterrupted(tmp_path, procedural_checkpoints, clip,
+                                                                   global_reference, monkeypatch, where):
+    """--fit global --resume, stopped (Ctrl-C) in the first pass after its first save (inside the first
+    shot: a second of video), after its second (at the cut), after its last (the pass done, nothing
+    written yet), or in the second pass after its first part: the resumed run gives the plain run's
+    frames, and the first pass's files live in the parts folder until the end."""
+    folder = tmp_path / "two_depth.mkv.parts"
+    if where.startswith("pass1"):
+        saves = stop_at(monkeypatch, resume.PartsFolder, "save_pass1",
+                        {"pass1-in-shot": 1, "pass1-at-cut": 2, "pass1-done": 3}[where])
+    else:
+        saves = stop_at(monkeypatch, resume.PartsFolder, "finish_part", 1)
+    run = args(procedural_checkpoints, clip, tmp_path, "--resume", "--fit", "global", *PART)
+    assert video_metric_convert.main(run) == 130
+    assert (folder / "pass1.f16").is_file() and (folder / "pass1.pt").is_file()
+    assert not (tmp_path / "two_depth.mkv").exists()
+    state = torch.load(folder / "pass1.pt", weights_only=True)
+    if where == "pass1-in-shot":  # the first window's 24 frames stored, the state saved with them
+        assert state["written"] == 24 and not state.get("complete")
+        assert (folder / "pass1.f16").stat().st_size >= 24 * 2 * 28 * 42
+    elif where == "pass1-at-cut":
+        assert state["written"] == 70 and state["shot_starts"] == [0, 70] and len(state["fits"]) == 1
+    elif where == "pass1-done":
+        assert state["complete"] and state["written"] == 100 and len(state["fits"]) == 2
+    else:
+        assert json.loads((folder / "manifest.json").read_text())["parts"][0]["frames"] == 24
+    monkeypatch.undo()
+    assert video_metric_convert.main(run) == 0
+    np.testing.assert_array_equal(packed(tmp_path / "two_depth.mkv"), global_reference)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two_depth.mkv"]
+    with VideoReader(tmp_path / "two_depth.mkv") as reader:
+        assert reader.info.tag(TAG_SCENE_CUTS) == "70"

@@ -203,9 +203,6 @@ class ConvertOptions:
         if self.model == "vda+moge2" and self.fov == "off" and self.xfov is None and self.yfov is None:
             raise UserError("--model vda+moge2 fixes MoGe-2's field of view to the video's: use --fov auto "
                             "(the default) or give --xfov")
-        if self.resume and self.model != "vda-metric" and self.fit == "global":
-            raise UserError("--resume works with --fit rolling and --model vda-metric, not with --fit global "
-                            "(its two passes run over the whole video); drop one of them")
         if not self.part_seconds > 0:
             raise UserError(f"--part_seconds must be > 0, got {self.part_seconds}")
         if not self.scene_threshold > 0:
@@ -845,17 +842,27 @@ class _DepthSink:
 
 class _StoreSink:
     """Pass 1 of the global fit: VDA output frames ``(h, w)`` appended as float16 to ``store`` (stage
-    ``store``, encode thread). The file itself is removed by :func:`convert_video` on every exit."""
+    ``store``, encode thread). The file itself is removed by :func:`convert_video` on every exit (or kept
+    in the parts folder with ``--resume``).
 
-    def __init__(self, store: Any, timer: StageTimer) -> None:
+    Outputs are ``(r, state)``; a state (``--resume``) goes to ``checkpoint(state)`` once ``r`` and the
+    frames before it are in the file.
+    """
+
+    def __init__(self, store: Any, timer: StageTimer, checkpoint: Callable[[dict], None] | None = None) -> None:
         self.store = store
         self.timer = timer
+        self.checkpoint = checkpoint
 
-    def write(self, r: torch.Tensor) -> None:
+    def write(self, output: tuple[torch.Tensor, dict | None]) -> None:
+        r, state = output
         with self.timer.stage("store"):
             data = r.to(torch.float16).cpu().numpy().tobytes()
             try:
                 self.store.write(data)
+                if state is not None and self.checkpoint is not None:
+                    self.store.flush()
+                    self.checkpoint(state)
             except OSError as exc:  # e.g. a full disk: the store takes 2 bytes per pixel and frame
                 raise UserError(f"cannot write the global fit's temporary file {self.store.name}: "
                                 f"{exc.strerror or exc}; free space in the output folder or use --fit rolling") from None
@@ -902,10 +909,10 @@ class _Converter:
         )
 
     def _loop(self, source: Any, step: Any, sink: Any, frame_source: _FrameSource, name: str,
-              passes: int = 1, bar_initial: int = 0) -> int:
+              passes: int = 1, bar_initial: int = 0, close_sink: bool = False) -> int:
         total = frame_source.expected * passes if frame_source.expected else None
         result = run_frames(source, step, [sink], total=total, desc=name, progress=self.options.progress,
-                            close_sinks=False, bar_initial=bar_initial, encode_queue_size=_ENCODE_QUEUE)
+                            close_sinks=close_sink, bar_initial=bar_initial, encode_queue_size=_ENCODE_QUEUE)
         return result.outputs
 
     # -- rolling fit / metric VDA -----------------------------------------------------------------
@@ -924,8 +931,7 @@ class _Converter:
         state = folder.load_state()
         if state is not None and state.get("complete"):  # stopped between the last part and the join
             source.cuts = list(state["cuts"])
-            self.clamps = depth_fit.ClampCounts(*state["clamps"])
-            self.trace = [tuple(row) for row in state["trace"].tolist()]
+            self._restore_counters(state)
             return folder.frames_done
         if state is not None:
             step.restore(state)
@@ -945,77 +951,161 @@ class _Converter:
     # -- global fit ---------------------------------------------------------------------------------
     def run_global(self, source: _FrameSource, writer: DepthVideoWriter, out_size: tuple[int, int], name: str,
                    temp_path: Path) -> int:
-        """Pass 1: frames -> VDA -> float16 store at ``temp_path`` (+ DA-V2 samples); one robust fit;
-        pass 2: store -> upsample, fit -> ``writer``. Returns the frames written. The caller removes
-        ``temp_path``."""
+        """Pass 1: frames -> VDA -> float16 store at ``temp_path`` (+ DA-V2 samples; each shot fitted as it
+        ends); pass 2: store -> upsample, fit -> ``writer``. Returns the frames written. The caller
+        removes ``temp_path``."""
         pass1 = _GlobalPass1(self, source)
         with open(temp_path, "wb") as store:
-            written = self._loop(source, pass1, _StoreSink(store, self.timer), source, name, passes=2)
-        if written == 0:
+            self._loop(source, pass1, _StoreSink(store, self.timer), source, name, passes=2)
+        if pass1.written == 0:
             return 0
+        fits = self._global_fits(pass1, source, name)
+        sink = _DepthSink(writer, self.timer, self._global_finish, source.output_times, self.options.on_frame)
+        with open(temp_path, "rb") as store:
+            return self._global_pass2(store, temp_path, pass1.net, out_size, fits, pass1.shot_starts, pass1.written,
+                                      sink, source, name)
+
+    def run_global_parts(self, source: _FrameSource, folder: resume_parts.PartsFolder,
+                         open_writer: Callable[[Path], Any], out_size: tuple[int, int], name: str) -> int:
+        """:meth:`run_global` with ``--resume``: pass 1's store and state live in ``folder`` (the state
+        saved at each cut and every ``part_seconds`` of video, so an interrupted pass 1 goes on from
+        there), pass 2 writes the folder's parts. Returns the frames written in all parts."""
+        part_frames = max(1, round(self.options.part_seconds * float(source.fps)))
+        state = folder.load_state()
+        if state is not None and state.get("complete"):  # stopped between the last part and the join
+            source.cuts = list(state["cuts"])
+            self._restore_counters(state)
+            return folder.frames_done
+        pass1 = _GlobalPass1(self, source, part_frames=part_frames)
+        saved = folder.load_pass1()
+        store_path = folder.store_path
+        if saved is None or not saved.get("complete"):
+            if saved is not None:
+                pass1.restore(saved)
+                source.skip_pushed = pass1.index  # frames before it are decoded again (cut detection, times)
+                log.info("%s: resuming the first pass at frame %d", name, pass1.written)
+            mode = "wb" if saved is None else "r+b"
+            with open(store_path, mode) as store:
+                store.truncate(pass1.written * pass1.net[0] * pass1.net[1] * 2)
+                store.seek(0, os.SEEK_END)
+                sink = _StoreSink(store, self.timer, checkpoint=folder.save_pass1)
+                self._loop(source, pass1, sink, source, name, passes=2, bar_initial=pass1.written)
+            if pass1.written == 0:
+                return 0
+            fits = self._global_fits(pass1, source, name)
+            saved = {"complete": True, "written": pass1.written, "shot_starts": list(pass1.shot_starts),
+                     "fits": [[f.scale, f.shift] for f in fits], "metric_frames": self.metric_frames,
+                     "cuts": list(source.cuts),
+                     "times": torch.tensor(list(source.times), dtype=torch.float64) if source.vfr else None}
+            folder.save_pass1(saved)
+        else:
+            self.metric_frames = int(saved["metric_frames"])
+            source.cuts = list(saved["cuts"])
+            fits = [depth_fit.AffineFit(*f) for f in saved["fits"]]
+        if state is not None:
+            self._restore_counters(state)
+            log.info("%s: resuming the second pass at frame %d (%d parts done)", name, folder.frames_done,
+                     len(folder.parts))
+        first = folder.frames_done
+        times = collections.deque(saved["times"][first:].tolist()) if saved["times"] is not None else None
+
+        def encode_state() -> dict[str, Any]:  # encode thread, after a part's last frame
+            return {"pass": 2, "cuts": list(source.cuts), **self._counters()}
+
+        sink = resume_parts.PartSink(folder, open_writer, self._global_finish, encode_state, times,
+                                     self.options.on_frame)
+        with open(store_path, "rb") as store:
+            self._global_pass2(store, store_path, pass1.net, out_size, fits, saved["shot_starts"], saved["written"],
+                               sink, source, name, first=first, part_frames=part_frames)
+        return folder.frames_done
+
+    def _counters(self) -> dict[str, Any]:
+        """The encode thread's counters (clamps, fit trace) for a part's state."""
+        return {"clamps": [self.clamps.far, self.clamps.nonpositive, self.clamps.near],
+                "trace": torch.tensor(self.trace, dtype=torch.float64).reshape(-1, 2)}
+
+    def _restore_counters(self, state: dict[str, Any]) -> None:
+        """Continue the counters from :meth:`_counters`' entries in a part's ``state``."""
+        self.clamps = depth_fit.ClampCounts(*state["clamps"])
+        self.trace = [tuple(row) for row in state["trace"].tolist()]
+
+    def _global_fits(self, pass1: _GlobalPass1, source: _FrameSource, name: str) -> list[depth_fit.AffineFit]:
+        """The fit of every shot after pass 1 (the last shot is fitted here); a shot without one takes
+        its neighbour's. Raises UserError when no shot could be fitted."""
         with self.timer.stage("fit"):
-            starts = pass1.shot_starts
-            fits = [self._shot_fit(pass1, start, end, name) for start, end in zip(starts, [*starts[1:], written])]
+            pass1.end_shot()
+        fits, starts = pass1.fits, pass1.shot_starts
         if all(f is None for f in fits):
-            raise UserError(f"{source.reader.path}: the global fit failed ({self._fit_error}); try --fit rolling")
+            raise UserError(f"{source.reader.path}: the global fit failed ({pass1.fit_error}); try --fit rolling")
         for k in range(len(fits)):  # a shot without a fit (e.g. all black) takes its neighbour's
             if fits[k] is None:
                 fits[k] = fits[k - 1] if k else next(f for f in fits if f is not None)
                 log.warning("%s: shot %d (from frame %d) could not be fitted on its own (%s); it takes a neighbour's "
-                            "fit", name, k + 1, starts[k], self._fit_error)
-        self.global_fit = fits[0]
-        shot_of = np.searchsorted(np.asarray(starts), np.arange(written), side="right") - 1
+                            "fit", name, k + 1, starts[k], pass1.fit_error)
+        return list(fits)
 
-        net = pass1.net
+    def _global_pass2(self, store: Any, store_path: Path, net: tuple[int, int], out_size: tuple[int, int],
+                      fits: Sequence[depth_fit.AffineFit], starts: Sequence[int], written: int, sink: Any,
+                      source: _FrameSource, name: str, first: int = 0, part_frames: int | None = None) -> int:
+        """Pass 2 from output frame ``first``: the store's frames -> upsampled to ``out_size``, each with
+        its shot's fit -> ``sink`` (:meth:`_global_finish` turns them into metres). With ``part_frames``
+        (``--resume``) a part ends at each cut and every ``part_frames`` frames. Returns the frames
+        written now."""
         values = net[0] * net[1]
+        shot_of = np.searchsorted(np.asarray(starts), np.arange(written), side="right") - 1
+        later_starts = set(int(s) for s in starts[1:])
+        store.seek(first * values * 2)
 
-        def stored(store: Any) -> Iterator[np.ndarray]:  # decode thread
-            for _ in range(written):
+        def stored() -> Iterator[np.ndarray]:  # decode thread
+            for _ in range(first, written):
                 with self.timer.stage("store"):
                     buffer = np.empty(values, dtype=np.float16)
                     if store.readinto(buffer) != buffer.nbytes:
-                        raise UserError(f"temporary file {temp_path} is truncated; is the disk full?")
+                        raise UserError(f"temporary file {store_path} is truncated; is the disk full?")
                 yield buffer
 
-        upsampled = iter(range(written))
+        frame_numbers = iter(range(first, written))
+        part_start = first
 
-        def upsample(buffer: np.ndarray) -> list[tuple[torch.Tensor, depth_fit.AffineFit]]:  # calling thread
+        def upsample(buffer: np.ndarray) -> list[tuple]:  # calling thread
+            nonlocal part_start
+            k = next(frame_numbers)
             with self.timer.stage("store"):
                 r = torch.from_numpy(buffer).to(self.options.device).view(1, 1, *net).to(torch.float32)
             with self.timer.stage("fit"):
                 if tuple(out_size) != tuple(net):
                     r = F.interpolate(r, size=out_size, mode="bilinear", align_corners=True)
-            return [(r[0, 0], fits[shot_of[next(upsampled)]])]
+            end_part = (part_frames is not None and k + 1 < written
+                        and (k + 1 in later_starts or k + 1 - part_start >= part_frames))
+            if end_part:
+                part_start = k + 1
+            return [(r[0, 0], fits[shot_of[k]], {"pass": 2} if end_part else None)]
 
-        def finish(output: tuple[torch.Tensor, depth_fit.AffineFit]) -> torch.Tensor:  # encode thread
-            r, fit = output
-            self.trace.append((fit.scale, fit.shift))
-            depth, counts = depth_fit.inverse_to_depth(depth_fit.apply_affine(r, fit), self.options.max_depth,
-                                                       self.min_depth)
-            self.clamps += counts
-            return depth
+        return self._loop(stored(), upsample, sink, source, name, passes=2, bar_initial=written + first,
+                          close_sink=part_frames is not None)
 
-        with open(temp_path, "rb") as store:
-            sink = _DepthSink(writer, self.timer, finish, source.output_times, self.options.on_frame)
-            return self._loop(stored(store), upsample, sink, source, name, passes=2, bar_initial=written)
+    def _global_finish(self, output: tuple) -> torch.Tensor:
+        """Encode thread, in frame order: pass 2's ``(r, fit, ...)`` -> metres."""
+        r, fit = output[:2]
+        self.trace.append((fit.scale, fit.shift))
+        depth, counts = depth_fit.inverse_to_depth(depth_fit.apply_affine(r, fit), self.options.max_depth,
+                                                   self.min_depth)
+        self.clamps += counts
+        return depth
 
 
-    def _shot_fit(self, pass1: _GlobalPass1, start: int, end: int, name: str) -> depth_fit.AffineFit | None:
-        """The robust fit of output frames ``[start, end)`` (one shot), or None if it fails."""
-        frames = sorted(i for i in set(pass1.metric_samples) & set(pass1.relative_samples) if start <= i < end)
-        try:
-            if not frames:
-                raise ValueError("no frame of it was sampled")
-            fit, inliers = depth_fit.robust_scale_shift(
-                np.concatenate([pass1.relative_samples[i] for i in frames]),
-                np.concatenate([pass1.metric_samples[i] for i in frames]),
-            )
-        except ValueError as exc:
-            self._fit_error = str(exc)
-            return None
-        log.info("%s: global fit of frames %d-%d: inverse = %.6g * r + %.6g over %d frames, %d of %d samples kept",
-                 name, start, end - 1, fit.scale, fit.shift, len(frames), int(inliers.sum()), inliers.size)
-        return fit
+def _stream_state(stream: VideoDepthStream) -> dict[str, Any]:
+    """A VDA stream's part of a ``--resume`` state: the stream itself and its keyframe features."""
+    model = stream.model
+    return {"stream": stream.state(),
+            "keyframes": model.keyframe_state() if isinstance(model, KeyframeFeatureCache) else None}
+
+
+def _load_stream_state(stream: VideoDepthStream, state: dict[str, Any], device: torch.device) -> None:
+    """Continue ``stream`` (new, same model and settings) from :func:`_stream_state`'s entries in ``state``."""
+    stream.load_state(state["stream"])
+    if state["keyframes"] is not None and isinstance(stream.model, KeyframeFeatureCache):
+        stream.model.load_keyframe_state(state["keyframes"], device)
 
 
 class _StreamingStep:
@@ -1082,12 +1172,10 @@ class _StreamingStep:
     def _snapshot(self) -> dict[str, Any]:
         """The calling thread's state after the last output so far (see :mod:`mvda.apps.resume`)."""
         self.part_start = self.shot_start + self.written
-        model = self.stream.model
         return {
             "shot_start": self.shot_start, "index": self.index, "written": self.written,
             "pushed_total": self.shot_start + self.index, "written_total": self.part_start,
-            "stream": self.stream.state(),
-            "keyframes": model.keyframe_state() if isinstance(model, KeyframeFeatureCache) else None,
+            **_stream_state(self.stream),
             "queue": {int(i): [st.mean, st.std] for i, st in self.queue.stats.items()} if self.queue else {},
             "metric_frames": self.c.metric_frames,
         }
@@ -1098,8 +1186,7 @@ class _StreamingStep:
         return {
             "fit_history": [[e.s, e.a, e.b] for e in self.fit.history],
             "fit_params": None if params is None else [params.s, params.a, params.b],
-            "clamps": [c.clamps.far, c.clamps.nonpositive, c.clamps.near],
-            "trace": torch.tensor(c.trace, dtype=torch.float64).reshape(-1, 2),
+            **c._counters(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -1109,16 +1196,13 @@ class _StreamingStep:
         self._start_shot()
         self.index, self.written = int(state["index"]), int(state["written"])
         self.part_start = int(state["written_total"])
-        self.stream.load_state(state["stream"])
-        if state["keyframes"] is not None and isinstance(self.stream.model, KeyframeFeatureCache):
-            self.stream.model.load_keyframe_state(state["keyframes"], c.options.device)
+        _load_stream_state(self.stream, state, c.options.device)
         if self.queue is not None:
             self.queue.stats = {int(i): depth_fit.MapStats(*v) for i, v in state["queue"].items()}
         c.metric_frames = int(state["metric_frames"])
         self.fit.history = collections.deque(depth_fit.FitEntry(*e) for e in state["fit_history"])
         self.fit._params = None if state["fit_params"] is None else depth_fit.RollingParams(*state["fit_params"])
-        c.clamps = depth_fit.ClampCounts(*state["clamps"])
-        c.trace = [tuple(row) for row in state["trace"].tolist()]
+        c._restore_counters(state)
 
     def flush(self) -> list[torch.Tensor]:
         with self.c.timer.stage("vda"):
@@ -1156,22 +1240,32 @@ class _StreamingStep:
 
 class _GlobalPass1:
     """Step of the global fit's first pass: VDA at network resolution (its frames go to the store),
-    DA-V2 on about ``global_frames`` evenly spaced frames; both sampled at the same pixels."""
+    DA-V2 on about ``global_frames`` evenly spaced frames of each shot; both sampled at the same pixels.
+    Each shot is fitted when it ends (:attr:`fits`), and its samples let go.
 
-    def __init__(self, converter: _Converter, source: _FrameSource) -> None:
+    Outputs ``(r, state)``: ``state`` is None, or with ``part_frames`` (``--resume``) the state to save
+    once ``r`` is stored: at each cut, and at the first window's end after ``part_frames`` frames.
+    """
+
+    def __init__(self, converter: _Converter, source: _FrameSource, part_frames: int | None = None) -> None:
         self.c = converter
         options = converter.options
+        self.name = Path(source.reader.path).name
         self.net = network_input_size(source.infer_h, source.infer_w,
                                       video_input_size(source.infer_h, source.infer_w, options.input_size))
         rows, cols = depth_fit.sample_grid(self.net[0], self.net[1], options.global_points)
         self.rows = torch.from_numpy(rows).to(options.device)
         self.cols = torch.from_numpy(cols).to(options.device)
         self.queue = _MetricStatsQueue(converter.metric, options, converter.timer, output_size=self.net)
-        self.metric_samples: dict[int, np.ndarray] = {}  # frame -> 1/m at the grid (1/metres)
-        self.relative_samples: dict[int, np.ndarray] = {}  # frame -> r at the grid
-        self.index = 0
-        self.written = 0
+        self.metric_samples: dict[int, np.ndarray] = {}  # frame -> 1/m at the grid (1/metres), this shot
+        self.relative_samples: dict[int, np.ndarray] = {}  # frame -> r at the grid, this shot
+        self.index = 0  # frames pushed
+        self.written = 0  # frames finished
         self.shot_starts = [0]  # output frame of each shot's first frame
+        self.fits: list[depth_fit.AffineFit | None] = []  # of each ended shot (None: it could not be fitted)
+        self.fit_error = ""  # why the last shot without a fit has none
+        self.part_frames = part_frames
+        self.part_start = 0
         self.lengths_known = options.scene_cuts != "auto" or source.known_starts is not None
         self._start_shot(source.shot_length(0))
 
@@ -1183,13 +1277,18 @@ class _GlobalPass1:
         self.sampler = _EvenSampler(length, options.global_frames, max_stride=cap)
         self.shot_index = 0
 
-    def __call__(self, frame: torch.Tensor | ShotStart) -> list[torch.Tensor]:
+    def __call__(self, frame: torch.Tensor | ShotStart) -> list[tuple[torch.Tensor, dict | None]]:
         if isinstance(frame, ShotStart):
-            done = self.flush()
+            if self.shot_index == 0:  # restored at this very cut (--resume): the shot before it has ended
+                return []
+            done = self._flush_stream()
+            with self.c.timer.stage("fit"):
+                self.end_shot()
             self.shot_starts.append(self.written)
             self._start_shot(frame.length)
-            return done
-        c, index, local = self.c, self.index, self.shot_index
+            return self._outputs(done, end_part=True)
+        c, local = self.c, self.shot_index
+        index = self.index
         self.index += 1
         self.shot_index += 1
         if self.sampler.take(local):
@@ -1203,9 +1302,15 @@ class _GlobalPass1:
                 self.relative_samples.pop(self.shot_starts[-1] + dropped, None)
         with c.timer.stage("vda"):
             outputs = self.stream.push(frame)
-        return self._keep(outputs)
+        done = self._keep(outputs)
+        # A window just ran (no input frame waits in the stream): a cheap point to save the state.
+        return self._outputs(done, end_part=self.written - self.part_start >= (self.part_frames or 0))
 
-    def flush(self) -> list[torch.Tensor]:
+    def flush(self) -> list[tuple[torch.Tensor, None]]:
+        """The end of the video: the last frames (the caller fits the last shot, see :meth:`end_shot`)."""
+        return self._outputs(self._flush_stream(), end_part=False)
+
+    def _flush_stream(self) -> list[torch.Tensor]:
         with self.c.timer.stage("vda"):
             outputs = self.stream.flush()
         return self._keep(outputs)
@@ -1217,6 +1322,62 @@ class _GlobalPass1:
                     self.relative_samples[self.written] = r[self.rows, self.cols].double().cpu().numpy()
             self.written += 1
         return outputs
+
+    def _outputs(self, done: list[torch.Tensor], end_part: bool) -> list[tuple[torch.Tensor, dict | None]]:
+        outputs: list[tuple[torch.Tensor, dict | None]] = [(r, None) for r in done]
+        if self.part_frames is not None and outputs and end_part:
+            outputs[-1] = (outputs[-1][0], self._snapshot())
+        return outputs
+
+    def end_shot(self) -> None:
+        """Fit the shot that just ended (its stream flushed: all its samples are in) and let its samples go."""
+        start, end = self.shot_starts[-1], self.written
+        frames = sorted(set(self.metric_samples) & set(self.relative_samples))
+        try:
+            if not frames:
+                raise ValueError("no frame of it was sampled")
+            fit, inliers = depth_fit.robust_scale_shift(
+                np.concatenate([self.relative_samples[i] for i in frames]),
+                np.concatenate([self.metric_samples[i] for i in frames]),
+            )
+        except ValueError as exc:
+            self.fit_error = str(exc)
+            self.fits.append(None)
+        else:
+            log.info("%s: global fit of frames %d-%d: inverse = %.6g * r + %.6g over %d frames, %d of %d samples "
+                     "kept", self.name, start, end - 1, fit.scale, fit.shift, len(frames), int(inliers.sum()),
+                     inliers.size)
+            self.fits.append(fit)
+        self.metric_samples.clear()
+        self.relative_samples.clear()
+
+    # -- --resume: the state after the frames stored so far -----------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        self.part_start = self.written
+        as_tensors = (lambda samples: {int(i): torch.from_numpy(a) for i, a in samples.items()})
+        return {
+            "index": self.index, "written": self.written, "shot_index": self.shot_index,
+            "shot_starts": list(self.shot_starts), **_stream_state(self.stream),
+            "sampler": [self.sampler.stride, list(self.sampler.kept)],
+            "metric_samples": as_tensors(self.metric_samples), "relative_samples": as_tensors(self.relative_samples),
+            "fits": [None if f is None else [f.scale, f.shift] for f in self.fits], "fit_error": self.fit_error,
+            "metric_frames": self.c.metric_frames,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`_snapshot`."""
+        self.index, self.written = int(state["index"]), int(state["written"])
+        self.part_start = self.written
+        self.shot_starts = [int(s) for s in state["shot_starts"]]
+        self._start_shot(None)
+        self.shot_index = int(state["shot_index"])
+        _load_stream_state(self.stream, state, self.c.options.device)
+        self.sampler.stride, self.sampler.kept = int(state["sampler"][0]), [int(i) for i in state["sampler"][1]]
+        self.metric_samples = {int(i): t.numpy() for i, t in state["metric_samples"].items()}
+        self.relative_samples = {int(i): t.numpy() for i, t in state["relative_samples"].items()}
+        self.fits = [None if f is None else depth_fit.AffineFit(*f) for f in state["fits"]]
+        self.fit_error = str(state["fit_error"])
+        self.c.metric_frames = int(state["metric_frames"])
 
 
 #: With detected cuts a shot's length is unknown while it streams (only the rest of the video is an upper
@@ -1306,7 +1467,8 @@ def _convert_resumable(input_path: Path, output: Path, models: Models, options: 
         return DepthVideoWriter(path, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
                                 vfr=source.vfr, label=f"{output.name} ({path.name})")
 
-    frames = converter.run_parts(source, folder, open_writer, out_size, input_path.name)
+    run = converter.run_global_parts if options.model != "vda-metric" and options.fit == "global" else converter.run_parts
+    frames = run(source, folder, open_writer, out_size, input_path.name)
     if frames == 0:
         folder.remove()
         raise UserError(f"{input_path}: no frames decoded (empty video, or --max_len / --target_fps leave none)")

@@ -10,6 +10,13 @@ The parts live in ``{output}.parts/`` next to the output::
                        stream (overlap frames, alignment references, keyframe features), DA-V2
                        statistics of frames not written yet, the rolling fit's history, counters
 
+With ``--fit global`` the parts are written by the second pass, and the first pass keeps its own files:
+
+    pass1.f16          Video-Depth-Anything's frames at network size, float16 (the global fit's store)
+    pass1.pt           the first pass's state after the frames stored so far (saved at each cut and every
+                       PART_SECONDS inside a shot): the stream, the current shot's DA-V2 and VDA samples,
+                       the fits of the shots before it; once the pass is complete, every shot's fit
+
 A part ends at each scene cut and, inside a shot, at the first window boundary after
 :data:`PART_SECONDS` of video. Each finished part is written atomically, then the state, then the
 manifest (atomically), so that whatever interrupts the run, the manifest names only complete parts whose
@@ -41,6 +48,8 @@ PART_SECONDS: float = 120.0
 #: The manifest's file name.
 MANIFEST = "manifest.json"
 _STATE = "state.pt"
+_PASS1_STATE = "pass1.pt"
+_STORE = "pass1.f16"
 _VERSION = 1
 #: Bytes of the source hashed for its identity.
 HEAD_BYTES = 1 << 20
@@ -128,13 +137,32 @@ class PartsFolder:
             return None
         return torch.load(self.path / _STATE, map_location="cpu", weights_only=True)
 
+    @property
+    def store_path(self) -> Path:
+        """The global fit's first-pass store (float16 frames)."""
+        return self.path / _STORE
+
+    def load_pass1(self) -> dict[str, Any] | None:
+        """The global fit's first-pass state (None before its first save)."""
+        path = self.path / _PASS1_STATE
+        if not path.is_file():
+            return None
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def save_pass1(self, state: dict[str, Any]) -> None:
+        """Replace the first-pass state atomically (after the store's frames it counts were flushed)."""
+        self._save(state, _PASS1_STATE)
+
+    def _save(self, state: dict[str, Any], name: str) -> None:
+        tmp = self.path / f".{name}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.path / name)
+
     def finish_part(self, frames: int, depth_min: float, depth_max: float, state: dict[str, Any]) -> None:
         """Record the part just written at :meth:`next_part_path` (``frames`` frames) and the state after
         it: state file first, then the manifest, each replaced atomically."""
         part = Part(self.next_part_path().name, self.frames_done, frames, depth_min, depth_max)
-        tmp = self.path / f".{_STATE}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.path / _STATE)
+        self._save(state, _STATE)
         self.parts.append(part)
         self._write_manifest()
 
