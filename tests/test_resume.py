@@ -146,11 +146,15 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 180.0) -> None
 
 
 @pytest.mark.slow
-def test_sigterm_at_several_points_then_resume(tmp_path, procedural_checkpoints, clip, reference):
+@pytest.mark.parametrize("fit", ["rolling", "global"])
+def test_sigterm_at_several_points_then_resume(tmp_path, procedural_checkpoints, clip, reference, global_reference,
+                                               fit):
     """The real thing: the script as a process, SIGTERM while part 1 is written, then after part 2 is
-    recorded; each rerun with --resume goes on from the parts; the end result equals an uninterrupted run."""
+    recorded (``--fit global``: after the first pass's first save, then after the first part); each
+    rerun with --resume goes on from the parts; the end result equals an uninterrupted run."""
     out = tmp_path / "out"
-    argv = [sys.executable, "video_metric_convert.py", *args(procedural_checkpoints, clip, out, "--resume", *PART)]
+    argv = [sys.executable, "video_metric_convert.py",
+            *args(procedural_checkpoints, clip, out, "--resume", "--fit", fit, *PART)]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
         [str(REPO), str(REPO / "Depth-Anything-V2"), str(REPO / "Video-Depth-Anything")]))
     folder = out / "two_depth.mkv.parts"
@@ -161,8 +165,12 @@ def test_sigterm_at_several_points_then_resume(tmp_path, procedural_checkpoints,
         except (OSError, ValueError):
             return -1
 
-    for ready in (lambda: any(".partial-" in p.name for p in folder.glob("*")) if folder.exists() else False,
-                  lambda: parts_recorded() >= 2):
+    if fit == "rolling":
+        points = (lambda: any(".partial-" in p.name for p in folder.glob("*")) if folder.exists() else False,
+                  lambda: parts_recorded() >= 2)
+    else:
+        points = (lambda: (folder / "pass1.pt").is_file(), lambda: parts_recorded() >= 1)
+    for ready in points:
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             _wait_for(ready, proc)
@@ -177,7 +185,7 @@ def test_sigterm_at_several_points_then_resume(tmp_path, procedural_checkpoints,
         assert not [p for p in folder.iterdir() if ".partial-" in p.name]  # the unfinished part was removed
     done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    np.testing.assert_array_equal(packed(out / "two_depth.mkv"), reference)
+    np.testing.assert_array_equal(packed(out / "two_depth.mkv"), reference if fit == "rolling" else global_reference)
     assert sorted(p.name for p in out.iterdir()) == ["two_depth.mkv"]
 
 
