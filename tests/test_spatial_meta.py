@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mvda.io import spatial_meta as sm
+from mvda.io import ebml
 from mvda.io.spatial_meta import (SpatialMetadata, flat_metadata, read_matroska_projection, read_mp4_spatial_metadata,
                                   st3d_box, sv3d_box, vr180_metadata, write_matroska_spatial,
                                   write_mp4_spatial_metadata)
@@ -127,11 +128,11 @@ def test_mp4_without_video_or_boxes(tmp_path):
 def crc_ok(path: Path) -> dict[int, bool]:
     """{level-1 element id: its CRC-32 child matches its payload} for the elements before the first Cluster."""
     data = path.read_bytes()
-    header = sm._element_at(data, 0, len(data))
-    segment = sm._element_at(data, header.end, len(data))
+    header = ebml.element_at(data, 0, len(data))
+    segment = ebml.element_at(data, header.end, len(data))
     out = {}
-    for el in sm._elements(data, segment.body, segment.end, stop_at=0x1F43B675):
-        first = sm._element_at(data, el.body, el.end) if el.size and el.id != 0xEC else None  # not the Void
+    for el in ebml.elements(data, segment.body, segment.end, stop_at=0x1F43B675):
+        first = ebml.element_at(data, el.body, el.end) if el.size and el.id != 0xEC else None  # not the Void
         if first is not None and first.id == 0xBF:
             out[el.id] = zlib.crc32(data[first.end:el.end]) == int.from_bytes(data[first.body:first.end], "little")
     return out

@@ -29,9 +29,10 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+from mvda.io import ebml
 
 __all__ = ["SpatialMetadata", "flat_metadata", "vr180_metadata", "st3d_box", "sv3d_box", "mp4_box",
            "write_mp4_spatial_metadata", "read_mp4_spatial_metadata", "matroska_stream_tags",
@@ -388,118 +389,34 @@ def matroska_stream_tags(meta: SpatialMetadata | None) -> dict[str, str]:
     return {} if meta is None else {"stereo_mode": MATROSKA_STEREO_TAGS[meta.stereo]}
 
 
-_SEGMENT, _SEEKHEAD, _SEEK, _SEEK_ID, _SEEK_POS = 0x18538067, 0x114D9B74, 0x4DBB, 0x53AB, 0x53AC
 _TRACKS, _TRACK_ENTRY, _TRACK_TYPE, _VIDEO, _STEREO_MODE = 0x1654AE6B, 0xAE, 0x83, 0xE0, 0x53B8
 _PROJECTION, _PROJECTION_TYPE, _PROJECTION_PRIVATE = 0x7670, 0x7671, 0x7672
-_CLUSTER, _VOID, _CRC32 = 0x1F43B675, 0xEC, 0xBF
 _MATROSKA_STEREO_MODES = {0: "mono", 1: "left-right", 3: "top-bottom"}
-
-
-@dataclass
-class _Element:
-    id: int
-    start: int
-    header: int  # ID and size bytes
-    size: int  # payload bytes
-    size_width: int  # bytes of the size field
-
-    @property
-    def body(self) -> int:
-        return self.start + self.header
-
-    @property
-    def end(self) -> int:
-        return self.body + self.size
-
-
-def _vint(data: bytes | bytearray, pos: int, keep_marker: bool) -> tuple[int, int]:
-    """(value, width) of the EBML variable-length integer at ``pos`` (IDs keep their length marker)."""
-    first = data[pos]
-    width, mask = 1, 0x80
-    while width <= 8 and not first & mask:
-        width, mask = width + 1, mask >> 1
-    if width > 8:
-        raise ValueError(f"malformed EBML number at offset {pos}")
-    value = first if keep_marker else first & (mask - 1)
-    for i in range(1, width):
-        value = (value << 8) | data[pos + i]
-    return value, width
-
-
-def _size_vint(value: int, width: int) -> bytes:
-    """``value`` as an EBML size of exactly ``width`` bytes (ValueError when it does not fit)."""
-    if value >= (1 << (7 * width)) - 1:
-        raise ValueError(f"EBML size {value} does not fit in {width} bytes")
-    return ((1 << (7 * width)) | value).to_bytes(width, "big")
-
-
-def _element_at(data: bytes | bytearray, pos: int, end: int) -> _Element:
-    ident, id_width = _vint(data, pos, keep_marker=True)
-    size, size_width = _vint(data, pos + id_width, keep_marker=False)
-    if size == (1 << (7 * size_width)) - 1:  # unknown size (live streams): up to the parent's end
-        size = end - pos - id_width - size_width
-    return _Element(ident, pos, id_width + size_width, size, size_width)
-
-
-def _elements(data: bytes | bytearray, start: int, end: int, stop_at: int | None = None) -> list[_Element]:
-    out, pos = [], start
-    while pos < end:
-        el = _element_at(data, pos, end)
-        if el.id == stop_at:
-            break
-        out.append(el)
-        pos = el.end
-    return out
-
-
-def _ebml(ident: int, payload: bytes) -> bytes:
-    id_bytes = ident.to_bytes((ident.bit_length() + 7) // 8, "big")
-    width = 1
-    while len(payload) >= (1 << (7 * width)) - 1:
-        width += 1
-    return id_bytes + _size_vint(len(payload), width) + payload
-
-
-def _uint(data: bytes | bytearray, el: _Element) -> int:
-    return int.from_bytes(data[el.body:el.end], "big")
 
 
 def projection_element(bounds: tuple[float, float, float, float]) -> bytes:
     """The Matroska ``Projection`` element of an equirectangular projection with crop ``bounds``."""
     private = b"\0\0\0\0" + _equi_payload(bounds)  # equi FullBox version/flags + bounds
-    return _ebml(_PROJECTION, _ebml(_PROJECTION_TYPE, b"\x01") + _ebml(_PROJECTION_PRIVATE, private))
+    return ebml.ebml(_PROJECTION, ebml.ebml(_PROJECTION_TYPE, b"\x01") + ebml.ebml(_PROJECTION_PRIVATE, private))
 
 
-def _video_track_path(data: bytes | bytearray, tracks: _Element) -> tuple[_Element, _Element]:
+def _video_track_path(data: bytes | bytearray, tracks: ebml.Element) -> tuple[ebml.Element, ebml.Element]:
     """(the video TrackEntry, its Video element) inside ``tracks``."""
-    for entry in _elements(data, tracks.body, tracks.end):
+    for entry in ebml.elements(data, tracks.body, tracks.end):
         if entry.id != _TRACK_ENTRY:
             continue
-        children = _elements(data, entry.body, entry.end)
-        kinds = [_uint(data, c) for c in children if c.id == _TRACK_TYPE]
+        children = ebml.elements(data, entry.body, entry.end)
+        kinds = [ebml.uint(data, c) for c in children if c.id == _TRACK_TYPE]
         video = next((c for c in children if c.id == _VIDEO), None)
         if kinds == [1] and video is not None:
             return entry, video
     raise ValueError("no video track in this Matroska file")
 
 
-def _set_size(data: bytearray, el: _Element, new_size: int) -> None:
-    at = el.start + el.header - el.size_width
-    data[at:at + el.size_width] = _size_vint(new_size, el.size_width)
-
-
-def _refresh_crc(data: bytearray, parent: _Element) -> None:
-    """Recompute a level-1 element's CRC-32 child (if it has one) over the rest of its payload."""
-    first = _element_at(data, parent.body, parent.end)
-    if first.id == _CRC32 and first.size == 4:
-        crc = zlib.crc32(bytes(data[first.end:parent.end])) & 0xFFFFFFFF
-        data[first.body:first.end] = crc.to_bytes(4, "little")
-
-
 def _matroska_elements(meta: SpatialMetadata) -> bytes:
     """The Video-element children that carry ``meta``: StereoMode (unless mono) and, when spherical, Projection."""
     code = {v: k for k, v in _MATROSKA_STEREO_MODES.items()}[meta.stereo]
-    out = _ebml(_STEREO_MODE, bytes([code])) if code else b""
+    out = ebml.ebml(_STEREO_MODE, bytes([code])) if code else b""
     if meta.equirect_bounds is not None:
         out += projection_element(meta.equirect_bounds)
     return out
@@ -517,33 +434,33 @@ def write_matroska_spatial(path: str | os.PathLike, meta: SpatialMetadata, head_
     """
     with open(path, "r+b") as f:
         head = bytearray(f.read(head_bytes))
-        ebml_header = _element_at(head, 0, len(head))
-        segment = _element_at(head, ebml_header.end, len(head))
-        if segment.id != _SEGMENT:
+        ebml_header = ebml.element_at(head, 0, len(head))
+        segment = ebml.element_at(head, ebml_header.end, len(head))
+        if segment.id != ebml.SEGMENT:
             raise ValueError("not a Matroska file (no Segment)")
         base = segment.body  # SeekHead positions are relative to here
-        level1 = _elements(head, segment.body, min(segment.end, len(head)), stop_at=_CLUSTER)
+        level1 = ebml.elements(head, segment.body, min(segment.end, len(head)), stop_at=ebml.CLUSTER)
         tracks = next((e for e in level1 if e.id == _TRACKS), None)
-        seekhead = next((e for e in level1 if e.id == _SEEKHEAD), None)
+        seekhead = next((e for e in level1 if e.id == ebml.SEEKHEAD), None)
         if tracks is None or tracks.end > len(head):
             raise ValueError("no Tracks element near the start of the file")
         # The new Tracks: the elements appended to the video track's Video element (old ones removed).
         added = _matroska_elements(meta)
         region = bytearray(head[tracks.start:tracks.end])
-        local = _element_at(region, 0, len(region))
+        local = ebml.element_at(region, 0, len(region))
         entry, video = _video_track_path(region, local)
-        old = [c for c in _elements(region, video.body, video.end) if c.id in (_PROJECTION, _STEREO_MODE)]
+        old = [c for c in ebml.elements(region, video.body, video.end) if c.id in (_PROJECTION, _STEREO_MODE)]
         removed = sum(c.end - c.start for c in old)
         for c in reversed(old):
             del region[c.start:c.end]
         region[video.end - removed:video.end - removed] = added
         grow = len(added) - removed
         for el in (video, entry, local):
-            _set_size(region, el, el.size + grow)
-        local = _element_at(region, 0, len(region))
-        _refresh_crc(region, local)
+            ebml.set_size(region, el, el.size + grow)
+        local = ebml.element_at(region, 0, len(region))
+        ebml.refresh_crc(region, local)
         # Shrink the Void by as much as Tracks grew; what lies between them moves towards the start.
-        void = next((e for e in level1 if e.id == _VOID and e.end <= tracks.start
+        void = next((e for e in level1 if e.id == ebml.VOID and e.end <= tracks.start
                      and e.header + e.size - grow >= 2), None)
         if void is None:
             raise ValueError(f"no reserved space ({grow} bytes) before Tracks for the stereo/projection elements")
@@ -551,22 +468,22 @@ def write_matroska_spatial(path: str | os.PathLike, meta: SpatialMetadata, head_
             raise ValueError("SeekHead after the reserved space: not the layout FFmpeg writes")
         total = void.header + void.size - grow
         width = void.size_width if total - 1 - void.size_width >= 0 else 1
-        new_void = bytes([_VOID]) + _size_vint(total - 1 - width, width) + bytes(total - 1 - width)
+        new_void = bytes([ebml.VOID]) + ebml.size_vint(total - 1 - width, width) + bytes(total - 1 - width)
         middle = head[void.end:tracks.start]
         if len(new_void) + len(middle) + len(region) != tracks.end - void.start:
             raise ValueError("internal error: the rewritten Matroska header changed length")
         head[void.start:tracks.end] = new_void + middle + region
         if seekhead is not None:
-            for seek in _elements(head, seekhead.body, seekhead.end):
-                if seek.id != _SEEK:
+            for seek in ebml.elements(head, seekhead.body, seekhead.end):
+                if seek.id != ebml.SEEK:
                     continue
-                pos_el = next((c for c in _elements(head, seek.body, seek.end) if c.id == _SEEK_POS), None)
+                pos_el = next((c for c in ebml.elements(head, seek.body, seek.end) if c.id == ebml.SEEK_POS), None)
                 if pos_el is None:
                     continue
-                value = _uint(head, pos_el)
+                value = ebml.uint(head, pos_el)
                 if void.end <= base + value <= tracks.start:
                     head[pos_el.body:pos_el.end] = (value - grow).to_bytes(pos_el.size, "big")
-            _refresh_crc(head, seekhead)
+            ebml.refresh_crc(head, seekhead)
         f.seek(0)
         f.write(head[:tracks.end])  # the file's length and everything after Tracks are unchanged
 
@@ -576,21 +493,21 @@ def read_matroska_projection(path: str | os.PathLike, head_bytes: int = 1 << 20)
     neither element)."""
     with open(path, "rb") as f:
         head = f.read(head_bytes)
-    ebml_header = _element_at(head, 0, len(head))
-    segment = _element_at(head, ebml_header.end, len(head))
-    level1 = _elements(head, segment.body, min(segment.end, len(head)), stop_at=_CLUSTER)
+    ebml_header = ebml.element_at(head, 0, len(head))
+    segment = ebml.element_at(head, ebml_header.end, len(head))
+    level1 = ebml.elements(head, segment.body, min(segment.end, len(head)), stop_at=ebml.CLUSTER)
     tracks = next((e for e in level1 if e.id == _TRACKS), None)
     if tracks is None:
         raise ValueError("no Tracks element")
     _, video = _video_track_path(head, tracks)
-    children = {c.id: c for c in _elements(head, video.body, video.end)}
+    children = {c.id: c for c in ebml.elements(head, video.body, video.end)}
     if _STEREO_MODE not in children and _PROJECTION not in children:
         return None
-    mode = _uint(head, children[_STEREO_MODE]) if _STEREO_MODE in children else 0
+    mode = ebml.uint(head, children[_STEREO_MODE]) if _STEREO_MODE in children else 0
     stereo = _MATROSKA_STEREO_MODES.get(mode, f"unknown {mode}")
     bounds = None
     if _PROJECTION in children:
-        proj = {c.id: c for c in _elements(head, children[_PROJECTION].body, children[_PROJECTION].end)}
+        proj = {c.id: c for c in ebml.elements(head, children[_PROJECTION].body, children[_PROJECTION].end)}
         private = proj.get(_PROJECTION_PRIVATE)
         raw = struct.unpack_from(">4I", head, private.body + 4) if private is not None else (0, 0, 0, 0)
         bounds = tuple(v / 2 ** 32 for v in raw)
