@@ -12,6 +12,11 @@
    run's: the saving of resuming instead of starting again (the resumed run decodes the finished part
    again, for the cut detector, but runs no network on it).
 
+4. ``state``: the size of what ``--resume`` keeps besides the parts, at the first part's end (after the
+   first 32-frame window) of a 720p clip: ``state.pt`` (rolling fit) and the first pass's ``pass1.pt``
+   and ``pass1.f16`` per frame (``--fit global``), with ``--state_encoder`` (vitl by default, the
+   default model) at ``--input_size`` 518. Slow on a CPU (one vitl window at 518).
+
 Example (2-core VM, about 10 minutes when quiet)::
 
     nice python -m benchmarks.bench_scene_cuts --threads 1
@@ -42,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop_at", type=float, default=0.75, help="stop the first resume run after this share of parts")
     p.add_argument("--modes", nargs="+", default=["off", "auto"], choices=["off", "auto"],
                    help="conversion runs, in order (default: off auto; e.g. off auto off auto to alternate)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["detector", "convert", "resume"])
+    p.add_argument("--state_encoder", default="vitl", help="VDA encoder of the state size runs (default vitl)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["detector", "convert", "resume", "state"])
     return p
 
 
@@ -153,6 +159,46 @@ def bench_resume(args, folder: Path, models, device) -> dict:
     }
 
 
+def bench_state(args, folder: Path, device) -> dict:
+    import mvda.apps.convert as cp
+    import mvda.apps.resume as resume
+    from benchmarks.bench_convert import load_models, make_checkpoints
+
+    models = load_models(make_checkpoints(folder, args.state_encoder, "vits"), device)
+    clip = moving_clip(folder / "state.mkv", 40, args.height, args.width)
+
+    class Stop(Exception):
+        pass
+
+    def stop(original):
+        def stopped(self, *a, **k):
+            original(self, *a, **k)
+            raise Stop
+        return stopped
+
+    result = {"encoder": args.state_encoder, "input_size": args.input_size, "size": [args.height, args.width]}
+    for fit, method, files in (("rolling", "finish_part", ["state.pt"]),
+                               ("global", "save_pass1", ["pass1.pt", "pass1.f16"])):
+        original = getattr(resume.PartsFolder, method)
+        setattr(resume.PartsFolder, method, stop(original))
+        options = cp.ConvertOptions(input_size=args.input_size, device=device, progress=False, resume=True,
+                                    part_seconds=0.5, fit=fit, fov="off", scene_cuts="off")
+        try:
+            cp.convert_video(clip, folder / fit, models, options)
+        except Stop:
+            pass
+        finally:
+            setattr(resume.PartsFolder, method, original)
+        parts = folder / fit / "state_depth.mkv.parts"
+        for name in files:
+            size = (parts / name).stat().st_size
+            result[f"{fit}_{name}_MB"] = round(size / 1e6, 1)
+        if fit == "global":
+            frames = int(__import__("torch").load(parts / "pass1.pt", weights_only=True)["written"])
+            result["global_store_MB_per_frame"] = round((parts / "pass1.f16").stat().st_size / frames / 1e6, 3)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
@@ -175,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         if "resume" not in args.skip:
             report["resume"] = bench_resume(args, folder, models, device)
             print(json.dumps({"resume": report["resume"]}), flush=True)
+        if "state" not in args.skip:
+            report["state"] = bench_state(args, folder, device)
+            print(json.dumps({"state": report["state"]}), flush=True)
     print(json.dumps(report, indent=1))
     return 0
 
