@@ -160,6 +160,8 @@ def bench_resume(args, folder: Path, models, device) -> dict:
 
 
 def bench_state(args, folder: Path, device) -> dict:
+    import torch
+
     import mvda.apps.convert as cp
     import mvda.apps.resume as resume
     from benchmarks.bench_convert import load_models, make_checkpoints
@@ -194,7 +196,7 @@ def bench_state(args, folder: Path, device) -> dict:
             size = (parts / name).stat().st_size
             result[f"{fit}_{name}_MB"] = round(size / 1e6, 1)
         if fit == "global":
-            frames = int(__import__("torch").load(parts / "pass1.pt", weights_only=True)["written"])
+            frames = int(torch.load(parts / "pass1.pt", weights_only=True)["written"])
             result["global_store_MB_per_frame"] = round((parts / "pass1.f16").stat().st_size / frames / 1e6, 3)
     return result
 
