@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -300,7 +300,8 @@ class DepthVideoWriter:
 
     ``write(depth_m)`` takes (H, W) metres; depth above ``max_depth`` is clipped and NaN/inf/negative
     depth set to 0, both counted in :attr:`stats` and reported as one warning when the file is closed.
-    The file appears at ``path`` only when :meth:`close` succeeds (temp file + ``os.replace``).
+    The file appears at ``path`` only when :meth:`close` succeeds (temp file + ``os.replace``);
+    ``finish``, if given, is called with the complete temporary file just before (e.g. to fill a tag).
     """
 
     def __init__(
@@ -313,6 +314,7 @@ class DepthVideoWriter:
         metadata: dict[str, str] | None = None,
         vfr: bool = False,
         label: str | None = None,
+        finish: Callable[[Path], None] | None = None,
     ) -> None:
         if not max_depth > 0:
             raise UserError(f"--max_depth must be > 0, got {max_depth}")
@@ -325,7 +327,7 @@ class DepthVideoWriter:
         tags = {TAG_MAX_DEPTH: repr(self.max_depth), TAG_ENCODING: ENCODING_NAME}
         tags.update(metadata or {})
         self._writer = VideoWriter(
-            self.path, width, height, fps, input_format="rgb24", metadata=tags, vfr=vfr,
+            self.path, width, height, fps, input_format="rgb24", metadata=tags, vfr=vfr, finish=finish,
             **ffv1_settings("bgr0"),
         )
 

@@ -208,3 +208,25 @@ def test_report_picture(tmp_path, procedural_checkpoints, shots):
     assert image.shape[0] == 650 and image.shape[1] == 1200
     assert image[..., :3].std() > 0.05  # not blank
     assert sorted(p.name for p in tmp_path.iterdir()) == ["both_depth.mkv", "both_depth_report.png"]
+
+
+def test_cut_list_written_in_place_or_remuxed_when_too_long(tmp_path, procedural_checkpoints, shots, monkeypatch):
+    """The cut list fills the room reserved in the header (the depth file is written once: no remux); a
+    list longer than the room makes the file be remuxed with it, leaving nothing else behind. Without a
+    cut the reserved tag is removed."""
+    import mvda.apps.convert as convert_module
+
+    def no_remux(*a, **k):
+        raise AssertionError("the depth file was remuxed")
+
+    monkeypatch.setattr(convert_module, "join_videos", no_remux)
+    once, reader = convert(procedural_checkpoints, shots["both"], tmp_path / "once")
+    assert reader.info.tag(TAG_SCENE_CUTS) == "22"
+    _, reader = convert(procedural_checkpoints, shots["a"], tmp_path / "one_shot")
+    assert reader.info.tag(TAG_SCENE_CUTS) is None
+    monkeypatch.undo()
+    monkeypatch.setattr(convert_module, "fill_reserved_tag", lambda *a, **k: False)  # as if it did not fit
+    remuxed, reader = convert(procedural_checkpoints, shots["both"], tmp_path / "remuxed")
+    assert reader.info.tag(TAG_SCENE_CUTS) == "22"
+    np.testing.assert_array_equal(remuxed, once)
+    assert sorted(p.name for p in (tmp_path / "remuxed").iterdir()) == ["both_depth.mkv"]

@@ -51,6 +51,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -76,6 +77,7 @@ from depth_anything_v2.transform import network_input_size, prepare_images
 from depth_codec import TAG_SCENE_CUTS, DepthVideoWriter, depth_step
 from video_depth_anything.inference import VideoDepthStream, video_input_size
 from video_depth_anything.keyframe_cache import KeyframeFeatureCache
+from mvda.io.ebml import fill_reserved_tag, reserve_tag
 from mvda.io.remux import join_videos
 from mvda.apps import resume as resume_parts
 from mvda.io.video import (VideoDecodeError, VideoReader, ensure_writable_dir, forget_temporary, probe_video,
@@ -1422,19 +1424,46 @@ def _temp_store_path(output: Path) -> Path:
     return register_temporary(output.with_name(f".{output.stem}.vda-{os.getpid()}.f16"))
 
 
-def _temp_shots_path(output: Path) -> Path:
-    """The depth video before its cut list is added, hidden next to the output (registered like
-    :func:`_temp_store_path`)."""
-    return register_temporary(output.with_name(f".{output.stem}.shots-{os.getpid()}.mkv"))
+#: The cut list's room in the depth file's header, in cuts per second of video: shots last 2-5 s in films
+#: and series; a longer list makes :func:`_write_cut_list` remux the file once.
+_RESERVED_CUTS_PER_SECOND = 1.0
+#: The most bytes reserved for the cut list.
+_RESERVED_CUTS_MAX_BYTES = 512 * 1024
 
 
-def _finish_output(written: Path, output: Path, source: _FrameSource) -> None:
-    """Move the finished depth video ``written`` to ``output``; with cuts, remux it (no re-encode) with
-    their list in the :data:`~depth_codec.TAG_SCENE_CUTS` tag."""
-    if not source.cuts:
-        os.replace(written, output)
+def cut_list_room(frames: int | None, fps: float) -> int:
+    """Bytes reserved in the depth file's header for the :data:`~depth_codec.TAG_SCENE_CUTS` list of a
+    video of ``frames`` output frames at ``fps``: one cut a second, each as many digits as the frame
+    count and a comma (16 KiB when the length is unknown).
+
+    >>> cut_list_room(2 * 3600 * 24, 24)  # two hours at 24 fps: 7200 cuts of 6 digits and a comma
+    50400
+    >>> cut_list_room(90, 30)
+    64
+    """
+    if not frames:
+        return 16 * 1024
+    cuts = math.ceil(frames / fps * _RESERVED_CUTS_PER_SECOND)
+    return int(min(_RESERVED_CUTS_MAX_BYTES, max(64, cuts * (len(str(frames)) + 1))))
+
+
+def _write_cut_list(path: Path, source: _FrameSource) -> None:
+    """The depth writer's finish hook (the complete file, before it is moved into place): the cut list
+    into its reserved tag (the tag removed when there is no cut); a list longer than the room: the file
+    is remuxed once with it (packets copied, see :func:`mvda.io.remux.join_videos`)."""
+    text = format_cuts(source.cuts)
+    if fill_reserved_tag(path, TAG_SCENE_CUTS, text):
         return
-    join_videos([written], output, source.fps, metadata={TAG_SCENE_CUTS: format_cuts(source.cuts)}, vfr=source.vfr)
+    log.info("%s: %d cuts do not fit the room reserved for them; remuxing the depth file with the list",
+             source.reader.path.name, len(source.cuts))
+    remuxed = register_temporary(path.with_name(path.stem + ".cuts" + path.suffix))
+    try:
+        join_videos([path], remuxed, source.fps, metadata={TAG_SCENE_CUTS: text}, vfr=source.vfr)
+        os.replace(remuxed, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            remuxed.unlink()
+        forget_temporary(remuxed)
 
 
 def _resume_settings(options: ConvertOptions, models: Models) -> dict[str, Any]:
@@ -1544,12 +1573,15 @@ def convert_video(
                 timings=dict(timer.seconds), cuts=list(source.cuts),
             ))
         temp_store: Path | None = None
-        # With cuts the file is written aside and remuxed at the end with the cut list in its tags (the
-        # container's tags are written before the first frame, the cuts are known after the last).
-        target = output if options.scene_cuts == "off" else _temp_shots_path(output)
+        finish = None
+        if options.scene_cuts != "off":
+            # The container's tags are written before the first frame, the cuts are known after the last:
+            # the cut list's room is reserved in the header and filled when the file is complete.
+            metadata[TAG_SCENE_CUTS] = reserve_tag(cut_list_room(source.expected, float(source.fps)))
+            finish = functools.partial(_write_cut_list, source=source)
         try:
-            with DepthVideoWriter(target, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
-                                  vfr=source.vfr, label=output.name) as writer:
+            with DepthVideoWriter(output, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
+                                  vfr=source.vfr, finish=finish) as writer:
                 if options.model != "vda-metric" and options.fit == "global":
                     temp_store = _temp_store_path(output)
                     frames = converter.run_global(source, writer, (out_h, out_w), input_path.name, temp_store)
@@ -1558,14 +1590,11 @@ def convert_video(
                 if frames == 0:
                     raise UserError(f"{input_path}: no frames decoded (empty video, or --max_len / --target_fps leave none)")
                 stats = writer.stats
-            if target != output:
-                _finish_output(target, output, source)
         finally:
-            for temp in (temp_store, None if target == output else target):
-                if temp is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        temp.unlink()
-                    forget_temporary(temp)
+            if temp_store is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    temp_store.unlink()
+                forget_temporary(temp_store)
     seconds = time.perf_counter() - start
     return _with_report(options, converter, VideoResult(
         input=input_path, output=output, frames=frames, seconds=seconds, width=out_w, height=out_h,

@@ -171,14 +171,14 @@ def check_output_dir(output_dir: str | os.PathLike) -> None:
 
 def worker_temporaries(output: Path, pid: int) -> list[Path]:
     """The hidden temporary files that process ``pid`` may have left while writing ``output``: the
-    writer's ``.NAME.partial-PID-RANDOM.mkv`` (:func:`mvda.io.video.atomic_output_path`) and the global
-    fit's store ``.NAME.vda-PID.f16`` and the scene cuts' ``.NAME.shots-PID.mkv``
-    (:mod:`mvda.apps.convert`). A worker killed mid-video cannot remove them itself, so the driver does."""
+    writer's ``.NAME.partial-PID-RANDOM.mkv`` (:func:`mvda.io.video.atomic_output_path`; also its copy
+    ``....RANDOM.cuts.mkv`` when a long cut list is remuxed in, and that copy's own partial) and the global
+    fit's store ``.NAME.vda-PID.f16`` (:mod:`mvda.apps.convert`). A worker killed mid-video cannot remove
+    them itself, so the driver does."""
     output = Path(output)
     stem = glob.escape(output.stem)
     patterns = [f".{stem}.partial-{pid}-*{glob.escape(output.suffix)}", f".{stem}.vda-{pid}.f16",
-                # scene cuts: the depth video before its cut list is added, and that file's own partial
-                f".{stem}.shots-{pid}.mkv", f"..{stem}.shots-{pid}.partial-{pid}-*.mkv"]
+                f"..{stem}.partial-{pid}-*.cuts.partial-{pid}-*{glob.escape(output.suffix)}"]
     return sorted(Path(p) for pattern in patterns for p in glob.glob(str(output.parent / pattern)))
 
 

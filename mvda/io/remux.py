@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from pathlib import Path
 
 import av
 
@@ -49,7 +48,9 @@ def join_videos(parts: Sequence[str | os.PathLike], output: str | os.PathLike, f
         except (av.error.FFmpegError, OSError) as exc:
             raise UserError(f"cannot read {parts[0]}: {exc}") from None
         with first, av.open(str(tmp), mode="w", format="matroska" if str(output).endswith(".mkv") else None) as out:
-            tags = {**dict(first.metadata), **dict(metadata or {})}
+            added = {str(k): str(v) for k, v in (metadata or {}).items()}
+            replaced = {k.lower() for k in added}  # Matroska tag names come back in capitals
+            tags = {**{k: v for k, v in first.metadata.items() if k.lower() not in replaced}, **added}
             for key, value in tags.items():
                 out.metadata[key] = str(value)
             template = first.streams.video[0]
