@@ -1289,8 +1289,7 @@ class _GlobalPass1:
             self.shot_starts.append(self.written)
             self._start_shot(frame.length)
             return self._outputs(done, end_part=True)
-        c, local = self.c, self.shot_index
-        index = self.index
+        c, index, local = self.c, self.index, self.shot_index
         self.index += 1
         self.shot_index += 1
         if self.sampler.take(local):
