@@ -48,7 +48,9 @@ def join_videos(parts: Sequence[str | os.PathLike], output: str | os.PathLike, f
             first = av.open(str(parts[0]))
         except (av.error.FFmpegError, OSError) as exc:
             raise UserError(f"cannot read {parts[0]}: {exc}") from None
-        with first, av.open(str(tmp), mode="w", format="matroska" if str(output).endswith(".mkv") else None) as out:
+        # bitexact: no random segment UID or date, so the same parts give the same file (as the writer's)
+        with first, av.open(str(tmp), mode="w", format="matroska" if str(output).endswith(".mkv") else None,
+                            options={"fflags": "+bitexact"}) as out:
             tags = {**dict(first.metadata), **dict(metadata or {})}
             for key, value in tags.items():
                 out.metadata[key] = str(value)

@@ -1,0 +1,165 @@
+"""video_metric_convert.py --ray with --ray_split_seconds: a long video split at its scene cuts, the pieces
+converted on two workers and joined, gives the serial run's file.
+
+One local Ray runtime with 2 CPUs serves this module (workers of one core each, single-threaded like the
+serial reference run here); the networks are the vits architectures with procedural weights at
+``--input_size 28`` (tests/conftest.py), MoGe-2 the toy one of tests/test_fov_convert.py. The clip has
+three shots (22, 26 and 24 frames at 24 fps), so ``--ray_split_seconds 1`` gives the pieces 0-47 (with
+the cut at 22 inside) and 48-71, ``0.5`` one piece per shot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import video_metric_convert
+from depth_codec import TAG_SCENE_CUTS
+from mvda.apps import ray_batch, ray_split
+from mvda.apps.ray_batch import RayConnection
+from mvda.apps.ray_split import piece_part_path, plan_pieces, worth_planning
+from mvda.io.video import probe_video
+from tests.helpers import read_depth_frames, synthetic_frames, write_lossless_video
+from tests.test_fov_convert import moge_checkpoint  # noqa: F401  (a fixture)
+from tests.test_scene_cuts import panning_clip
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # the serial reference, like the one-core workers
+
+H, W = 36, 48
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    connection = RayConnection("local", num_cpus=2)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def three_shots(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("split_clips")
+    frames = np.concatenate([panning_clip(22, seed=4), synthetic_frames(26, H, W, seed=7), panning_clip(24, seed=9)])
+    return write_lossless_video(folder / "shots.mkv", frames)
+
+
+def cli(checkpoints: dict[str, Path], clip: Path, out: Path, *extra: str) -> list[str]:
+    return ["--encoder", "vits", "--metric_encoder", "vits", "--input_size", "28", "--device", "cpu",
+            "--vda_checkpoint", str(checkpoints["vda"]), "--metric_checkpoint", str(checkpoints["dav2"]),
+            "--input_video", str(clip), "--output_dir", str(out), "--no_progress", *extra]
+
+
+def ray_flags(seconds: str) -> list[str]:
+    return ["--ray", "local", "--ray_cpus_per_worker", "1", "--ray_split_seconds", seconds]
+
+
+# ---------------------------------------------------------------------------------------------------
+# pure parts
+
+
+def test_plan_pieces_groups_whole_shots():
+    # shots of 10 s at 10 fps: [0, 100) [100, 250) [250, 400) [400, 700) [700, 1000)
+    cuts = [100, 250, 400, 700]
+    assert plan_pieces(cuts, 1000, 10.0, 20.0) == [(0, 250), (250, 700), (700, 1000)]
+    assert plan_pieces(cuts, 1000, 10.0, 40.0) == [(0, 400), (400, 1000)]
+    assert plan_pieces(cuts, 1000, 10.0, 15.0) == [(0, 250), (250, 400), (400, 700), (700, 1000)]
+    assert plan_pieces(cuts, 1000, 10.0, 10.0) == [(0, 100), (100, 250), (250, 400), (400, 700), (700, 1000)]
+    assert plan_pieces(cuts, 800, 10.0, 20.0) == [(0, 250), (250, 800)]  # the short tail joins the last piece
+    assert plan_pieces(cuts, 1000, 10.0, 30.0) == [(0, 400), (400, 700), (700, 1000)]
+    assert plan_pieces(cuts, 1000, 10.0, 70.0) == [(0, 1000)]  # 700-999 is too short: it joins 0-699
+    assert plan_pieces(cuts, 1000, 10.0, 80.0) == [(0, 1000)]  # no cut after 800 frames: one piece
+    assert plan_pieces([], 1000, 10.0, 20.0) == [(0, 1000)]
+    assert plan_pieces([0, 100, 1000, 1200], 1000, 10.0, 5.0) == [(0, 100), (100, 1000)]  # cuts outside ignored
+    assert plan_pieces(cuts, 1000, 10.0, 0.0) == [(0, 1000)]  # 0: never split
+    assert worth_planning(600, 10.0, 30.0) and not worth_planning(599, 10.0, 30.0)
+    assert not worth_planning(None, 10.0, 30.0) and not worth_planning(10**6, 10.0, 0.0)
+
+
+def test_piece_files_are_worker_temporaries(tmp_path):
+    output = tmp_path / "clip_depth.mkv"
+    part = piece_part_path(output, 48, 123)
+    assert part.parent == tmp_path and part.name.startswith(".")
+    partial = part.with_name(f".{part.stem}.partial-123-abcdef.mkv")  # the part's own atomic writer
+    other = piece_part_path(output, 48, 124)
+    for path in (part, partial, other):
+        path.write_bytes(b"x")
+    assert ray_batch.worker_temporaries(output, 123) == sorted([part, partial])
+
+
+# ---------------------------------------------------------------------------------------------------
+# on the local runtime
+
+
+def lines_without_times(text: str) -> list[str]:
+    import re
+
+    return [re.sub(r" in [0-9.]+ s \([0-9.]+ frames/s\)", "", line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("fit, seconds, extra", [
+    ("rolling", "1", ["--xfov", "60"]),  # two pieces, the first holding a cut
+    ("global", "0.5", []),  # a piece per shot: three pieces on two workers
+    ("global", "1", ["--fov", "auto"]),  # MoGe-2's field of view, estimated once for the whole video
+    ("rolling", "0.25", ["--target_fps", "30"]),  # frames selected by time: 90 frames, cuts at 28 and 60
+])
+def test_split_video_is_the_serial_file(ray_runtime, tmp_path, capsys, procedural_checkpoints, three_shots,
+                                        moge_checkpoint, fit, seconds, extra):  # noqa: F811
+    fov = "--fov" in extra or "--xfov" in extra  # given or estimated, else none
+    if "--fov" in extra:
+        extra = [*extra, "--fov_checkpoint", str(moge_checkpoint)]
+    elif not fov:
+        extra = [*extra, "--fov", "off"]
+    serial, spread = tmp_path / "serial", tmp_path / "ray"
+    assert video_metric_convert.main(cli(procedural_checkpoints, three_shots, serial, "--fit", fit, *extra)) == 0
+    serial_out = capsys.readouterr().out
+    assert video_metric_convert.main(cli(procedural_checkpoints, three_shots, spread, "--fit", fit, *extra, "-v",
+                                         *ray_flags(seconds))) == 0
+    captured = capsys.readouterr()
+    name = "shots_depth.mkv"
+    assert sorted(p.name for p in spread.iterdir()) == [name]  # no piece left
+    cuts = "28,60" if "--target_fps" in extra else "22,48"
+    assert probe_video(serial / name).tag(TAG_SCENE_CUTS) == cuts
+    pieces = {"1": 2, "0.5": 3, "0.25": 3}[seconds]
+    assert f"split into {pieces} pieces" in captured.err
+    expected, got = read_depth_frames(serial / name), read_depth_frames(spread / name)
+    assert len(got) == len(expected) == (90 if "--target_fps" in extra else 72)
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(a, b)
+    for tag in (TAG_SCENE_CUTS, "xfov", "yfov", "max_depth", "mvda_fit"):
+        assert probe_video(spread / name).tag(tag) == probe_video(serial / name).tag(tag), tag
+    if fov:
+        assert probe_video(spread / name).tag("xfov") is not None
+    assert (spread / name).read_bytes() == (serial / name).read_bytes()  # muxed bitexact: the same file
+    summary = lines_without_times(captured.out)[0]
+    assert summary == lines_without_times(serial_out.replace(str(serial), str(spread)))[0]
+    table = captured.out.splitlines()[1:3]
+    assert table[1].split()[:3] == ["shots.mkv", "ok", str(len(got))]
+    assert f"{pieces} pieces on 1 cpu" in table[1]
+
+
+def test_a_failing_piece_fails_its_video_alone(ray_runtime, tmp_path, capsys, procedural_checkpoints, three_shots,
+                                               monkeypatch):
+    """The second piece of the split video fails (its frames never come, as if the file changed); the
+    video fails with one line naming the frames, its other pieces are removed, the other video is
+    converted, and nothing else is left in the output folder."""
+    clips = tmp_path / "in"
+    clips.mkdir()
+    (clips / "shots.mkv").symlink_to(three_shots)
+    write_lossless_video(clips / "short.mkv", synthetic_frames(12, H, W, seed=3))
+    real = ray_split.plan_pieces
+
+    def beyond_the_end(cuts, frames, fps, seconds):  # the driver's plan: the last piece asks for 8 more frames
+        pieces = real(cuts, frames, fps, seconds)
+        return [*pieces[:-1], (pieces[-1][0], pieces[-1][1] + 8)]
+
+    monkeypatch.setattr(ray_batch, "plan_pieces", beyond_the_end)
+    out = tmp_path / "out"
+    assert video_metric_convert.main(cli(procedural_checkpoints, clips, out, "--fov", "off",
+                                         *ray_flags("0.5"))) == 1
+    lines = capsys.readouterr().out.splitlines()
+    failed = next(line for line in lines if line.startswith("shots.mkv: FAILED: "))
+    assert "frames 48-79: " in failed and "were to be converted" in failed
+    assert any(line.startswith("short.mkv: 12 frames") for line in lines)
+    assert lines[-1] == f"1 converted, 0 skipped, 1 failed: {clips / 'shots.mkv'}"
+    assert sorted(p.name for p in out.iterdir()) == ["short_depth.mkv"]  # no piece, no partial
