@@ -10,6 +10,12 @@ the cut at 22 inside) and 48-71, ``0.5`` one piece per shot.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +27,7 @@ from mvda.apps import ray_batch, ray_split
 from mvda.apps.ray_batch import RayConnection
 from mvda.apps.ray_split import piece_part_path, plan_pieces, worth_planning
 from mvda.io.video import probe_video
-from tests.helpers import read_depth_frames, synthetic_frames, write_lossless_video
+from tests.helpers import REPO, read_depth_frames, synthetic_frames, write_lossless_video
 from tests.test_fov_convert import moge_checkpoint  # noqa: F401  (a fixture)
 from tests.test_scene_cuts import panning_clip
 
@@ -92,8 +98,6 @@ def test_piece_files_are_worker_temporaries(tmp_path):
 
 
 def lines_without_times(text: str) -> list[str]:
-    import re
-
     return [re.sub(r" in [0-9.]+ s \([0-9.]+ frames/s\)", "", line) for line in text.splitlines()]
 
 
@@ -138,6 +142,57 @@ def test_split_video_is_the_serial_file(ray_runtime, tmp_path, capsys, procedura
     assert f"{pieces} pieces on 1 cpu" in table[1]
 
 
+def write_vfr_shots(path: Path) -> list[float]:
+    """The three shots as a phone's variable-rate clip (H.264 in MP4): 40 frames at 30 fps, then 32 at
+    10 fps; returns the frame times."""
+    import av
+    from fractions import Fraction
+
+    frames = np.concatenate([panning_clip(22, seed=4), synthetic_frames(26, H, W, seed=7), panning_clip(24, seed=9)])
+    times = [i / 30 for i in range(40)] + [40 / 30 + i / 10 for i in range(32)]
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        video.codec_context.time_base = Fraction(1, 90000)
+        for frame, t in zip(frames, times):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = round(t * 90000), Fraction(1, 90000)
+            for packet in video.encode(picture):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    return times
+
+
+def test_split_variable_rate_video_with_a_cut_list(ray_runtime, tmp_path, capsys, procedural_checkpoints):
+    """A variable-rate source keeps its frames' times (the pieces' packets carry them into the join), and
+    ``--scene_cuts FILE`` (a frame number and a time) is placed on the frames as in the serial run."""
+    clip = tmp_path / "vfr.mp4"
+    times = write_vfr_shots(clip)
+    assert probe_video(clip).vfr
+    (tmp_path / "cuts.txt").write_text(f"22\n{times[48]:.3f}s\n")
+    extra = ["--fit", "global", "--fov", "off", "--scene_cuts", str(tmp_path / "cuts.txt")]
+    serial, spread = tmp_path / "serial", tmp_path / "ray"
+    assert video_metric_convert.main(cli(procedural_checkpoints, clip, serial, *extra)) == 0
+    assert video_metric_convert.main(cli(procedural_checkpoints, clip, spread, *extra, "-v", *ray_flags("0.5"))) == 0
+    assert "split into 3 pieces" in capsys.readouterr().err
+    name = "vfr_depth.mkv"
+    assert sorted(p.name for p in spread.iterdir()) == [name]
+    assert probe_video(serial / name).tag(TAG_SCENE_CUTS) == "22,48"
+    expected = packet_times(serial / name)
+    assert len(set(np.diff(expected))) > 1  # variable rate kept
+    assert packet_times(spread / name) == expected
+    assert (spread / name).read_bytes() == (serial / name).read_bytes()
+
+
+def packet_times(path: Path) -> list[int]:
+    """The presentation times (stream time base) of a video's packets."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [p.pts for p in container.demux(container.streams.video[0]) if p.pts is not None]
+
+
 def test_a_failing_piece_fails_its_video_alone(ray_runtime, tmp_path, capsys, procedural_checkpoints, three_shots,
                                                monkeypatch):
     """The second piece of the split video fails (its frames never come, as if the file changed); the
@@ -163,3 +218,36 @@ def test_a_failing_piece_fails_its_video_alone(ray_runtime, tmp_path, capsys, pr
     assert any(line.startswith("short.mkv: 12 frames") for line in lines)
     assert lines[-1] == f"1 converted, 0 skipped, 1 failed: {clips / 'shots.mkv'}"
     assert sorted(p.name for p in out.iterdir()) == ["short_depth.mkv"]  # no piece, no partial
+
+
+@pytest.mark.slow
+def test_sigterm_while_pieces_run_leaves_nothing(tmp_path, procedural_checkpoints):
+    """A real process with its own local runtime: SIGTERM once a piece is finished and others run; the
+    finished piece (never joined) and the running ones' temporaries are removed, exit 143."""
+    clip = write_lossless_video(tmp_path / "long.mkv", np.concatenate(
+        [panning_clip(30, seed=4), synthetic_frames(150, H, W, seed=7), synthetic_frames(150, H, W, seed=0)]))
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = cli(procedural_checkpoints, clip, out, "--fov", "off", *ray_flags("0.5"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO), str(REPO / "Depth-Anything-V2"), str(REPO / "Video-Depth-Anything")]))
+    proc = subprocess.Popen([sys.executable, "video_metric_convert.py", *argv], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    finished_piece = re.compile(r"^\.long_depth\.piece-[0-9]+-[0-9]+\.mkv$")
+    deadline = time.monotonic() + 240
+    try:
+        while not any(finished_piece.match(p.name) for p in out.iterdir()):
+            if proc.poll() is not None:
+                pytest.fail(f"ended (exit {proc.returncode}) before a piece was done:\n{proc.communicate()[1][-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("no finished piece within 240 s")
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == "video_metric_convert.py: terminated by SIGTERM; no output was finalised"
+    assert list(out.iterdir()) == []  # neither the output nor a piece nor a partial

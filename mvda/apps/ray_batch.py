@@ -22,6 +22,9 @@ never needs it.
   are the serial run's, byte for byte (same library versions and thread count; the outputs are
   written ``bitexact``). A video's error fails that video alone (its summary line; exit code 1 naming
   it); so does an unexpected error in a worker, or a worker that dies (then the worker is dropped).
+* Long videos (with more than one worker) are split at their scene cuts: a plan job, then one job per
+  piece, joined by the driver into the serial run's file (:mod:`mvda.apps.ray_split`; the summary line
+  and the table count the video once, its seconds from the plan's start to the join).
 * Ctrl-C, SIGTERM or SIGHUP (or an error of the driver) kill the workers, wait for them to end, remove
   the temporary files they may have left (named after their process ids: :func:`worker_temporaries`)
   and shut a local runtime down; nothing half-written is left.
@@ -52,7 +55,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from mvda.apps.convert import (VideoPiece, VideoPlan, VideoResult, convert_video, expected_output_frames,
                                fov_model_args, load_models, options_from_args, output_path_for, plan_video)
 from mvda.apps.ray_split import (DEFAULT_SPLIT_SECONDS, PieceJob, PlanJob, SplitVideo, join_pieces, joined_result,
-                                 piece_estimate, piece_part_path, plan_pieces, remove_files, worth_planning)
+                                 piece_estimate, piece_part_path, plan_pieces, remove_files)
 from mvda.cli import progress_bar
 from mvda.errors import UserError
 from mvda.io.video import (discard_temporaries, ensure_writable_dir, forget_temporary, probe_video,
