@@ -253,3 +253,86 @@ def test_sigterm_while_pieces_run_leaves_nothing(tmp_path, procedural_checkpoint
     assert proc.returncode == 143, err[-3000:]
     assert err.strip().splitlines()[-1] == "video_metric_convert.py: terminated by SIGTERM; no output was finalised"
     assert list(out.iterdir()) == []  # neither the output nor a piece nor a partial
+
+
+# ---------------------------------------------------------------------------------------------------
+# seeking to a piece's start
+
+
+def write_h264(path: Path, frames: np.ndarray, gop: int = 5) -> Path:
+    """H.264 in MP4 with a key frame every ``gop`` frames and B-frames (frames decoded out of order)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=24, options={"g": str(gop), "bf": "2", "keyint_min": str(gop),
+                                                             "sc_threshold": "0"})
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        for frame in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["ffv1", "h264"])
+def test_reader_seek_gives_the_frames_and_times_of_a_decode_from_the_start(tmp_path, kind):
+    from mvda.io.video import VideoReader
+
+    frames = np.concatenate([panning_clip(22, seed=4), synthetic_frames(26, H, W, seed=7)])
+    clip = (write_h264(tmp_path / "c.mp4", frames) if kind == "h264" else
+            write_lossless_video(tmp_path / "c.mkv", frames))
+    with VideoReader(clip) as reader:
+        decoded = list(reader.indexed())
+        times = list(reader.times)
+    assert len(decoded) == 48
+    for index in (1, 7, 22, 23, 47):  # key frames and frames between them
+        with VideoReader(clip) as reader:
+            assert reader.seek(index, times[index])
+            got = list(reader.indexed())
+            assert [i for i, _ in got] == list(range(index, 48))
+            for (_, a), (_, b) in zip(got, decoded[index:]):
+                np.testing.assert_array_equal(a, b)
+            assert reader.times == times[index:]
+    with VideoReader(clip) as reader:  # no frame has that time: declined, the reader starts from frame 0
+        assert not reader.seek(22, times[22] + 1e-6)
+        assert [i for i, _ in reader.indexed()] == list(range(48))
+        assert reader.times == times
+
+
+def test_a_piece_seeks_to_its_start_and_converts_as_the_whole_video(tmp_path, procedural_checkpoints, monkeypatch):
+    """convert_video of a piece, in this process: the reader seeks to the piece's first frame (found by
+    its exact time) and the piece's frames are the whole video's, bit for bit; without an anchor (or when
+    the seek declines) it decodes from the start and gives the same frames."""
+    import mvda.apps.convert as cp
+    from mvda.io.video import VideoReader
+
+    frames = np.concatenate([panning_clip(22, seed=4), synthetic_frames(26, H, W, seed=7), panning_clip(24, seed=9)])
+    clip = write_h264(tmp_path / "shots.mp4", frames, gop=7)  # the cuts fall inside groups of pictures
+    args = video_metric_convert.build_parser().parse_args(cli(procedural_checkpoints, clip, tmp_path / "whole",
+                                                              "--fov", "off"))
+    options = cp.options_from_args(args)
+    models = cp.load_models("vda+dav2", "vits", "vits", "hypersim", options.device,
+                            vda_checkpoint=procedural_checkpoints["vda"],
+                            metric_checkpoint=procedural_checkpoints["dav2"])
+    whole = cp.convert_video(clip, tmp_path / "whole", models, options)
+    assert whole.cuts == [22, 48]
+    expected = read_depth_frames(whole.output)
+    plan = cp.plan_video(clip, models, options)
+    assert plan.cuts == (22, 48) and plan.frames == 72 and [a[:2] for a in plan.anchors] == [(22, 22), (48, 48)]
+    seeks: list[bool] = []
+    real_seek = VideoReader.seek
+
+    def spy(self, index, time):
+        seeks.append(real_seek(self, index, time))
+        return seeks[-1]
+
+    monkeypatch.setattr(VideoReader, "seek", spy)
+    for anchor in (plan.anchors[0][1:], None):
+        part = tmp_path / f"part-{anchor is None}.mkv"
+        piece = cp.VideoPiece(22, 72, plan.cuts, None, part, anchor)
+        result = cp.convert_video(clip, tmp_path / "whole", models, options, piece=piece)
+        assert result.frames == 50
+        for a, b in zip(read_depth_frames(part), expected[22:]):
+            np.testing.assert_array_equal(a, b)
+    assert seeks == [True]  # the anchored piece seeked; the other decoded from the start

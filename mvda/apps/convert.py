@@ -511,11 +511,15 @@ class _FrameSource:
     A piece of a video split at its cuts (:class:`VideoPiece`): ``frames = (start, end)`` yields output
     frames ``[start, end)`` only (the earlier ones are decoded and skipped, as when resuming), and
     ``cuts``, the whole video's cut list (output frames), replaces cut detection; ``start`` being a cut,
-    the piece begins a shot without a :class:`ShotStart`.
+    the piece begins a shot without a :class:`ShotStart`. ``anchor``: ``(source frame, its time)`` of
+    output frame ``start`` (:func:`prescan_cuts`' ``anchors``): the reader seeks there instead of decoding
+    the frames before it (:meth:`VideoReader.seek`, which finds that frame by its exact time or declines),
+    unless frames are picked by time from a variable-rate source (that needs the frames before).
     """
 
     def __init__(self, reader: VideoReader, options: ConvertOptions, timer: StageTimer,
-                 frames: tuple[int, int] | None = None, cuts: Sequence[int] | None = None) -> None:
+                 frames: tuple[int, int] | None = None, cuts: Sequence[int] | None = None,
+                 anchor: tuple[int, float] | None = None) -> None:
         self.reader = reader
         self.options = options
         self.timer = timer
@@ -545,6 +549,11 @@ class _FrameSource:
         self.start, self.stop = (int(frames[0]), int(frames[1])) if frames is not None else (0, None)
         self.skip_pushed = self.start
         self.skip_written = self.start
+        #: The source frame the reader starts at (after a seek to a piece's start).
+        self.first_index = 0
+        if anchor is not None and self.start > 0 and not (reader.info.vfr and self.target_fps is not None):
+            if reader.seek(int(anchor[0]), float(anchor[1])):
+                self.first_index, self.emitted = int(anchor[0]), self.start
         #: Known cuts (output frames) used instead of a detector or a list (a piece of a split video).
         self.fixed_cuts: frozenset[int] | None = None if cuts is None else frozenset(int(c) for c in cuts)
         self.listed: cut_detection.CutList | None = None
@@ -661,7 +670,7 @@ class _FrameSource:
         vfr = self.reader.info.vfr and self.target_fps is not None
         held: tuple[np.ndarray, float] | None = None
         previous: float | None = None  # time of the frame before the held one
-        index = 0
+        index = self.first_index
         while True:
             with self.timer.stage("decode"):
                 frame = next(frames, None)
@@ -694,13 +703,16 @@ class _FrameSource:
             index += 1
 
 
-def prescan_cuts(path: Path, options: ConvertOptions) -> tuple[list[int], int]:
+def prescan_cuts(path: Path, options: ConvertOptions,
+                 anchors: dict[int, tuple[int, float]] | None = None) -> tuple[list[int], int]:
     """``--scene_cuts auto`` ahead of the conversion, for ``--fov auto``'s keyframes per shot: a pass that
     only decodes ``path`` and feeds the frames the conversion would use (``--target_fps``, ``--max_len``)
     to the same :class:`~mvda.ops.scene_cuts.CutDetector` (``--scene_threshold``), which takes a thumbnail
     of each. Returns the output frames that start a new shot (as :attr:`_FrameSource.cuts` will hold
     them) and the number of output frames. With ``--scene_cuts FILE`` the list is matched against the
-    decoded frames' numbers and times as while converting (a split video's plan, :func:`plan_video`)."""
+    decoded frames' numbers and times as while converting (a split video's plan, :func:`plan_video`).
+    ``anchors``, if given, receives for each cut its source frame and that frame's time (seconds from the
+    first frame, :attr:`VideoReader.times`), where a piece starting there seeks to."""
     with VideoReader(path) as reader:
         scan = _FrameSource(reader, dataclasses.replace(options, scene_cuts="off"), StageTimer(enabled=False))
         listed = read_cut_file(options.scene_cuts) if options.scene_cuts not in ("auto", "off") else None
@@ -708,8 +720,10 @@ def prescan_cuts(path: Path, options: ConvertOptions) -> tuple[list[int], int]:
             cut_detection.ListedCuts(listed, float(scan.source_fps)) if listed is not None
             else cut_detection.CutDetector(threshold=options.scene_threshold))
         first_output: dict[int, int] = {}  # source frame -> the first output frame showing it
+        times: dict[int, float] = {}  # source frame -> its time
         emitted, past, found = 0, 0, []
         for frame, repeats, frame_time, index in scan._selected():
+            times[index] = frame_time
             if 0 < options.max_len <= emitted:  # full: the detector still sees its delay's worth of frames
                 if past >= detector.delay:
                     break
@@ -720,7 +734,10 @@ def prescan_cuts(path: Path, options: ConvertOptions) -> tuple[list[int], int]:
             found += detector.push(index, frame, frame_time)
         else:
             found += detector.finish()
-    return sorted({first_output[c] for c in found if first_output.get(c, 0) > 0}), emitted
+    cuts = {first_output[c]: c for c in found if first_output.get(c, 0) > 0}
+    if anchors is not None:
+        anchors.update({cut: (source, times[source]) for cut, source in cuts.items()})
+    return sorted(cuts), emitted
 
 
 def fov_keyframes(source: _FrameSource, options: ConvertOptions,
@@ -1350,26 +1367,30 @@ def format_cuts(cuts: Sequence[int]) -> str:
 class VideoPlan:
     """What splitting a video at its cuts needs (:func:`plan_video`): ``cuts``, the output frames that
     start a shot (the ``scene_cuts`` tag of the serial run); ``frames``, the output frames; the output's
-    ``fps`` and ``vfr``; ``fov``, the whole video's field of view ``(xfov, yfov)`` in degrees (or None)."""
+    ``fps`` and ``vfr``; ``fov``, the whole video's field of view ``(xfov, yfov)`` in degrees (or None);
+    ``anchors``: ``(cut, source frame, its time)`` for each cut, where a piece starting there seeks to."""
 
     cuts: tuple[int, ...]
     frames: int
     fps: Fraction
     vfr: bool
     fov: tuple[float, float] | None
+    anchors: tuple[tuple[int, int, float], ...] = ()
 
 
 @dataclass(frozen=True)
 class VideoPiece:
     """Output frames ``[start, end)`` of a video split at its cuts (``start`` is 0 or a cut, ``end`` a
     cut or the last frame + 1), converted into the depth file ``part`` (joined with the other pieces
-    afterwards, :mod:`mvda.apps.ray_batch`). ``cuts`` and ``fov``: the whole video's (:class:`VideoPlan`)."""
+    afterwards, :mod:`mvda.apps.ray_batch`). ``cuts`` and ``fov``: the whole video's (:class:`VideoPlan`);
+    ``anchor``: the source frame of ``start`` and its time, to seek there (None: decode from the start)."""
 
     start: int
     end: int
     cuts: tuple[int, ...]
     fov: tuple[float, float] | None
     part: Path
+    anchor: tuple[int, float] | None = None
 
 
 def _prescans(options: ConvertOptions) -> bool:
@@ -1404,13 +1425,15 @@ def plan_video(input_path: str | os.PathLike, models: Models, options: ConvertOp
     timer = StageTimer(enabled=False)
     with VideoReader(input_path) as reader:
         source = _FrameSource(reader, options, timer)
-        cuts, frames = prescan_cuts(input_path, options)
+        anchors: dict[int, tuple[int, float]] = {}
+        cuts, frames = prescan_cuts(input_path, options, anchors)
         if _prescans(options):
             source.known_starts = cuts
         size = options.output_size or (reader.height, reader.width)
         fov = _find_fov(reader, source, options, models, size, timer,
                         scanned=(cuts, frames) if options.scene_cuts == "auto" else None)
-    return VideoPlan(cuts=tuple(cuts), frames=frames, fps=source.fps, vfr=source.vfr, fov=fov)
+    return VideoPlan(cuts=tuple(cuts), frames=frames, fps=source.fps, vfr=source.vfr, fov=fov,
+                     anchors=tuple((cut, *anchors[cut]) for cut in cuts))
 
 
 def convert_video(
@@ -1440,7 +1463,8 @@ def convert_video(
     start = time.perf_counter()
     with VideoReader(input_path) as reader:
         source = (_FrameSource(reader, options, timer) if piece is None else
-                  _FrameSource(reader, options, timer, frames=(piece.start, piece.end), cuts=piece.cuts))
+                  _FrameSource(reader, options, timer, frames=(piece.start, piece.end), cuts=piece.cuts,
+                               anchor=piece.anchor))
         out_h, out_w = options.output_size or (reader.height, reader.width)
         converter = _Converter(models, options, timer)
         metadata = {

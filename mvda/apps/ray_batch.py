@@ -309,7 +309,7 @@ class VideoWorker:
         piece = None
         if isinstance(job, PieceJob):
             part = register_temporary(piece_part_path(output, job.start, os.getpid()))
-            piece = VideoPiece(job.start, job.end, job.cuts, job.fov, part)
+            piece = VideoPiece(job.start, job.end, job.cuts, job.fov, part, job.anchor)
         try:
             result = convert_video(path, self.output_dir, self.models, self.options, piece=piece)
             if piece is not None:
@@ -693,7 +693,9 @@ class _Batch:
                 pending.appendleft(VideoJob(job.index, job.input))
                 return []
             video.plan = value
-            video.pieces = [PieceJob(job.index, job.input, a, b, value.cuts, value.fov) for a, b in ranges]
+            anchors = {cut: (source, at) for cut, source, at in value.anchors}
+            video.pieces = [PieceJob(job.index, job.input, a, b, value.cuts, value.fov, anchors.get(a))
+                             for a, b in ranges]
             pending.extendleft(reversed(video.pieces))
             log.info("--ray: %s split into %d pieces at frames %s", Path(job.input).name, len(ranges),
                      ", ".join(str(a) for a, _ in ranges[1:]))

@@ -72,7 +72,7 @@ class PlanJob:
 @dataclass(frozen=True)
 class PieceJob:
     """Convert output frames ``[start, end)`` of video ``input`` (the ``index``-th); ``cuts`` and ``fov``
-    are the whole video's (:class:`mvda.apps.convert.VideoPlan`)."""
+    are the whole video's (:class:`mvda.apps.convert.VideoPlan`), ``anchor`` its entry for ``start``."""
 
     index: int
     input: str
@@ -80,6 +80,7 @@ class PieceJob:
     end: int
     cuts: tuple[int, ...]
     fov: tuple[float, float] | None
+    anchor: tuple[int, float] | None = None  # source frame of ``start`` and its time: seek there
 
     @property
     def key(self) -> tuple[int, int]:
