@@ -712,7 +712,8 @@ def prescan_cuts(path: Path, options: ConvertOptions,
     them) and the number of output frames. With ``--scene_cuts FILE`` the list is matched against the
     decoded frames' numbers and times as while converting (a split video's plan, :func:`plan_video`).
     ``anchors``, if given, receives for each cut its source frame and that frame's time (seconds from the
-    first frame, :attr:`VideoReader.times`), where a piece starting there seeks to."""
+    first frame, :attr:`VideoReader.times`), where a piece starting there seeks to; nothing when two
+    decoded frames have the same time."""
     with VideoReader(path) as reader:
         scan = _FrameSource(reader, dataclasses.replace(options, scene_cuts="off"), StageTimer(enabled=False))
         listed = read_cut_file(options.scene_cuts) if options.scene_cuts not in ("auto", "off") else None
@@ -734,8 +735,10 @@ def prescan_cuts(path: Path, options: ConvertOptions,
             found += detector.push(index, frame, frame_time)
         else:
             found += detector.finish()
+        # A frame is found again by its time only if no two frames share one (broken timestamps).
+        unique = all(a < b for a, b in zip(reader.times, reader.times[1:]))
     cuts = {first_output[c]: c for c in found if first_output.get(c, 0) > 0}
-    if anchors is not None:
+    if anchors is not None and unique:
         anchors.update({cut: (source, times[source]) for cut, source in cuts.items()})
     return sorted(cuts), emitted
 
@@ -1433,7 +1436,7 @@ def plan_video(input_path: str | os.PathLike, models: Models, options: ConvertOp
         fov = _find_fov(reader, source, options, models, size, timer,
                         scanned=(cuts, frames) if options.scene_cuts == "auto" else None)
     return VideoPlan(cuts=tuple(cuts), frames=frames, fps=source.fps, vfr=source.vfr, fov=fov,
-                     anchors=tuple((cut, *anchors[cut]) for cut in cuts))
+                     anchors=tuple((cut, *anchors[cut]) for cut in cuts if cut in anchors))
 
 
 def convert_video(

@@ -17,9 +17,12 @@ Used by :mod:`mvda.apps.ray_batch` (the driver and the workers); Ray itself is n
   each (greedy; a shorter tail joins the last piece). A video that gives one piece is converted whole.
 * A piece job (:class:`PieceJob`) converts output frames ``[start, end)``: ``start`` is a cut, so
   Video-Depth-Anything's stream, the rolling fit and each shot's global fit start there anew exactly
-  as in the serial run, with the known cut list (no detection). The frames before ``start`` are
-  decoded and skipped (no seek: frame selection by ``--target_fps`` and the frame numbers stay those
-  of a decode from the start). It writes a lossless FFV1 part file hidden next to the output
+  as in the serial run, with the known cut list (no detection). The reader seeks to the key frame
+  before ``start`` and decodes up to the frame the plan's own decode saw there, found by its exact
+  time (:meth:`mvda.io.video.VideoReader.seek`), so frame numbers and ``--target_fps`` selection are
+  those of a decode from the start; where that cannot be proven (no or repeated frame times, frames
+  picked by time from a variable-rate source) the frames before ``start`` are decoded and skipped
+  instead. It writes a lossless FFV1 part file hidden next to the output
   (:func:`piece_part_path`), which the driver joins, packets copied
   (:func:`mvda.io.remux.join_videos`), into the output with the whole video's ``scene_cuts`` tag
   (:func:`join_pieces`) once every piece is done, and removes.
