@@ -222,6 +222,27 @@ def test_a_failing_piece_fails_its_video_alone(ray_runtime, tmp_path, capsys, pr
     assert sorted(p.name for p in out.iterdir()) == ["short_depth.mkv"]  # no piece, no partial
 
 
+def test_a_failing_piece_stops_the_running_pieces_of_its_video(ray_runtime, tmp_path, capsys,
+                                                              procedural_checkpoints, monkeypatch):
+    """The plan gives a long piece (the whole video) and a piece past its end, which fails at once
+    ("no frames"); the worker on the long piece learns that its video was given up and stops."""
+    clips = tmp_path / "in"
+    clips.mkdir()
+    write_lossless_video(clips / "long.mkv", np.concatenate(
+        [panning_clip(30, seed=4), synthetic_frames(150, H, W, seed=7), synthetic_frames(150, H, W, seed=0)]))
+    write_lossless_video(clips / "short.mkv", synthetic_frames(12, H, W, seed=3))
+    monkeypatch.setattr(ray_batch, "plan_pieces", lambda cuts, frames, fps, seconds: [(0, frames),
+                                                                                     (frames + 100, frames + 101)])
+    out = tmp_path / "out"
+    assert video_metric_convert.main(cli(procedural_checkpoints, clips, out, "--fov", "off", "-v",
+                                         *ray_flags("0.5"))) == 1
+    captured = capsys.readouterr()
+    failed = next(line for line in captured.out.splitlines() if line.startswith("long.mkv: FAILED: "))
+    assert "frames 430-430: " in failed and "no frames decoded" in failed
+    assert "long.mkv: frames 0-329 stopped" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["short_depth.mkv"]
+
+
 @pytest.mark.slow
 def test_sigterm_while_pieces_run_leaves_nothing(tmp_path, procedural_checkpoints):
     """A real process with its own local runtime: SIGTERM once a piece is finished and others run; the

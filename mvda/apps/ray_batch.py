@@ -233,13 +233,21 @@ class WorkerInfo:
 
 
 class ProgressCounter:
-    """Ray actor: frames written per job (its ``key``), added by the workers, read by the driver."""
+    """Ray actor: frames written per job (its ``key``), added by the workers, read by the driver; and
+    the videos the driver gave up (a piece failed), which :meth:`add` answers, so that the worker
+    converting another piece of such a video stops."""
 
     def __init__(self) -> None:
         self.frames: dict[tuple[int, int], int] = {}
+        self.cancelled: set[int] = set()
 
-    def add(self, key: tuple[int, int], frames: int) -> None:
+    def add(self, key: tuple[int, int], frames: int) -> bool:
+        """Count ``frames`` more of job ``key``; True when its video was cancelled."""
         self.frames[key] = self.frames.get(key, 0) + int(frames)
+        return key[0] in self.cancelled
+
+    def cancel(self, index: int) -> None:
+        self.cancelled.add(int(index))
 
     def snapshot(self) -> dict[tuple[int, int], int]:
         return dict(self.frames)
@@ -267,6 +275,8 @@ class VideoWorker:
         self._job: tuple[int, int] | None = None
         self._unsent = 0
         self._sent_at = 0.0
+        self._reply: Any = None  # the last report's answer: is this job's video cancelled?
+        self._cancelled = False
 
     def setup(self) -> WorkerInfo:
         """Check ``output_dir`` and load the networks; the returned info carries the error line if not."""
@@ -304,6 +314,7 @@ class VideoWorker:
         temporary files were removed)."""
         with self._lock:
             self._job, self._unsent, self._sent_at = job.key, 0, time.monotonic()
+            self._reply, self._cancelled = None, False
         path = Path(job.input)
         output = output_path_for(path, Path(self.output_dir))
         piece = None
@@ -339,18 +350,27 @@ class VideoWorker:
                                error=_one_line(exc))
 
     def _frame_written(self) -> None:
-        """ConvertOptions.on_frame: count a frame (the encode thread)."""
+        """ConvertOptions.on_frame: count a frame (the encode thread); stop a piece whose video the
+        driver gave up (the error ends the conversion, which removes its temporary files)."""
         with self._lock:
             self._unsent += 1
+            cancelled = self._cancelled
+        if cancelled:
+            raise UserError("stopped: another piece of this video failed")
         self._report()
 
     def _report(self, force: bool = False) -> None:
+        import ray
+
         now = time.monotonic()
         with self._lock:
             if self._job is None or not self._unsent or (not force and now - self._sent_at < POLL_SECONDS):
                 return
             key, frames, self._unsent, self._sent_at = self._job, self._unsent, 0, now
-        self.counter.add.remote(key, frames)
+            previous, self._reply = self._reply, self.counter.add.remote(key, frames)
+        if previous is not None and ray.wait([previous], timeout=0)[0] and ray.get(previous):
+            with self._lock:
+                self._cancelled = True
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -678,7 +698,8 @@ class _Batch:
                live: dict[tuple[int, int], int]) -> list[tuple[Any, VideoResult, WorkerInfo | None]]:
         """Take the outcome ``value`` of ``job`` (which ran on ``info``); returns the videos that ended
         with it: ``(job, result, worker)``. A plan queues its video's pieces (first in ``pending``), or
-        the whole video when it gives one piece; the last piece of a video joins them."""
+        the whole video when it gives one piece; the last piece of a video joins them; a failed piece
+        fails its video (:meth:`_fail_split`)."""
         if isinstance(job, VideoJob):
             return [(job, value, info)]
         video = self.splits.setdefault(job.index, SplitVideo(job, time.monotonic()))  # (a plan never sent)
@@ -704,6 +725,8 @@ class _Batch:
         if video.failed:  # a piece of a video that already failed: only clean up
             if part is not None:
                 remove_files([part])
+            log.info("--ray: %s: frames %d-%d %s", Path(job.input).name, job.start, job.end - 1,
+                     "stopped" if value.status == "failed" else "discarded")
             return []
         if value.status != "ok" or part is None:
             return [(video.job, self._fail_split(video, pending, f"frames {job.start}-{job.end - 1}: {value.error}"),
@@ -730,6 +753,7 @@ class _Batch:
         """A piece of ``video`` failed: drop its pieces not started, remove the finished ones (those
         running are removed when they end); returns the video's failed result."""
         video.failed = True
+        self.counter.cancel.remote(video.job.index)  # its pieces still running stop at their next report
         for job in [j for j in pending if isinstance(j, PieceJob) and j.index == video.job.index]:
             pending.remove(job)
         remove_files(video.parts())

@@ -26,8 +26,10 @@ Used by :mod:`mvda.apps.ray_batch` (the driver and the workers); Ray itself is n
   (:func:`piece_part_path`), which the driver joins, packets copied
   (:func:`mvda.io.remux.join_videos`), into the output with the whole video's ``scene_cuts`` tag
   (:func:`join_pieces`) once every piece is done, and removes.
-* A failing piece fails its video alone: its pieces not started are dropped, those finished or
-  still running are removed (when they end), the other videos go on.
+* A failing piece fails its video alone: its pieces not started are dropped, those still running
+  stop at their next progress report (the worker's counter answers that their video was given up,
+  within about a second; a ``--fit global`` piece in its first pass only when that pass ends), the
+  finished ones are removed, the other videos go on.
 """
 
 from __future__ import annotations
