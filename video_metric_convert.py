@@ -15,10 +15,11 @@ import argparse
 import sys
 
 from mvda.apps.convert import ENCODERS, FITS, METRIC_MODELS, MODELS, run
+from mvda.apps.ray_split import DEFAULT_SPLIT_SECONDS
 from mvda.apps.resume import PART_SECONDS
 from mvda.apps.video_fov import FOV_MODES
 from mvda.cli import (add_device_args, add_fov_args, add_fov_model_args, add_frame_limit_arg, add_max_depth_arg,
-                      add_report_args, frame_rate, positive_float, positive_int, run_cli)
+                      add_report_args, frame_rate, non_negative_float, positive_float, positive_int, run_cli)
 from mvda.ops.scene_cuts import DEFAULT_THRESHOLD
 
 PROG = "video_metric_convert.py"
@@ -99,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="cores per worker where there are no GPUs (default 4)")
     ray.add_argument("--ray_workers", type=positive_int, default=None, metavar="N",
                      help="at most N workers (default: one per GPU, or per --ray_cpus_per_worker cores)")
+    ray.add_argument("--ray_split_seconds", type=non_negative_float, default=None, metavar="S",
+                     help="split a video of at least 2*S seconds at its scene cuts into pieces of at least S seconds, "
+                          "converted on several workers and joined losslessly (identical result); 0: never "
+                          f"(default {DEFAULT_SPLIT_SECONDS:g})")
     add_report_args(parser)
     return parser
 

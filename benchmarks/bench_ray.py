@@ -17,6 +17,15 @@ machine ``--device cuda`` and ``--ray_workers N`` give frames/s with 1 and with 
 Example (2-core VM, 2.5 to 12 minutes depending on the load)::
 
     nice python -m benchmarks.bench_ray --clip assets/big_buck_bunny_3s.mp4 --frames 32 --input_size 140 --threads 1
+
+``--split``: one long video instead, ``--shots`` shots of ``--frames`` frames each (the clip, a synthetic
+shot, the clip upside down, another synthetic shot, ...; lossless FFV1), converted ``serial`` (``--threads``)
+and ``ray_split`` (``--ray local --ray_cpus_per_worker 1 --ray_split_seconds`` one shot, so each shot is a
+piece and the pieces spread over one single-threaded worker per core). Also reports the cost of a
+decode-only pass over the clip, which bounds what the pieces spend decoding and skipping the frames before
+their start (the later a piece starts, the more it skips) and what the plan's cut scan costs::
+
+    nice python -m benchmarks.bench_ray --split --frames 32 --input_size 140 --threads 1
 """
 
 from __future__ import annotations
@@ -74,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric_checkpoint", default=None)
     parser.add_argument("--ray_workers", type=int, default=None)
     parser.add_argument("--json", default=None, help="write the figures here")
+    parser.add_argument("--split", action="store_true", help="one long video of --shots shots, split over the workers")
+    parser.add_argument("--shots", type=int, default=4)
     args = parser.parse_args(argv)
+    if args.split:
+        return split_main(args)
 
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="bench_ray_"))
@@ -113,6 +126,74 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:>20}: {seconds:7.1f} s wall, {frames} frames, {frames / seconds:6.2f} frames/s, "
                   f"videos' own seconds {sum(per_video):6.1f}, bytes as serial: {figures[name]['identical_to_serial']}",
                   flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"args": vars(args), "cores": cores, "runs": figures}, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def long_clip(clip: Path, path: Path, frames: int, shots: int) -> Path:
+    """``shots`` shots of ``frames`` frames: the clip's first frames, a synthetic shot, the clip upside
+    down, another synthetic shot, ... (lossless), so that every shot change is a cut."""
+    import numpy as np
+
+    from tests.helpers import read_frames, synthetic_frames, write_lossless_video
+
+    source = np.stack(read_frames(clip)[:frames])
+    height, width = source.shape[1:3]
+    parts = []
+    for k in range(shots):
+        if k % 2:
+            parts.append(synthetic_frames(frames, height, width, seed=7 + k))
+        else:
+            parts.append(source[:, ::-1] if k % 4 == 2 else source)
+    return write_lossless_video(path, np.concatenate(parts), fps=25)
+
+
+def decode_seconds(path: Path) -> tuple[float, int]:
+    """Seconds of a decode-only pass over ``path`` and its frames."""
+    from mvda.io.video import VideoReader
+
+    start = time.perf_counter()
+    with VideoReader(path) as reader:
+        frames = sum(1 for _ in reader)
+    return time.perf_counter() - start, frames
+
+
+def split_main(args: argparse.Namespace) -> int:
+    cores = os.cpu_count() or 1
+    work = Path(tempfile.mkdtemp(prefix="bench_ray_split_"))
+    try:
+        if args.vda_checkpoint and args.metric_checkpoint:
+            ck = {"vda": Path(args.vda_checkpoint), "dav2": Path(args.metric_checkpoint)}
+        else:
+            ck = procedural_checkpoints(work / "ck")
+        clip = long_clip(Path(args.clip), work / "long.mkv", args.frames, args.shots)
+        decode_s, frames = decode_seconds(clip)
+        print(f"decode-only pass: {decode_s:.2f} s for {frames} frames ({1000 * decode_s / frames:.1f} ms a frame)",
+              flush=True)
+        common = ["--input_video", str(clip), "--encoder", "vits", "--metric_encoder", "vits",
+                  "--input_size", str(args.input_size), "--device", args.device, "--vda_checkpoint", str(ck["vda"]),
+                  "--metric_checkpoint", str(ck["dav2"]), "--no_progress", "--fov", "off"]
+        shot_seconds = args.frames / 25
+        runs = {
+            "serial": ([], args.threads),
+            "ray_split": (["--ray", "local", "--ray_cpus_per_worker", "1", "--ray_split_seconds",
+                           f"{0.9 * shot_seconds:g}", "-v"], 1),
+        }
+        figures: dict[str, dict] = {"decode": {"seconds": round(decode_s, 2), "frames": frames}}
+        for name, (flags, threads) in runs.items():
+            out = work / name
+            seconds, stdout = run([*common, "--output_dir", str(out), *flags], threads)
+            video_s = float(re.findall(r" in ([0-9.]+) s \(", stdout)[0])
+            shots = re.findall(r", ([0-9]+) shots ->", stdout)
+            same = (out / "long_depth.mkv").read_bytes() == (work / "serial" / "long_depth.mkv").read_bytes()
+            figures[name] = {"wall_s": round(seconds, 2), "video_s": video_s, "frames": frames,
+                             "fps": round(frames / seconds, 3), "shots": int(shots[0]) if shots else 1,
+                             "identical_to_serial": same}
+            print(f"{name:>10}: {seconds:7.1f} s wall, {frames} frames, {frames / seconds:6.2f} frames/s, video's own "
+                  f"seconds {video_s:6.1f}, {figures[name]['shots']} shots, bytes as serial: {same}", flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps({"args": vars(args), "cores": cores, "runs": figures}, indent=2))
     finally:

@@ -101,6 +101,9 @@ __all__ = [
     "near_limit",
     "clamp_metric_depth",
     "convert_video",
+    "plan_video",
+    "VideoPlan",
+    "VideoPiece",
     "convert_batch",
     "options_from_args",
     "run",
@@ -503,9 +506,19 @@ class _FrameSource:
 
     Yields the frames fed to the networks, ``(h, w, 3)`` on the device (uint8, or float in [0, 255]
     when downscaled). Iterated on run_frames' decode thread (stage ``decode``).
+
+    A piece of a video split at its cuts (:class:`VideoPiece`): ``frames = (start, end)`` yields output
+    frames ``[start, end)`` only (the earlier ones are decoded and skipped, as when resuming), and
+    ``cuts``, the whole video's cut list (output frames), replaces cut detection; ``start`` being a cut,
+    the piece begins a shot without a :class:`ShotStart`. ``anchor``: ``(source frame, its time)`` of
+    output frame ``start`` (:func:`prescan_cuts`' ``anchors``): the reader seeks there instead of decoding
+    the frames before it (:meth:`VideoReader.seek`, which finds that frame by its exact time or declines),
+    unless frames are picked by time from a variable-rate source (that needs the frames before).
     """
 
-    def __init__(self, reader: VideoReader, options: ConvertOptions, timer: StageTimer) -> None:
+    def __init__(self, reader: VideoReader, options: ConvertOptions, timer: StageTimer,
+                 frames: tuple[int, int] | None = None, cuts: Sequence[int] | None = None,
+                 anchor: tuple[int, float] | None = None) -> None:
         self.reader = reader
         self.options = options
         self.timer = timer
@@ -532,8 +545,16 @@ class _FrameSource:
         self.cuts: list[int] = []
         #: Resuming: output frames below ``skip_pushed`` are decoded (for cut detection) but not yielded,
         #: and times are kept from ``skip_written`` on (frames the restored state still holds).
-        self.skip_pushed = 0
-        self.skip_written = 0
+        self.start, self.stop = (int(frames[0]), int(frames[1])) if frames is not None else (0, None)
+        self.skip_pushed = self.start
+        self.skip_written = self.start
+        #: The source frame the reader starts at (after a seek to a piece's start).
+        self.first_index = 0
+        if anchor is not None and self.start > 0 and not (reader.info.vfr and self.target_fps is not None):
+            if reader.seek(int(anchor[0]), float(anchor[1])):
+                self.first_index, self.emitted = int(anchor[0]), self.start
+        #: Known cuts (output frames) used instead of a detector or a list (a piece of a split video).
+        self.fixed_cuts: frozenset[int] | None = None if cuts is None else frozenset(int(c) for c in cuts)
         self.listed: cut_detection.CutList | None = None
         # Output frames that start a shot, found by a pass ahead of the conversion (:func:`prescan_cuts`;
         # ``--fit global`` with ``--scene_cuts auto``): the shots' lengths are then known as they start.
@@ -542,6 +563,8 @@ class _FrameSource:
             self.listed = read_cut_file(options.scene_cuts)
 
     def _cut_finder(self) -> cut_detection.CutDetector | cut_detection.ListedCuts | None:
+        if self.fixed_cuts is not None:
+            return None
         if self.listed is not None:
             return cut_detection.ListedCuts(self.listed, float(self.source_fps))
         if self.options.scene_cuts == "auto":
@@ -609,7 +632,7 @@ class _FrameSource:
             yield from self._release(*pending.popleft()[1:])
 
     def _full(self) -> bool:
-        return 0 < self.options.max_len <= self.emitted
+        return 0 < self.options.max_len <= self.emitted or (self.stop is not None and self.emitted >= self.stop)
 
     def _release(self, frame: np.ndarray, repeats: int, frame_time: float, cut: bool
                  ) -> Iterator[torch.Tensor | ShotStart]:
@@ -619,9 +642,10 @@ class _FrameSource:
                 return
             index = self.emitted
             self.emitted += 1
-            if cut and k == 0 and index > 0:
+            starts = cut and k == 0 if self.fixed_cuts is None else index in self.fixed_cuts
+            if starts and index > 0:
                 self.cuts.append(index)
-                if index >= self.skip_pushed:
+                if index >= self.skip_pushed and index > self.start:
                     yield ShotStart(index, self.shot_length(index))
             if self.vfr and index >= self.skip_written:  # each output frame keeps its source frame's time
                 self.times.append(frame_time)
@@ -645,7 +669,7 @@ class _FrameSource:
         vfr = self.reader.info.vfr and self.target_fps is not None
         held: tuple[np.ndarray, float] | None = None
         previous: float | None = None  # time of the frame before the held one
-        index = 0
+        index = self.first_index
         while True:
             with self.timer.stage("decode"):
                 frame = next(frames, None)
@@ -678,18 +702,28 @@ class _FrameSource:
             index += 1
 
 
-def prescan_cuts(path: Path, options: ConvertOptions) -> tuple[list[int], int]:
+def prescan_cuts(path: Path, options: ConvertOptions,
+                 anchors: dict[int, tuple[int, float]] | None = None) -> tuple[list[int], int]:
     """``--scene_cuts auto`` ahead of the conversion, for ``--fov auto``'s keyframes per shot: a pass that
     only decodes ``path`` and feeds the frames the conversion would use (``--target_fps``, ``--max_len``)
     to the same :class:`~mvda.ops.scene_cuts.CutDetector` (``--scene_threshold``), which takes a thumbnail
     of each. Returns the output frames that start a new shot (as :attr:`_FrameSource.cuts` will hold
-    them) and the number of output frames."""
+    them) and the number of output frames. With ``--scene_cuts FILE`` the list is matched against the
+    decoded frames' numbers and times as while converting (a split video's plan, :func:`plan_video`).
+    ``anchors``, if given, receives for each cut its source frame and that frame's time (seconds from the
+    first frame, :attr:`VideoReader.times`), where a piece starting there seeks to; nothing when two
+    decoded frames have the same time."""
     with VideoReader(path) as reader:
         scan = _FrameSource(reader, dataclasses.replace(options, scene_cuts="off"), StageTimer(enabled=False))
-        detector = cut_detection.CutDetector(threshold=options.scene_threshold)
+        listed = read_cut_file(options.scene_cuts) if options.scene_cuts not in ("auto", "off") else None
+        detector: cut_detection.CutDetector | cut_detection.ListedCuts = (
+            cut_detection.ListedCuts(listed, float(scan.source_fps)) if listed is not None
+            else cut_detection.CutDetector(threshold=options.scene_threshold))
         first_output: dict[int, int] = {}  # source frame -> the first output frame showing it
+        times: dict[int, float] = {}  # source frame -> its time
         emitted, past, found = 0, 0, []
         for frame, repeats, frame_time, index in scan._selected():
+            times[index] = frame_time
             if 0 < options.max_len <= emitted:  # full: the detector still sees its delay's worth of frames
                 if past >= detector.delay:
                     break
@@ -700,14 +734,21 @@ def prescan_cuts(path: Path, options: ConvertOptions) -> tuple[list[int], int]:
             found += detector.push(index, frame, frame_time)
         else:
             found += detector.finish()
-    return sorted({first_output[c] for c in found if first_output.get(c, 0) > 0}), emitted
+        # A frame is found again by its time only if no two frames share one (broken timestamps).
+        unique = all(a < b for a, b in zip(reader.times, reader.times[1:]))
+    cuts = {first_output[c]: c for c in found if first_output.get(c, 0) > 0}
+    if anchors is not None and unique:
+        anchors.update({cut: (source, times[source]) for cut, source in cuts.items()})
+    return sorted(cuts), emitted
 
 
-def fov_keyframes(source: _FrameSource, options: ConvertOptions) -> list[int] | None:
+def fov_keyframes(source: _FrameSource, options: ConvertOptions,
+                  scanned: tuple[list[int], int] | None = None) -> list[int] | None:
     """``--fov auto``'s keyframes (output frame numbers) per shot (:func:`mvda.fov.shot_keyframes`,
     :func:`mvda.fov.shot_keyframe_count` of them: one in every shot within the cost bound). The shots
-    come from ``--scene_cuts FILE`` or from :func:`prescan_cuts` (``auto``). None (keyframes spread over
-    the video) with ``--scene_cuts off``, or with a list and an unknown length."""
+    come from ``--scene_cuts FILE`` or from :func:`prescan_cuts` (``auto``; ``scanned``: its result when
+    already known). None (keyframes spread over the video) with ``--scene_cuts off``, or with a list and
+    an unknown length."""
     from mvda.fov import shot_keyframe_count, shot_keyframes
 
     if options.scene_cuts == "off" or (source.listed is not None and source.expected is None):
@@ -717,7 +758,7 @@ def fov_keyframes(source: _FrameSource, options: ConvertOptions) -> list[int] | 
     elif source.known_starts is not None and source.expected is not None:
         cuts, frames = source.known_starts, int(source.expected)
     else:
-        cuts, frames = prescan_cuts(source.reader.path, options)
+        cuts, frames = scanned if scanned is not None else prescan_cuts(source.reader.path, options)
     if frames <= 0:
         return None
     shots = 1 + sum(1 for c in cuts if 0 < c < frames)
@@ -1269,7 +1310,7 @@ class _GlobalPass1:
         self.part_frames = part_frames
         self.part_start = 0
         self.lengths_known = options.scene_cuts != "auto" or source.known_starts is not None
-        self._start_shot(source.shot_length(0))
+        self._start_shot(source.shot_length(source.start))
 
     def _start_shot(self, length: int | None) -> None:
         """A new VDA stream and DA-V2 sampler: each shot is fitted on its own."""
@@ -1515,26 +1556,108 @@ def format_cuts(cuts: Sequence[int]) -> str:
     return ",".join(str(int(c)) for c in cuts)
 
 
+@dataclass(frozen=True)
+class VideoPlan:
+    """What splitting a video at its cuts needs (:func:`plan_video`): ``cuts``, the output frames that
+    start a shot (the ``scene_cuts`` tag of the serial run); ``frames``, the output frames; the output's
+    ``fps`` and ``vfr``; ``fov``, the whole video's field of view ``(xfov, yfov)`` in degrees (or None);
+    ``anchors``: ``(cut, source frame, its time)`` for each cut, where a piece starting there seeks to."""
+
+    cuts: tuple[int, ...]
+    frames: int
+    fps: Fraction
+    vfr: bool
+    fov: tuple[float, float] | None
+    anchors: tuple[tuple[int, int, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class VideoPiece:
+    """Output frames ``[start, end)`` of a video split at its cuts (``start`` is 0 or a cut, ``end`` a
+    cut or the last frame + 1), converted into the depth file ``part`` (joined with the other pieces
+    afterwards, :mod:`mvda.apps.ray_batch`). ``cuts`` and ``fov``: the whole video's (:class:`VideoPlan`);
+    ``anchor``: the source frame of ``start`` and its time, to seek there (None: decode from the start)."""
+
+    start: int
+    end: int
+    cuts: tuple[int, ...]
+    fov: tuple[float, float] | None
+    part: Path
+    anchor: tuple[int, float] | None = None
+
+
+def _prescans(options: ConvertOptions) -> bool:
+    """Whether the conversion finds the cuts before the frame loop: ``--fit global`` with detected cuts
+    spreads each shot's DA-V2 frames as when that shot is converted alone, which needs its length when
+    it starts."""
+    return options.fit == "global" and options.model != "vda-metric" and options.scene_cuts == "auto"
+
+
+def _find_fov(reader: VideoReader, source: _FrameSource, options: ConvertOptions, models: Models,
+              size: tuple[int, int], timer: StageTimer,
+              scanned: tuple[list[int], int] | None = None) -> tuple[float, float] | None:
+    """The field of view of the output (``size`` = (H, W)): given, or MoGe-2's estimate on the keyframes
+    of :func:`fov_keyframes` (stage ``fov``); ``scanned``: :func:`prescan_cuts`' result if known."""
+    with timer.stage("fov") if models.moge is not None else contextlib.nullcontext():
+        estimate = options.fov == "auto" and options.xfov is None and options.yfov is None
+        keyframes = fov_keyframes(source, options, scanned) if estimate and models.moge is not None else None
+        return video_fov(reader, size, source.expected, float(source.fps), options.fov, options.xfov,
+                         options.yfov, models.moge, options.device, indices=keyframes)
+
+
+def plan_video(input_path: str | os.PathLike, models: Models, options: ConvertOptions) -> VideoPlan:
+    """The cuts, the output frame count and the field of view of ``input_path`` exactly as
+    :func:`convert_video` finds them, to split it into pieces: one decode-only pass
+    (:func:`prescan_cuts`, which gives the cuts ``--scene_cuts auto`` finds while converting, and places
+    a ``--scene_cuts FILE`` list on the frames the conversion does), then the field of view from the
+    whole video's keyframes. Needs scene cuts (not ``--scene_cuts off``)."""
+    options.validate()
+    if options.scene_cuts == "off":
+        raise ValueError("plan_video splits at scene cuts; not with scene_cuts='off'")
+    input_path = Path(input_path)
+    timer = StageTimer(enabled=False)
+    with VideoReader(input_path) as reader:
+        source = _FrameSource(reader, options, timer)
+        anchors: dict[int, tuple[int, float]] = {}
+        cuts, frames = prescan_cuts(input_path, options, anchors)
+        if _prescans(options):
+            source.known_starts = cuts
+        size = options.output_size or (reader.height, reader.width)
+        fov = _find_fov(reader, source, options, models, size, timer,
+                        scanned=(cuts, frames) if options.scene_cuts == "auto" else None)
+    return VideoPlan(cuts=tuple(cuts), frames=frames, fps=source.fps, vfr=source.vfr, fov=fov,
+                     anchors=tuple((cut, *anchors[cut]) for cut in cuts if cut in anchors))
+
+
 def convert_video(
     input_path: str | os.PathLike,
     output_dir: str | os.PathLike,
     models: Models,
     options: ConvertOptions,
     timer: StageTimer | None = None,
+    piece: VideoPiece | None = None,
 ) -> VideoResult:
     """Convert one video to ``output_dir/{stem}_depth.mkv`` and return its :class:`VideoResult`.
+
+    ``piece``: convert only that piece of the video, into ``piece.part`` (not ``--resume``, not
+    ``--scene_cuts off``); its shots are converted exactly as in the whole video's conversion, and the
+    result counts the piece's frames.
 
     Raises:
         UserError (including :class:`mvda.io.video.VideoDecodeError`): unreadable input, zero frames, a
             decode error mid-stream, an unwritable output; the output file is then not created.
     """
     options.validate()
+    if piece is not None and (options.resume or options.scene_cuts == "off"):
+        raise ValueError("a piece of a video is cut at scene cuts, and not with resume")
     timer = timer or StageTimer(options.device, enabled=False)
     input_path = Path(input_path)
     output = output_path_for(input_path, Path(output_dir))
     start = time.perf_counter()
     with VideoReader(input_path) as reader:
-        source = _FrameSource(reader, options, timer)
+        source = (_FrameSource(reader, options, timer) if piece is None else
+                  _FrameSource(reader, options, timer, frames=(piece.start, piece.end), cuts=piece.cuts,
+                               anchor=piece.anchor))
         out_h, out_w = options.output_size or (reader.height, reader.width)
         converter = _Converter(models, options, timer)
         metadata = {
@@ -1543,17 +1666,14 @@ def convert_video(
             "mvda_metric_every": str(options.metric_every),
             "mvda_source": input_path.name,
         }
-        if options.fit == "global" and options.model != "vda-metric" and options.scene_cuts == "auto":
+        if _prescans(options):
             # Each shot's DA-V2 frames are spread as when that shot is converted alone, which needs its
             # length when it starts: find the cuts first (a decode-only pass, about 3 ms a frame).
             with timer.stage("cuts"):
-                source.known_starts, _ = prescan_cuts(input_path, options)
-        # The field of view travels with the file (given, or MoGe-2's estimate: stage "fov").
-        with timer.stage("fov") if models.moge is not None else contextlib.nullcontext():
-            estimate = options.fov == "auto" and options.xfov is None and options.yfov is None
-            keyframes = fov_keyframes(source, options) if estimate and models.moge is not None else None
-            fov = video_fov(reader, (out_h, out_w), source.expected, float(source.fps), options.fov, options.xfov,
-                            options.yfov, models.moge, options.device, indices=keyframes)
+                source.known_starts = list(piece.cuts) if piece is not None else prescan_cuts(input_path, options)[0]
+        # The field of view travels with the file (given, or MoGe-2's estimate: stage "fov"; a piece has
+        # the whole video's).
+        fov = piece.fov if piece is not None else _find_fov(reader, source, options, models, (out_h, out_w), timer)
         metadata.update(fov_tags(fov))
         if options.model == "vda+moge2":
             from mvda.apps.metric_anchor import MoGeMetricDepth
@@ -1573,14 +1693,16 @@ def convert_video(
             ))
         temp_store: Path | None = None
         finish = None
-        if options.scene_cuts != "off":
+        if options.scene_cuts != "off" and piece is None:
             # The container's tags are written before the first frame, the cuts are known after the last:
-            # the cut list's room is reserved in the header and filled when the file is complete.
+            # the cut list's room is reserved in the header and filled when the file is complete. A piece
+            # is written as it is, to be joined with the others (:mod:`mvda.apps.ray_split`).
             metadata[TAG_SCENE_CUTS] = reserve_tag(cut_list_room(source.expected, float(source.fps)))
             finish = functools.partial(_write_cut_list, source=source)
         try:
-            with DepthVideoWriter(output, out_w, out_h, source.fps, max_depth=options.max_depth, metadata=metadata,
-                                  vfr=source.vfr, finish=finish) as writer:
+            with DepthVideoWriter(output if piece is None else piece.part, out_w, out_h, source.fps,
+                                  max_depth=options.max_depth, metadata=metadata, vfr=source.vfr,
+                                  label=output.name, finish=finish) as writer:
                 if options.model != "vda-metric" and options.fit == "global":
                     temp_store = _temp_store_path(output)
                     frames = converter.run_global(source, writer, (out_h, out_w), input_path.name, temp_store)
@@ -1588,6 +1710,9 @@ def convert_video(
                     frames = converter.run_streaming(source, writer, (out_h, out_w), input_path.name)
                 if frames == 0:
                     raise UserError(f"{input_path}: no frames decoded (empty video, or --max_len / --target_fps leave none)")
+                if piece is not None and frames != piece.end - piece.start:
+                    raise UserError(f"{input_path}: frames {piece.start}-{piece.end - 1} were to be converted, but "
+                                    f"{frames} came; did the file change while it was converted?")
                 stats = writer.stats
         finally:
             if temp_store is not None:
@@ -1762,7 +1887,7 @@ def run(args: Any) -> int:
 
         results = convert_on_ray(inputs, args, options, report)
     else:
-        unused = [f"--{name}" for name in ("ray_cpus", "ray_cpus_per_worker", "ray_workers")
+        unused = [f"--{name}" for name in ("ray_cpus", "ray_cpus_per_worker", "ray_workers", "ray_split_seconds")
                   if getattr(args, name, None) is not None]
         if unused:
             log.warning("%s only apply with --ray; converting here, one video after another", ", ".join(unused))

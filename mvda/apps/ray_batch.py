@@ -22,6 +22,9 @@ never needs it.
   are the serial run's, byte for byte (same library versions and thread count; the outputs are
   written ``bitexact``). A video's error fails that video alone (its summary line; exit code 1 naming
   it); so does an unexpected error in a worker, or a worker that dies (then the worker is dropped).
+* Long videos (with more than one worker) are split at their scene cuts: a plan job, then one job per
+  piece, joined by the driver into the serial run's file (:mod:`mvda.apps.ray_split`; the summary line
+  and the table count the video once, its seconds from the plan's start to the join).
 * Ctrl-C, SIGTERM or SIGHUP (or an error of the driver) kill the workers, wait for them to end, remove
   the temporary files they may have left (named after their process ids: :func:`worker_temporaries`)
   and shut a local runtime down; nothing half-written is left.
@@ -49,11 +52,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from mvda.apps.convert import (VideoResult, convert_video, expected_output_frames, fov_model_args, load_models,
-                               options_from_args, output_path_for)
+from mvda.apps.convert import (VideoPiece, VideoPlan, VideoResult, convert_video, expected_output_frames,
+                               fov_model_args, load_models, options_from_args, output_path_for, plan_video)
+from mvda.apps.ray_split import (DEFAULT_SPLIT_SECONDS, PieceJob, PlanJob, SplitVideo, join_pieces, joined_result,
+                                 piece_estimate, piece_part_path, plan_pieces, remove_files)
 from mvda.cli import progress_bar
 from mvda.errors import UserError
-from mvda.io.video import discard_temporaries, ensure_writable_dir, probe_video
+from mvda.io.video import (discard_temporaries, ensure_writable_dir, forget_temporary, probe_video,
+                           register_temporary)
 
 __all__ = [
     "VideoJob",
@@ -103,13 +109,17 @@ class VideoJob:
     """One unit of work for a worker: the whole video ``input`` (an absolute path), the
     ``index``-th of the batch.
 
-    Parts of a video (a frame range cut at scene changes, converted on several workers and joined by
-    the driver) would be one more field here: the driver hands out jobs and collects their results
-    the same way whatever a job covers.
+    A long video is split instead (:mod:`mvda.apps.ray_split`): a :class:`~mvda.apps.ray_split.PlanJob`,
+    then a :class:`~mvda.apps.ray_split.PieceJob` per piece.
     """
 
     index: int
     input: str
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """The job's key in the progress counter (a piece's is ``(index, start)``)."""
+        return (self.index, 0)
 
 
 @dataclass(frozen=True)
@@ -172,13 +182,17 @@ def check_output_dir(output_dir: str | os.PathLike) -> None:
 def worker_temporaries(output: Path, pid: int) -> list[Path]:
     """The hidden temporary files that process ``pid`` may have left while writing ``output``: the
     writer's ``.NAME.partial-PID-RANDOM.mkv`` (:func:`mvda.io.video.atomic_output_path`; also its copy
-    ``....RANDOM.cuts.mkv`` when a long cut list is remuxed in, and that copy's own partial) and the global
-    fit's store ``.NAME.vda-PID.f16`` (:mod:`mvda.apps.convert`). A worker killed mid-video cannot remove
-    them itself, so the driver does."""
+    ``....RANDOM.cuts.mkv`` when a long cut list is remuxed in, and that copy's own partial), the global
+    fit's store ``.NAME.vda-PID.f16`` (:mod:`mvda.apps.convert`), and a split video's pieces
+    ``.NAME.piece-PID-START.mkv`` (:func:`mvda.apps.ray_split.piece_part_path`). A worker killed mid-video
+    cannot remove them itself, so the driver does; it also removes the finished pieces of a video that
+    failed or was interrupted."""
     output = Path(output)
     stem = glob.escape(output.stem)
     patterns = [f".{stem}.partial-{pid}-*{glob.escape(output.suffix)}", f".{stem}.vda-{pid}.f16",
-                f"..{stem}.partial-{pid}-*.cuts.partial-{pid}-*{glob.escape(output.suffix)}"]
+                f"..{stem}.partial-{pid}-*.cuts.partial-{pid}-*{glob.escape(output.suffix)}",
+                # a split video's pieces, and their partials
+                f".{stem}.piece-{pid}-*.mkv", f"..{stem}.piece-{pid}-*.partial-{pid}-*.mkv"]
     return sorted(Path(p) for pattern in patterns for p in glob.glob(str(output.parent / pattern)))
 
 
@@ -219,22 +233,31 @@ class WorkerInfo:
 
 
 class ProgressCounter:
-    """Ray actor: frames written per job, added by the workers, read by the driver."""
+    """Ray actor: frames written per job (its ``key``), added by the workers, read by the driver; and
+    the videos the driver gave up (a piece failed), which :meth:`add` answers, so that the worker
+    converting another piece of such a video stops."""
 
     def __init__(self) -> None:
-        self.frames: dict[int, int] = {}
+        self.frames: dict[tuple[int, int], int] = {}
+        self.cancelled: set[int] = set()
 
-    def add(self, index: int, frames: int) -> None:
-        self.frames[index] = self.frames.get(index, 0) + int(frames)
+    def add(self, key: tuple[int, int], frames: int) -> bool:
+        """Count ``frames`` more of job ``key``; True when its video was cancelled."""
+        self.frames[key] = self.frames.get(key, 0) + int(frames)
+        return key[0] in self.cancelled
 
-    def snapshot(self) -> dict[int, int]:
+    def cancel(self, index: int) -> None:
+        self.cancelled.add(int(index))
+
+    def snapshot(self) -> dict[tuple[int, int], int]:
         return dict(self.frames)
 
 
 class VideoWorker:
-    """Ray actor: loads the networks once (:meth:`setup`), then converts one :class:`VideoJob` per
-    :meth:`convert` call with :func:`mvda.apps.convert.convert_video`, reporting its written frames to
-    ``counter`` (a :class:`ProgressCounter` actor) at most every :data:`POLL_SECONDS`.
+    """Ray actor: loads the networks once (:meth:`setup`), then converts one :class:`VideoJob` (or a
+    piece, :class:`~mvda.apps.ray_split.PieceJob`) per :meth:`convert` call with
+    :func:`mvda.apps.convert.convert_video`, reporting its written frames to ``counter`` (a
+    :class:`ProgressCounter` actor) at most every :data:`POLL_SECONDS`; :meth:`plan` plans a split.
 
     ``args`` are the parsed command line (checkpoint paths absolute); ``threads``: torch's CPU threads
     (the worker's cores) when ``gpu`` is False; a GPU worker uses the GPU Ray gave it.
@@ -249,9 +272,11 @@ class VideoWorker:
         self.models: Any = None
         self.options: Any = None
         self._lock = threading.Lock()
-        self._job: int | None = None
+        self._job: tuple[int, int] | None = None
         self._unsent = 0
         self._sent_at = 0.0
+        self._reply: Any = None  # the last report's answer: is this job's video cancelled?
+        self._cancelled = False
 
     def setup(self) -> WorkerInfo:
         """Check ``output_dir`` and load the networks; the returned info carries the error line if not."""
@@ -283,17 +308,29 @@ class VideoWorker:
             return WorkerInfo(node, os.getpid(), label, error=f"worker on node {node}: {_one_line(exc)}")
         return WorkerInfo(node, os.getpid(), label)
 
-    def convert(self, job: VideoJob) -> VideoResult:
-        """Convert one video; its :class:`UserError` becomes a failed result (anything else raises,
-        after this process's temporary files were removed)."""
+    def convert(self, job: VideoJob | PieceJob) -> VideoResult:
+        """Convert one video, or one piece of one into its hidden part file (left for the driver to
+        join); a :class:`UserError` becomes a failed result (anything else raises, after this process's
+        temporary files were removed)."""
         with self._lock:
-            self._job, self._unsent, self._sent_at = job.index, 0, time.monotonic()
+            self._job, self._unsent, self._sent_at = job.key, 0, time.monotonic()
+            self._reply, self._cancelled = None, False
         path = Path(job.input)
+        output = output_path_for(path, Path(self.output_dir))
+        piece = None
+        if isinstance(job, PieceJob):
+            part = register_temporary(piece_part_path(output, job.start, os.getpid()))
+            piece = VideoPiece(job.start, job.end, job.cuts, job.fov, part, job.anchor)
         try:
-            return convert_video(path, self.output_dir, self.models, self.options)
+            result = convert_video(path, self.output_dir, self.models, self.options, piece=piece)
+            if piece is not None:
+                forget_temporary(piece.part)  # the driver joins it with the other pieces, or removes it
+            return result
         except UserError as exc:
-            return VideoResult(input=path, output=output_path_for(path, Path(self.output_dir)), status="failed",
-                               error=_one_line(exc))
+            if piece is not None:
+                remove_files([piece.part])
+                forget_temporary(piece.part)
+            return VideoResult(input=path, output=output, status="failed", error=_one_line(exc))
         except BaseException:
             discard_temporaries()
             raise
@@ -302,19 +339,38 @@ class VideoWorker:
             with self._lock:
                 self._job = None
 
+    def plan(self, job: PlanJob) -> VideoPlan | VideoResult:
+        """The cuts, length and field of view of a video to split (:func:`mvda.apps.convert.plan_video`);
+        its :class:`UserError` becomes a failed result."""
+        path = Path(job.input)
+        try:
+            return plan_video(path, self.models, self.options)
+        except UserError as exc:
+            return VideoResult(input=path, output=output_path_for(path, Path(self.output_dir)), status="failed",
+                               error=_one_line(exc))
+
     def _frame_written(self) -> None:
-        """ConvertOptions.on_frame: count a frame (the encode thread)."""
+        """ConvertOptions.on_frame: count a frame (the encode thread); stop a piece whose video the
+        driver gave up (the error ends the conversion, which removes its temporary files)."""
         with self._lock:
             self._unsent += 1
+            cancelled = self._cancelled
+        if cancelled:
+            raise UserError("stopped: another piece of this video failed")
         self._report()
 
     def _report(self, force: bool = False) -> None:
+        import ray
+
         now = time.monotonic()
         with self._lock:
             if self._job is None or not self._unsent or (not force and now - self._sent_at < POLL_SECONDS):
                 return
-            index, frames, self._unsent, self._sent_at = self._job, self._unsent, 0, now
-        self.counter.add.remote(index, frames)
+            key, frames, self._unsent, self._sent_at = self._job, self._unsent, 0, now
+            previous, self._reply = self._reply, self.counter.add.remote(key, frames)
+        if previous is not None and ray.wait([previous], timeout=0)[0] and ray.get(previous):
+            with self._lock:
+                self._cancelled = True
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -504,7 +560,8 @@ class _Batch:
 
     def __init__(self, connection: RayConnection, args: argparse.Namespace, output_dir: Path,
                  jobs: Sequence[VideoJob], expected: Mapping[int, int | None], progress: bool,
-                 signals: list[int] | None = None) -> None:
+                 signals: list[int] | None = None, pieces: Mapping[int, int] | None = None,
+                 split_seconds: float = 0.0) -> None:
         self.ray = connection.ray
         self.connection = connection
         self.args = args
@@ -514,7 +571,10 @@ class _Batch:
         self.progress = progress
         self.actors: list[Any] = []
         self.infos: dict[int, WorkerInfo] = {}  # actor index -> its info
-        self.inflight: dict[Any, tuple[int, VideoJob]] = {}  # task ref -> (actor index, job)
+        self.inflight: dict[Any, tuple[int, Any]] = {}  # task ref -> (actor index, job)
+        #: Videos that may be split (--ray_split_seconds): index -> at most how many pieces.
+        self.pieces = dict(pieces or {})
+        self.split_seconds = float(split_seconds)
         self.counter: Any = None
         self.signals = signals if signals is not None else []  # received meanwhile (see _signals_deferred)
 
@@ -541,7 +601,7 @@ class _Batch:
         ray = self.ray
         cpus_per_worker = self.args.ray_cpus_per_worker or DEFAULT_CPUS_PER_WORKER
         plan = plan_workers(self.connection.nodes(), str(self.args.device), cpus_per_worker,
-                            len(self.jobs), self.args.ray_workers)
+                            sum(self.pieces.get(j.index, 1) for j in self.jobs), self.args.ray_workers)
         log.info("--ray: %d worker(s), %d cpu and %d gpu each", plan.count, plan.num_cpus, plan.num_gpus)
         self.counter = ray.remote(ProgressCounter).options(num_cpus=0).remote()
         actor = ray.remote(VideoWorker).options(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus, max_restarts=0)
@@ -563,16 +623,20 @@ class _Batch:
                     raise UserError(info.error)
 
     # -- run ----------------------------------------------------------------------------------------
-    def run(self, finished: Callable[[VideoJob, VideoResult, WorkerInfo | None], None]) -> None:
-        """Convert every job; ``finished(job, result, worker)`` is called as each ends (in the order
-        they end)."""
+    def run(self, finished: Callable[[Any, VideoResult, WorkerInfo | None], None]) -> None:
+        """Convert every job; ``finished(job, result, worker)`` is called as each video ends (in the
+        order they end; for a split video with its plan job and a worker summing up its pieces')."""
         ray = self.ray
-        pending = deque(self.jobs)
+        split = len(self.actors) > 1 and self.split_seconds > 0
+        plans = [PlanJob(j.index, j.input) for j in self.jobs if split and self.pieces.get(j.index, 1) > 1]
+        planned = {j.index for j in plans}
+        pending: deque[Any] = deque([*plans, *(j for j in self.jobs if j.index not in planned)])
         idle = deque(sorted(self.infos))
-        frames: dict[int, int] = {}
+        self.splits: dict[int, SplitVideo] = {}
+        live: dict[tuple[int, int], int] = {}  # frames written by the jobs of unfinished videos
+        final: dict[int, int] = {}  # frames of finished videos
         known = all(self.expected.get(j.index) is not None for j in self.jobs)
         total = sum(self.expected[j.index] or 0 for j in self.jobs) if known else None
-        done_videos = 0
         bar = progress_bar(total=total, desc=f"0/{len(self.jobs)} videos", unit="frame", disable=not self.progress,
                            smoothing=0)
         with bar:
@@ -580,51 +644,127 @@ class _Batch:
                 while pending and idle:
                     k = idle.popleft()
                     job = pending.popleft()
-                    self.inflight[self.actors[k].convert.remote(job)] = (k, job)
+                    if isinstance(job, PlanJob):
+                        self.splits[job.index] = SplitVideo(job, time.monotonic())
+                        ref = self.actors[k].plan.remote(job)
+                    else:
+                        ref = self.actors[k].convert.remote(job)
+                    self.inflight[ref] = (k, job)
+                ended: list[tuple[Any, VideoResult, WorkerInfo | None]] = []
                 if not self.inflight:  # every worker died: the remaining videos fail
                     while pending:
                         job = pending.popleft()
-                        finished(job, self._failed(job, "no Ray worker left (they all died)"), None)
-                    break
-                done, _ = ray.wait(list(self.inflight), num_returns=1, timeout=POLL_SECONDS)
-                self.check_signals()
-                ended: list[tuple[VideoJob, VideoResult, WorkerInfo]] = []
-                for ref in done:
-                    k, job = self.inflight.pop(ref)
-                    info = self.infos[k]
-                    try:
-                        result = ray.get(ref)
-                        idle.append(k)
-                    except ray.exceptions.RayActorError as exc:  # the worker is gone: drop it
-                        self._remove_temporaries([job], [info.pid])
-                        result = self._failed(job, f"the worker on {info.node} died ({_one_line(exc)})")
-                    except ray.exceptions.RayTaskError as exc:  # an unexpected error in convert_video
-                        cause = getattr(exc, "cause", None) or exc
-                        result = self._failed(job, f"{type(cause).__name__}: {_one_line(cause)}")
-                        idle.append(k)
-                    frames[job.index] = result.frames
-                    if bar.total is not None:  # a failed or shorter video: the bar still ends at 100 %
-                        bar.total -= (self.expected.get(job.index) or 0) - result.frames
-                    ended.append((job, result, info))
-                running = {job.index for _, job in self.inflight.values()}
+                        ended += self._ended(job, self._failed(job, "no Ray worker left (they all died)"), None,
+                                             pending, live)
+                else:
+                    done, _ = ray.wait(list(self.inflight), num_returns=1, timeout=POLL_SECONDS)
+                    self.check_signals()
+                    for ref in done:
+                        k, job = self.inflight.pop(ref)
+                        info = self.infos[k]
+                        try:
+                            value = ray.get(ref)
+                            idle.append(k)
+                        except ray.exceptions.RayActorError as exc:  # the worker is gone: drop it
+                            self._remove_temporaries([job], [info.pid])
+                            value = self._failed(job, f"the worker on {info.node} died ({_one_line(exc)})")
+                        except ray.exceptions.RayTaskError as exc:  # an unexpected error in convert_video
+                            cause = getattr(exc, "cause", None) or exc
+                            value = self._failed(job, f"{type(cause).__name__}: {_one_line(cause)}")
+                            idle.append(k)
+                        if isinstance(value, VideoPlan) and bar.total is not None:  # the exact length
+                            bar.total += value.frames - (self.expected.get(job.index) or 0)
+                        ended += self._ended(job, value, info, pending, live)
+                running = {job.key for _, job in self.inflight.values()
+                           if not isinstance(job, PlanJob) and job.index not in final}
                 if running:
                     snapshot = ray.get(self.counter.snapshot.remote())
                     self.check_signals()
-                    for index in running:
-                        frames[index] = max(frames.get(index, 0), snapshot.get(index, 0))
-                done_videos += len(ended)
-                bar.set_description(f"{done_videos}/{len(self.jobs)} videos", refresh=False)
-                bar.update(sum(frames.values()) - bar.n)
+                    for key in running:
+                        live[key] = max(live.get(key, 0), snapshot.get(key, 0))
+                for job, result, _ in ended:
+                    final[job.index] = result.frames if result.status == "ok" else 0
+                    for key in [key for key in live if key[0] == job.index]:
+                        del live[key]
+                    if bar.total is not None:  # a failed or shorter video: the bar still ends at 100 %
+                        bar.total -= (self.expected.get(job.index) or 0) - final[job.index]
+                bar.set_description(f"{len(final)}/{len(self.jobs)} videos", refresh=False)
+                bar.update(sum(final.values()) + sum(live.values()) - bar.n)
                 for job, result, info in ended:
                     with bar.external_write_mode():
                         finished(job, result, info)
 
-    def _failed(self, job: VideoJob, error: str) -> VideoResult:
+    def _ended(self, job: Any, value: Any, info: WorkerInfo | None, pending: deque[Any],
+               live: dict[tuple[int, int], int]) -> list[tuple[Any, VideoResult, WorkerInfo | None]]:
+        """Take the outcome ``value`` of ``job`` (which ran on ``info``); returns the videos that ended
+        with it: ``(job, result, worker)``. A plan queues its video's pieces (first in ``pending``), or
+        the whole video when it gives one piece; the last piece of a video joins them; a failed piece
+        fails its video (:meth:`_fail_split`)."""
+        if isinstance(job, VideoJob):
+            return [(job, value, info)]
+        video = self.splits.setdefault(job.index, SplitVideo(job, time.monotonic()))  # (a plan never sent)
+        if isinstance(job, PlanJob):
+            if not isinstance(value, VideoPlan):  # failed
+                video.failed = True
+                return [(job, value, info)]
+            self.expected[job.index] = value.frames
+            ranges = plan_pieces(value.cuts, value.frames, float(value.fps), self.split_seconds)
+            if len(ranges) < 2:  # not worth it after all: the whole video, as usual
+                del self.splits[job.index]
+                pending.appendleft(VideoJob(job.index, job.input))
+                return []
+            video.plan = value
+            anchors = {cut: (source, at) for cut, source, at in value.anchors}
+            video.pieces = [PieceJob(job.index, job.input, a, b, value.cuts, value.fov, anchors.get(a))
+                             for a, b in ranges]
+            pending.extendleft(reversed(video.pieces))
+            log.info("--ray: %s split into %d pieces at frames %s", Path(job.input).name, len(ranges),
+                     ", ".join(str(a) for a, _ in ranges[1:]))
+            return []
+        part = piece_part_path(output_path_for(Path(job.input), self.output_dir), job.start, info.pid) if info else None
+        if video.failed:  # a piece of a video that already failed: only clean up
+            if part is not None:
+                remove_files([part])
+            log.info("--ray: %s: frames %d-%d %s", Path(job.input).name, job.start, job.end - 1,
+                     "stopped" if value.status == "failed" else "discarded")
+            return []
+        if value.status != "ok" or part is None:
+            return [(video.job, self._fail_split(video, pending, f"frames {job.start}-{job.end - 1}: {value.error}"),
+                     info)]
+        video.done[job.start] = (value, info.node, info.label, part)  # type: ignore[union-attr]
+        live[job.key] = value.frames
+        if not video.complete:
+            return []
+        output = output_path_for(Path(job.input), self.output_dir)
+        try:
+            join_pieces(video.parts(), output, video.plan)  # type: ignore[arg-type]
+        except UserError as exc:
+            return [(video.job, self._fail_split(video, pending, _one_line(exc)), info)]
+        finally:
+            remove_files(video.parts())
+        results = [video.done[start][0] for start in sorted(video.done)]
+        result = joined_result(results, output, video.plan.cuts, time.monotonic() - video.started)  # type: ignore[union-attr]
+        nodes = sorted({node for _, node, _, _ in video.done.values()})
+        labels = sorted({label for _, _, label, _ in video.done.values()})
+        where = WorkerInfo(",".join(nodes), 0, f"{len(video.pieces)} pieces on " + ",".join(labels))
+        return [(video.job, result, where)]
+
+    def _fail_split(self, video: SplitVideo, pending: deque[Any], error: str) -> VideoResult:
+        """A piece of ``video`` failed: drop its pieces not started, remove the finished ones (those
+        running are removed when they end); returns the video's failed result."""
+        video.failed = True
+        self.counter.cancel.remote(video.job.index)  # its pieces still running stop at their next report
+        for job in [j for j in pending if isinstance(j, PieceJob) and j.index == video.job.index]:
+            pending.remove(job)
+        remove_files(video.parts())
+        return self._failed(video.job, error)
+
+    def _failed(self, job: Any, error: str) -> VideoResult:
         path = Path(job.input)
         return VideoResult(input=path, output=output_path_for(path, self.output_dir), status="failed", error=error)
 
     # -- stop -----------------------------------------------------------------------------------------
-    def _remove_temporaries(self, jobs: Sequence[VideoJob], pids: Sequence[int]) -> None:
+    def _remove_temporaries(self, jobs: Sequence[Any], pids: Sequence[int]) -> None:
         for job in jobs:
             output = output_path_for(Path(job.input), self.output_dir)
             for pid in pids:
@@ -654,8 +794,8 @@ def convert_on_ray(inputs: Sequence[Path], args: argparse.Namespace, options: An
     """:func:`mvda.apps.convert.convert_batch` on Ray: the same results, summary lines (``report``,
     as each video ends) and errors, then a table of where each video ran.
 
-    ``args``: the parsed command line (``ray``, ``ray_cpus``, ``ray_cpus_per_worker``, ``ray_workers``
-    with the converter's flags); ``options``: the driver's resolved ConvertOptions (progress, max_len,
+    ``args``: the parsed command line (``ray``, ``ray_cpus``, ``ray_cpus_per_worker``, ``ray_workers``,
+    ``ray_split_seconds`` with the converter's flags); ``options``: the driver's resolved ConvertOptions (progress, max_len,
     target_fps; each worker resolves its own device).
 
     Raises:
@@ -669,7 +809,12 @@ def convert_on_ray(inputs: Sequence[Path], args: argparse.Namespace, options: An
     where: dict[int, WorkerInfo] = {}
     jobs: list[VideoJob] = []
     expected: dict[int, int | None] = {}
+    pieces: dict[int, int] = {}  # videos that may be split: at most how many pieces
     target = Fraction(str(options.target_fps)) if options.target_fps and options.target_fps > 0 else None
+    split_seconds = getattr(args, "ray_split_seconds", None)
+    split_seconds = DEFAULT_SPLIT_SECONDS if split_seconds is None else float(split_seconds)
+    if options.scene_cuts == "off" or options.resume or options.report:
+        split_seconds = 0.0  # a video is split at its cuts; --resume and --report need the whole video
     for k, path in enumerate(inputs):
         output = output_path_for(path, out_dir)
         if args.skip_existing and output.exists():
@@ -684,10 +829,11 @@ def convert_on_ray(inputs: Sequence[Path], args: argparse.Namespace, options: An
             else:
                 jobs.append(VideoJob(k, os.path.abspath(path)))
                 expected[k] = expected_output_frames(info.num_frames, info.fps, target, options.max_len)
+                pieces[k] = piece_estimate(expected[k], float(target or info.fps), split_seconds)
                 continue
         report(results[k].summary_line())
 
-    def finished(job: VideoJob, result: VideoResult, worker: WorkerInfo | None) -> None:
+    def finished(job: Any, result: VideoResult, worker: WorkerInfo | None) -> None:
         path = inputs[job.index]  # as given, like the serial run's lines
         result = dataclasses.replace(result, input=Path(path), output=output_path_for(path, out_dir))
         if not many and result.status == "failed":
@@ -705,7 +851,7 @@ def convert_on_ray(inputs: Sequence[Path], args: argparse.Namespace, options: An
             with _signals_deferred(signals):
                 connection = RayConnection(args.ray, num_cpus=args.ray_cpus, verbose=args.verbose)
                 batch = _Batch(connection, args, out_dir.resolve(), jobs, expected, progress=options.progress,
-                               signals=signals)
+                               signals=signals, pieces=pieces, split_seconds=split_seconds)
                 batch.check_signals()
                 batch.start()
                 batch.run(finished)

@@ -47,7 +47,9 @@ def join_videos(parts: Sequence[str | os.PathLike], output: str | os.PathLike, f
             first = av.open(str(parts[0]))
         except (av.error.FFmpegError, OSError) as exc:
             raise UserError(f"cannot read {parts[0]}: {exc}") from None
-        with first, av.open(str(tmp), mode="w", format="matroska" if str(output).endswith(".mkv") else None) as out:
+        # bitexact: no random segment UID or date, so the same parts give the same file (as the writer's)
+        with first, av.open(str(tmp), mode="w", format="matroska" if str(output).endswith(".mkv") else None,
+                            options={"fflags": "+bitexact"}) as out:
             added = {str(k): str(v) for k, v in (metadata or {}).items()}
             replaced = {k.lower() for k in added}  # Matroska tag names come back in capitals
             tags = {**{k: v for k, v in first.metadata.items() if k.lower() not in replaced}, **added}

@@ -15,7 +15,9 @@ Errors a user can fix (missing file, not a video, corrupt stream, unwritable fol
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import math
 import os
 import secrets
 import threading
@@ -318,6 +320,10 @@ class VideoReader:
         self.frames_decoded = 0  # frames decoded, damaged ones included
         self.damaged_frames: list[int] = []
         self.times: list[float] = []
+        # set by seek(): the decoder already positioned, its first frame, the first frame's time
+        self._decoding: Iterator[av.VideoFrame] | None = None
+        self._held: list[av.VideoFrame] = []
+        self._first_time: float | None = None
 
     # -- convenience accessors -------------------------------------------------------------------
     @property
@@ -350,6 +356,42 @@ class VideoReader:
         for _, array in self.indexed():
             yield array
 
+    def seek(self, index: int, time: float) -> bool:
+        """Before iterating: continue at frame ``index`` of the file, whose time is ``time`` (seconds from
+        the first frame, exactly as :attr:`times` holds it after a decode from the start). Seeks to the key
+        frame before it and decodes (without converting) up to it; iteration then yields it first, as
+        frame ``index``, with the times of a decode from the start. Returns False, leaving the reader as
+        newly opened, when no frame has exactly that time there (times missing or not as given): then
+        iterate from the start. Not with ``damaged`` other than ``"ignore"``."""
+        if self.frames_decoded or self.damaged != "ignore":
+            return False
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        frames = self._container.decode(stream)
+        found = False
+        try:
+            first = next(frames, None)
+            if first is not None and first.time is not None and index > 0:
+                start = float(first.time)
+                target = math.floor((start + time) / float(stream.time_base)) - 1
+                self._container.seek(max(target, 0), stream=stream, backward=True, any_frame=False)
+                frames = self._container.decode(stream)
+                for frame in frames:
+                    if frame.time is None or float(frame.time) - start > time:
+                        break
+                    if float(frame.time) - start == time:
+                        found = True
+                        self._decoding, self._held, self._first_time = frames, [frame], start
+                        self.frames_decoded = index
+                        break
+        except av.error.FFmpegError:
+            found = False
+        if not found:  # as newly opened
+            self._container.close()
+            self._container = _open_input(self.path)
+            self._decoding, self._held, self._first_time = None, [], None
+        return found
+
     def indexed(self) -> Iterator[tuple[int, np.ndarray]]:
         """Like iterating, but yields ``(index in the file, frame)``; indices skip damaged frames."""
         if self.max_frames is not None and self.frames_read >= self.max_frames:
@@ -358,14 +400,17 @@ class VideoReader:
         watch = self.damaged != "ignore"
         # A watched stream (its damage reports are read from FFmpeg's log) decodes on this thread; see
         # _DamageLog. Others use FFmpeg's frame/slice threads.
-        stream.thread_type = "NONE" if watch else "AUTO"
+        if not stream.codec_context.is_open:  # (after seek() it is, with these threads)
+            stream.thread_type = "NONE" if watch else "AUTO"
         capture = _DamageLog() if watch else contextlib.nullcontext()
-        start: float | None = None
+        start: float | None = self._first_time
         tainted = False
         quarter = {0: 0, 90: 1, 180: 2, -90: 3}[self.info.rotation]
+        decoding = self._decoding if self._decoding is not None else self._container.decode(stream)
+        held, self._held, self._decoding = self._held, [], None
         try:
             with capture:
-                for frame in self._container.decode(stream):
+                for frame in itertools.chain(held, decoding):
                     index = self.frames_decoded
                     self.frames_decoded += 1
                     time = float(frame.time) if frame.time is not None else index / float(self.fps)
