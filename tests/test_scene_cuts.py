@@ -230,3 +230,19 @@ def test_cut_list_written_in_place_or_remuxed_when_too_long(tmp_path, procedural
     assert reader.info.tag(TAG_SCENE_CUTS) == "22"
     np.testing.assert_array_equal(remuxed, once)
     assert sorted(p.name for p in (tmp_path / "remuxed").iterdir()) == ["both_depth.mkv"]
+
+
+def test_global_fit_detects_the_cuts_once(tmp_path, procedural_checkpoints, shots, monkeypatch):
+    """--fit global with --scene_cuts auto finds the cuts in its pre-scan; the conversion then uses that
+    list instead of running the detector over the frames a second time."""
+    seen = []
+    original = CutDetector.push
+
+    def push(self, index, *a, **k):
+        seen.append(index)
+        return original(self, index, *a, **k)
+
+    monkeypatch.setattr(CutDetector, "push", push)
+    _, reader = convert(procedural_checkpoints, shots["both"], tmp_path, "--fit", "global", "--fov", "off")
+    assert reader.info.tag(TAG_SCENE_CUTS) == "22"
+    assert seen == list(range(48))  # each frame once: the pre-scan's

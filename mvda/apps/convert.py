@@ -1671,6 +1671,9 @@ def convert_video(
             # length when it starts: find the cuts first (a decode-only pass, about 3 ms a frame).
             with timer.stage("cuts"):
                 source.known_starts = list(piece.cuts) if piece is not None else prescan_cuts(input_path, options)[0]
+            # The main pass takes these cuts instead of detecting them again (the same detector saw the
+            # same frames).
+            source.fixed_cuts = frozenset(source.known_starts)
         # The field of view travels with the file (given, or MoGe-2's estimate: stage "fov"; a piece has
         # the whole video's).
         fov = piece.fov if piece is not None else _find_fov(reader, source, options, models, (out_h, out_w), timer)

@@ -1,5 +1,5 @@
 """``--ray``: long videos split at their scene cuts, the pieces converted on several workers and joined
-losslessly; the result is the serial run's file.
+losslessly; the result holds the serial run's frames (the same FFV1 packets) and tags.
 
 Used by :mod:`mvda.apps.ray_batch` (the driver and the workers); Ray itself is not imported here.
 
