@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", nargs="+", default=["off", "auto"], choices=["off", "auto"],
                    help="conversion runs, in order (default: off auto; e.g. off auto off auto to alternate)")
     p.add_argument("--state_encoder", default="vitl", help="VDA encoder of the state size runs (default vitl)")
+    p.add_argument("--state_fits", nargs="+", default=["rolling", "global"], choices=["rolling", "global"],
+                   help="fits of the state size runs (default both)")
     p.add_argument("--remux_frames", type=int, default=120, help="frames of the remux timing (default 120)")
     p.add_argument("--skip", nargs="*", default=[], choices=["detector", "convert", "resume", "state", "remux"])
     return p
@@ -186,6 +188,8 @@ def bench_state(args, folder: Path, device) -> dict:
     result = {"encoder": args.state_encoder, "input_size": args.input_size, "size": [args.height, args.width]}
     for fit, method, files in (("rolling", "finish_part", ["state.pt"]),
                                ("global", "save_pass1", ["pass1.pt", "pass1.f16"])):
+        if fit not in args.state_fits:
+            continue
         original = getattr(resume.PartsFolder, method)
         setattr(resume.PartsFolder, method, stop(original))
         options = cp.ConvertOptions(input_size=args.input_size, device=device, progress=False, resume=True,
