@@ -105,6 +105,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, procedural_chec
     manifest = json.loads((folder / "manifest.json").read_text())
     assert len(manifest["parts"]) == stop_after
     assert not (tmp_path / "two_depth.mkv").exists()
+    if stop_after == 1:  # inside the shot: the keyframe features are kept, their inputs once (the stream's)
+        state = torch.load(folder / "state.pt", weights_only=True)
+        assert state["keyframes"]["inputs"] == "prev_keyframes"
+        assert len(state["keyframes"]["features"]) == 4 and state["stream"]["prev_keyframes"].shape[0] == 10
     stop[0] = False
     assert video_metric_convert.main(args(procedural_checkpoints, clip, tmp_path, "--resume", *PART)) == 0
     np.testing.assert_array_equal(packed(tmp_path / "two_depth.mkv"), reference)

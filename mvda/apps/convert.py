@@ -1138,17 +1138,25 @@ class _Converter:
 
 
 def _stream_state(stream: VideoDepthStream) -> dict[str, Any]:
-    """A VDA stream's part of a ``--resume`` state: the stream itself and its keyframe features."""
+    """A VDA stream's part of a ``--resume`` state: the stream itself and its keyframe features (their
+    inputs, the stream's previous keyframes, are kept once)."""
     model = stream.model
-    return {"stream": stream.state(),
-            "keyframes": model.keyframe_state() if isinstance(model, KeyframeFeatureCache) else None}
+    state = stream.state()
+    keyframes = model.keyframe_state() if isinstance(model, KeyframeFeatureCache) else None
+    if (keyframes is not None and keyframes["inputs"] is not None and state["prev_keyframes"] is not None
+            and torch.equal(keyframes["inputs"], state["prev_keyframes"])):
+        keyframes = {**keyframes, "inputs": "prev_keyframes"}
+    return {"stream": state, "keyframes": keyframes}
 
 
 def _load_stream_state(stream: VideoDepthStream, state: dict[str, Any], device: torch.device) -> None:
     """Continue ``stream`` (new, same model and settings) from :func:`_stream_state`'s entries in ``state``."""
     stream.load_state(state["stream"])
-    if state["keyframes"] is not None and isinstance(stream.model, KeyframeFeatureCache):
-        stream.model.load_keyframe_state(state["keyframes"], device)
+    keyframes = state["keyframes"]
+    if keyframes is not None and isinstance(stream.model, KeyframeFeatureCache):
+        if isinstance(keyframes["inputs"], str):
+            keyframes = {**keyframes, "inputs": state["stream"]["prev_keyframes"]}
+        stream.model.load_keyframe_state(keyframes, device)
 
 
 class _StreamingStep:
