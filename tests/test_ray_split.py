@@ -26,6 +26,7 @@ from depth_codec import TAG_SCENE_CUTS
 from mvda.apps import ray_batch, ray_split
 from mvda.apps.ray_batch import RayConnection
 from mvda.apps.ray_split import piece_part_path, plan_pieces, worth_planning
+from mvda.io.remux import video_content
 from mvda.io.video import probe_video
 from tests.helpers import REPO, read_depth_frames, synthetic_frames, write_lossless_video
 from tests.test_fov_convert import moge_checkpoint  # noqa: F401  (a fixture)
@@ -191,15 +192,7 @@ def assert_same_content(joined: Path, serial: Path) -> None:
     """The same container tags and the same video packets (bytes and times) as the serial run's file.
     (Not the same file bytes: the serial run writes its file once, with the cut list in room reserved
     in the header; the pieces are joined by a remux, whose header is laid out differently.)"""
-    import av
-
-    def content(path: Path) -> tuple[dict, list]:
-        with av.open(str(path)) as container:
-            tags = {k.lower(): v for k, v in container.metadata.items()}
-            packets = [(p.pts, bytes(p)) for p in container.demux(container.streams.video[0]) if p.pts is not None]
-        return tags, packets
-
-    (tags_a, packets_a), (tags_b, packets_b) = content(joined), content(serial)
+    (tags_a, packets_a), (tags_b, packets_b) = video_content(joined), video_content(serial)
     assert tags_a == tags_b
     assert len(packets_a) == len(packets_b) and packets_a == packets_b
 

@@ -18,7 +18,7 @@ import av
 from mvda.errors import UserError
 from mvda.io.video import atomic_output_path
 
-__all__ = ["join_videos"]
+__all__ = ["join_videos", "video_content"]
 
 
 def join_videos(parts: Sequence[str | os.PathLike], output: str | os.PathLike, fps: Fraction,
@@ -77,3 +77,13 @@ def join_videos(parts: Sequence[str | os.PathLike], output: str | os.PathLike, f
                     if source is not first:
                         source.close()
     return frames
+
+
+def video_content(path: str | os.PathLike) -> tuple[dict[str, str], list[tuple[int, bytes]]]:
+    """What a lossless join keeps of a file: its container tags (names in lower case) and its video
+    packets as ``(pts, bytes)``. Two files with equal content hold the same frames at the same times
+    with the same tags, whatever their container headers' layout."""
+    with av.open(str(path)) as container:
+        tags = {k.lower(): v for k, v in container.metadata.items()}
+        packets = [(int(p.pts), bytes(p)) for p in container.demux(container.streams.video[0]) if p.pts is not None]
+    return tags, packets
