@@ -92,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     try:
-        if args.vda_checkpoint and args.metric_checkpoint:
-            ck = {"vda": Path(args.vda_checkpoint), "dav2": Path(args.metric_checkpoint)}
-        else:
-            ck = procedural_checkpoints(work / "ck")
+        ck = checkpoints(args, work)
         clips = work / "clips"
         clips.mkdir()
         for k in range(args.clips):
@@ -161,14 +158,18 @@ def decode_seconds(path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, frames
 
 
+def checkpoints(args: argparse.Namespace, work: Path) -> dict[str, Path]:
+    """The given checkpoints, or procedural vits ones written in ``work``."""
+    if args.vda_checkpoint and args.metric_checkpoint:
+        return {"vda": Path(args.vda_checkpoint), "dav2": Path(args.metric_checkpoint)}
+    return procedural_checkpoints(work / "ck")
+
+
 def split_main(args: argparse.Namespace) -> int:
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="bench_ray_split_"))
     try:
-        if args.vda_checkpoint and args.metric_checkpoint:
-            ck = {"vda": Path(args.vda_checkpoint), "dav2": Path(args.metric_checkpoint)}
-        else:
-            ck = procedural_checkpoints(work / "ck")
+        ck = checkpoints(args, work)
         clip = long_clip(Path(args.clip), work / "long.mkv", args.frames, args.shots)
         decode_s, frames = decode_seconds(clip)
         print(f"decode-only pass: {decode_s:.2f} s for {frames} frames ({1000 * decode_s / frames:.1f} ms a frame)",

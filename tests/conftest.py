@@ -66,3 +66,14 @@ def pf_v1_vda_vits() -> dict[bool, torch.nn.Module]:
         model.load_state_dict(state, strict=True)
         models[metric] = model
     return models
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    """A local Ray runtime with 2 CPUs for the tests of one module (``--ray`` batches in the test process
+    keep this connection), shut down after them."""
+    from mvda.apps.ray_batch import RayConnection
+
+    connection = RayConnection("local", num_cpus=2)
+    yield connection
+    connection.close()

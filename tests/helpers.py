@@ -6,6 +6,7 @@ Import them as ``from tests.helpers import ...`` (``tests`` is a package; pytest
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,18 @@ def run_module(module: str, *args: str | os.PathLike, timeout: float = 600) -> s
     """``python -m module args...`` from the repo root, text output captured (for benchmark smoke tests)."""
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 120) -> str:
+    """Send SIGTERM to ``proc`` and wait for it to end (killed if it outlives ``timeout``); its stderr."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return err
 
 
 def one_line_error(capsys, *fragments: str, prog: str | None = None, alone: bool = False) -> str:

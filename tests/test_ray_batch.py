@@ -24,20 +24,12 @@ import pytest
 
 import mvda.apps.convert as cp
 import video_metric_convert
-from mvda.apps import ray_batch
-from mvda.apps.ray_batch import RayConnection, VideoWorker, WorkerPlan, plan_workers, results_table, worker_temporaries
+from mvda.apps.ray_batch import VideoWorker, WorkerPlan, plan_workers, results_table, worker_temporaries
 from mvda.errors import UserError
 from mvda.io.video import VideoWriter, forget_temporary
 from tests.helpers import REPO, one_line_error, rolled_noise_frames, synthetic_frames, write_lossless_video
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the serial reference, like the one-core workers
-
-
-@pytest.fixture(scope="module")
-def ray_runtime():
-    connection = RayConnection("local", num_cpus=2)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -24,24 +23,16 @@ import pytest
 import video_metric_convert
 from depth_codec import TAG_SCENE_CUTS
 from mvda.apps import ray_batch, ray_split
-from mvda.apps.ray_batch import RayConnection
 from mvda.apps.ray_split import piece_part_path, plan_pieces, worth_planning
 from mvda.io.remux import video_content
 from mvda.io.video import probe_video
-from tests.helpers import REPO, read_depth_frames, synthetic_frames, write_lossless_video
+from tests.helpers import REPO, read_depth_frames, synthetic_frames, terminate, write_lossless_video
 from tests.test_fov_convert import moge_checkpoint  # noqa: F401  (a fixture)
 from tests.test_scene_cuts import panning_clip
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the serial reference, like the one-core workers
 
 H, W = 36, 48
-
-
-@pytest.fixture(scope="module")
-def ray_runtime():
-    connection = RayConnection("local", num_cpus=2)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -275,12 +266,8 @@ def test_sigterm_while_pieces_run_leaves_nothing(tmp_path, procedural_checkpoint
             if time.monotonic() > deadline:
                 pytest.fail("no finished piece within 240 s")
             time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        err = terminate(proc)
     assert proc.returncode == 143, err[-3000:]
     assert err.strip().splitlines()[-1] == "video_metric_convert.py: terminated by SIGTERM; no output was finalised"
     assert list(out.iterdir()) == []  # neither the output nor a piece nor a partial

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import mvda.apps.resume as resume
 import video_metric_convert
 from depth_codec import TAG_SCENE_CUTS
 from mvda.io.video import VideoReader
-from tests.helpers import REPO, one_line_error, synthetic_frames, write_lossless_video
+from tests.helpers import REPO, one_line_error, synthetic_frames, terminate, write_lossless_video
 from tests.test_scene_cuts import panning_clip
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -178,12 +177,8 @@ def test_sigterm_at_several_points_then_resume(tmp_path, procedural_checkpoints,
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             _wait_for(ready, proc)
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=120)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+            err = terminate(proc)
         assert proc.returncode == 143, err[-2000:]
         assert not (out / "two_depth.mkv").exists()
         assert not [p for p in folder.iterdir() if ".partial-" in p.name]  # the unfinished part was removed
@@ -267,10 +262,10 @@ def test_global_fit_interrupted_then_resumed_equals_uninterrupted(tmp_path, proc
     frames, and the first pass's files live in the parts folder until the end."""
     folder = tmp_path / "two_depth.mkv.parts"
     if where.startswith("pass1"):
-        saves = stop_at(monkeypatch, resume.PartsFolder, "save_pass1",
+        stop_at(monkeypatch, resume.PartsFolder, "save_pass1",
                         {"pass1-in-shot": 1, "pass1-at-cut": 2, "pass1-done": 3}[where])
     else:
-        saves = stop_at(monkeypatch, resume.PartsFolder, "finish_part", 1)
+        stop_at(monkeypatch, resume.PartsFolder, "finish_part", 1)
     run = args(procedural_checkpoints, clip, tmp_path, "--resume", "--fit", "global", *PART)
     assert video_metric_convert.main(run) == 130
     assert (folder / "pass1.f16").is_file() and (folder / "pass1.pt").is_file()
