@@ -137,22 +137,27 @@ class _Box:
         return self.start + self.header
 
 
+def _box_at(head: bytes | bytearray, offset: int, pos: int, end: int) -> _Box:
+    """The box whose header starts at ``head[offset:]``, which lies at ``pos`` in a parent ending at
+    ``end`` (size 1: a 64-bit size follows the type; size 0: up to ``end``)."""
+    size, kind = struct.unpack_from(">I4s", head, offset)
+    header = 8
+    if size == 1:
+        size, header = struct.unpack_from(">Q", head, offset + 8)[0], 16
+    elif size == 0:
+        size = end - pos
+    if size < header or pos + size > end:
+        raise ValueError(f"malformed MP4 box {kind!r} at offset {pos}")
+    return _Box(kind, pos, header, size)
+
+
 def _boxes(data: bytes | bytearray, start: int, end: int) -> list[_Box]:
     """The boxes laid out one after another in ``data[start:end]``."""
     out = []
     pos = start
     while pos + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if size == 1:
-            size = struct.unpack_from(">Q", data, pos + 8)[0]
-            header = 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            raise ValueError(f"malformed MP4 box {kind!r} at offset {pos}")
-        out.append(_Box(kind, pos, header, size))
-        pos += size
+        out.append(_box_at(data, pos, pos, end))
+        pos = out[-1].end
     return out
 
 
@@ -171,17 +176,8 @@ def _top_level_boxes(f) -> list[_Box]:
     out, pos = [], 0
     while pos + 8 <= length:
         f.seek(pos)
-        head = f.read(16)
-        size, kind = struct.unpack_from(">I4s", head)
-        header = 8
-        if size == 1:
-            size, header = struct.unpack_from(">Q", head, 8)[0], 16
-        elif size == 0:
-            size = length - pos
-        if size < header or pos + size > length:
-            raise ValueError(f"malformed MP4 box {kind!r} at offset {pos}")
-        out.append(_Box(kind, pos, header, size))
-        pos += size
+        out.append(_box_at(f.read(16), 0, pos, length))
+        pos = out[-1].end
     return out
 
 
