@@ -382,6 +382,10 @@ def _short_temp_root() -> str | None:
     return "/tmp" if os.path.isdir("/tmp") else None
 
 
+#: The signals that stop a batch.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def _signal_handlers_kept(ray: Any) -> Iterator[None]:
     """Keep this process's SIGINT/SIGTERM/SIGHUP handlers through ``ray.init``.
@@ -394,7 +398,7 @@ def _signal_handlers_kept(ray: Any) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    saved = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
     utils = getattr(getattr(ray, "_private", None), "utils", None)
     original = getattr(utils, "set_sigterm_handler", None)
     if original is not None:
@@ -410,18 +414,13 @@ def _signal_handlers_kept(ray: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals_deferred(received: list[int]) -> Iterator[None]:
-    """SIGINT/SIGTERM/SIGHUP only recorded in ``received`` during the block; the driver acts on them
-    between Ray calls (:meth:`_Batch.check_signals`): an exception raised by a handler while Ray's
-    ``wait``/``get`` run inside its C++ core comes out as a SystemError."""
+def _stop_signals_handled(handler: Any) -> Iterator[None]:
+    """``handler`` (a function or ``signal.SIG_IGN``) for :data:`_STOP_SIGNALS` during the block, the
+    previous handlers restored after it; nothing changes off the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum, _frame):
-        received.append(signum)
-
-    saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    saved = {s: signal.signal(s, handler) for s in _STOP_SIGNALS}
     try:
         yield
     finally:
@@ -430,19 +429,16 @@ def _signals_deferred(received: list[int]) -> Iterator[None]:
                 signal.signal(signum, old)
 
 
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
+def _signals_deferred(received: list[int]) -> contextlib.AbstractContextManager[None]:
+    """SIGINT/SIGTERM/SIGHUP only recorded in ``received`` during the block; the driver acts on them
+    between Ray calls (:meth:`_Batch.check_signals`): an exception raised by a handler while Ray's
+    ``wait``/``get`` run inside its C++ core comes out as a SystemError."""
+    return _stop_signals_handled(lambda signum, _frame: received.append(signum))
+
+
+def _signals_ignored() -> contextlib.AbstractContextManager[None]:
     """SIGINT/SIGTERM/SIGHUP ignored during the block (a second Ctrl-C must not cut the clean-up short)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for signum, handler in saved.items():
-            if handler is not None:
-                signal.signal(signum, handler)
+    return _stop_signals_handled(signal.SIG_IGN)
 
 
 @contextlib.contextmanager
