@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-import mvda.apps.convert as cp
 import video_metric_convert
 from depth_codec import TAG_SCENE_CUTS, DepthVideoReader
 from mvda.ops.scene_cuts import CutDetector, CutList, ListedCuts, cut_score, parse_cut_list, thumbnail
@@ -103,29 +102,28 @@ def test_no_false_cut_in_a_continuous_shot(seed):
 # conversions
 
 
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> dict[str, Path]:
-    """A two-shot clip (22 + 26 frames) and each of its shots alone, lossless."""
-    folder = tmp_path_factory.mktemp("shots")
-    a, b = panning_clip(22, seed=4), synthetic_frames(26, H, W, seed=7)
+def two_shot_clips(folder: Path, first: int, second: int) -> dict[str, Path]:
+    """A two-shot clip (a panning shot of ``first`` frames, then ``second`` frames of another scene) and
+    each of its shots alone, lossless."""
+    a, b = panning_clip(first, seed=4), synthetic_frames(second, H, W, seed=7)
     return {
         "both": write_lossless_video(folder / "both.mkv", np.concatenate([a, b])),
         "a": write_lossless_video(folder / "a.mkv", a),
         "b": write_lossless_video(folder / "b.mkv", b),
     }
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> dict[str, Path]:
+    """A two-shot clip (22 + 26 frames) and each of its shots alone."""
+    return two_shot_clips(tmp_path_factory.mktemp("shots"), 22, 26)
 
 
 @pytest.fixture(scope="module")
 def long_shots(tmp_path_factory) -> dict[str, Path]:
     """A two-shot clip (70 + 40 frames) whose first shot is longer than the global fit's 32 DA-V2 frames:
     converted alone it takes every 3rd frame, a stride the shot's length decides."""
-    folder = tmp_path_factory.mktemp("long_shots")
-    a, b = panning_clip(70, seed=4), synthetic_frames(40, H, W, seed=7)
-    return {
-        "both": write_lossless_video(folder / "both.mkv", np.concatenate([a, b])),
-        "a": write_lossless_video(folder / "a.mkv", a),
-        "b": write_lossless_video(folder / "b.mkv", b),
-    }
+    return two_shot_clips(tmp_path_factory.mktemp("long_shots"), 70, 40)
 
 
 def convert(checkpoints, clip: Path, out: Path, *extra: str) -> tuple[np.ndarray, DepthVideoReader]:
